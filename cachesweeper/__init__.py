@@ -1,0 +1,22 @@
+"""cachesweeper: key-based cache invalidation for Django.
+
+Cached content remembers the version tokens of what it depends on; a sweep
+bumps a token (one atomic operation, whatever the number of entries) and
+stale content is simply never read again.
+"""
+
+from cachesweeper.sweeps import (
+    invalidate_cache_for,
+    invalidate_model,
+    invalidate_queryset,
+    invalidate_tag,
+    register,
+)
+
+__all__ = [
+    "invalidate_cache_for",
+    "invalidate_model",
+    "invalidate_queryset",
+    "invalidate_tag",
+    "register",
+]

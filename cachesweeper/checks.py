@@ -1,0 +1,88 @@
+"""System checks: misconfiguration is reported by ``manage.py check``, with the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from cachesweeper.conf import DEFAULTS
+
+_PER_PROCESS = (
+    "django.core.cache.backends.locmem.",
+    "django.core.cache.backends.filebased.",
+    "django.core.cache.backends.db.",
+    "django.core.cache.backends.dummy.",
+)
+
+
+@register(Tags.caches)
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    user = getattr(settings, "CACHESWEEPER", {})
+    if not isinstance(user, dict):
+        return [
+            Error(
+                "CACHESWEEPER must be a dict.",
+                hint='Set CACHESWEEPER = {"CACHE": "default", ...} or remove it.',
+                id="cachesweeper.E002",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            Error(
+                f"CACHESWEEPER has unknown keys: {', '.join(unknown)}.",
+                hint=f"Known keys: {', '.join(DEFAULTS)}.",
+                id="cachesweeper.E002",
+            )
+        )
+    for key in ("CACHE", "VERSION_CACHE", "KEY_PREFIX", "USING"):
+        if key in user and (not isinstance(user[key], str) or not user[key]):
+            errors.append(
+                Error(
+                    f'CACHESWEEPER["{key}"] must be a non-empty string, not {user[key]!r}.',
+                    id="cachesweeper.E002",
+                )
+            )
+    grace = user.get("GRACE", 0)
+    if not isinstance(grace, int) or isinstance(grace, bool) or grace < 0:
+        errors.append(
+            Error(
+                f'CACHESWEEPER["GRACE"] must be a whole number of seconds >= 0, not {grace!r}.',
+                id="cachesweeper.E002",
+            )
+        )
+    if errors:
+        return errors
+    return _check_caches(user)
+
+
+def _check_caches(user: dict[str, Any]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for key in ("CACHE", "VERSION_CACHE"):
+        alias = user.get(key, DEFAULTS[key])
+        if alias not in settings.CACHES:
+            messages.append(
+                Error(
+                    f'CACHESWEEPER["{key}"] names the cache alias {alias!r}, '
+                    "which is not in CACHES.",
+                    hint=f"Use one of: {', '.join(settings.CACHES)}; or add {alias!r} to CACHES.",
+                    id="cachesweeper.E001",
+                )
+            )
+            continue
+        backend = str(settings.CACHES[alias].get("BACKEND", ""))
+        if not settings.DEBUG and backend.startswith(_PER_PROCESS):
+            messages.append(
+                Warning(
+                    f'CACHESWEEPER["{key}"] uses {backend}, which each process keeps to '
+                    "itself: with several worker processes, a sweep in one process is "
+                    "not seen by the others, which keep serving stale content.",
+                    hint="Use memcached or Redis (PyMemcacheCache, RedisCache or "
+                    "django-redis), or serve the site from a single process.",
+                    id="cachesweeper.W001",
+                )
+            )
+    return messages

@@ -1,0 +1,81 @@
+"""The per-request collector of dependency names (Russian-doll caching).
+
+Every fragment that renders, hit or miss, reports the names it depends on,
+with the counter token it saw for each, to the innermost open *frame*. An
+enclosing fragment, a cached page or the edge headers open a frame around
+their content and so learn the union of everything rendered inside them.
+
+Tokens travel with the names because an outer entry must be stored against
+the tokens its inner content was built from (read before that content was
+rendered), not against tokens read afterwards, which a concurrent sweep may
+already have moved on. A ``ContextVar`` keeps this right for threads and
+async code alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_current: ContextVar[Frame | None] = ContextVar("cachesweeper_frame", default=None)
+
+
+class Frame:
+    """What was rendered inside one fragment, page or response."""
+
+    def __init__(self, parent: Frame | None, wants_tokens: bool) -> None:
+        self.parent = parent
+        self.wants_tokens = wants_tokens or (parent is not None and parent.wants_tokens)
+        self.tokens: dict[str, int | None] = {}
+        self.conflicted = False
+
+    def add(self, tokens: Mapping[str, int | None]) -> None:
+        for name, token in tokens.items():
+            if name not in self.tokens:
+                self.tokens[name] = token
+            elif self.tokens[name] != token:
+                # Two pieces of content saw different versions of one
+                # dependency: a sweep happened mid-render.
+                self.conflicted = True
+
+    @property
+    def complete(self) -> bool:
+        """True when the content can be stored: every token known and consistent."""
+        return not self.conflicted and None not in self.tokens.values()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tokens)
+
+
+def current() -> Frame | None:
+    return _current.get()
+
+
+def wants_tokens() -> bool:
+    """Whether an enclosing cached fragment or page will store what renders now."""
+    frame = _current.get()
+    return frame is not None and frame.wants_tokens
+
+
+def report(tokens: Mapping[str, int | None]) -> None:
+    """Tell the innermost frame, if any, that content depending on ``tokens`` rendered."""
+    frame = _current.get()
+    if frame is not None:
+        frame.add(tokens)
+
+
+@contextmanager
+def collect(wants_tokens: bool = True) -> Iterator[Frame]:
+    """Open a frame; on exit its names (and tokens) flow into the enclosing frame."""
+    parent = _current.get()
+    frame = Frame(parent, wants_tokens)
+    reset = _current.set(frame)
+    try:
+        yield frame
+    finally:
+        _current.reset(reset)
+        if parent is not None:
+            parent.add(frame.tokens)
+            parent.conflicted = parent.conflicted or frame.conflicted

@@ -1,0 +1,60 @@
+"""Settings for cachesweeper, read from ``settings.CACHESWEEPER`` at use time.
+
+Nothing is cached at import, so ``override_settings`` in a user's tests takes
+effect immediately.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "CACHE": "default",
+    "VERSION_CACHE": "default",
+    "KEY_PREFIX": "cs",
+    "USING": "counter",
+    "GRACE": 0,
+    "EDGES": [],
+    "PAGE_RULES": [],
+}
+
+
+class Settings:
+    """Attribute access to ``CACHESWEEPER`` with :data:`DEFAULTS` filled in."""
+
+    def _get(self, name: str) -> Any:
+        user: dict[str, Any] = getattr(settings, "CACHESWEEPER", None) or {}
+        return user.get(name, DEFAULTS[name])
+
+    @property
+    def CACHE(self) -> str:
+        return str(self._get("CACHE"))
+
+    @property
+    def VERSION_CACHE(self) -> str:
+        return str(self._get("VERSION_CACHE"))
+
+    @property
+    def KEY_PREFIX(self) -> str:
+        return str(self._get("KEY_PREFIX"))
+
+    @property
+    def USING(self) -> str:
+        return str(self._get("USING"))
+
+    @property
+    def GRACE(self) -> int:
+        return int(self._get("GRACE"))
+
+    @property
+    def EDGES(self) -> list[dict[str, Any]]:
+        return list(self._get("EDGES"))
+
+    @property
+    def PAGE_RULES(self) -> list[Any]:
+        return list(self._get("PAGE_RULES"))
+
+
+conf = Settings()

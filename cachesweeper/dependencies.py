@@ -1,0 +1,112 @@
+"""What cached content depends on, and the one canonical name of each.
+
+A dependency is a model instance (``blog.article.42``), a model class
+(``blog.article``) or a named tag (``frontpage``). The same name keys its
+token in the cache and labels content for edge caches, so it must be
+header-safe: anything outside letters, digits and ``._~:/-`` is
+percent-encoded (UTF-8), which is lossless, so two different tags never
+share a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from django.db.models import Model, QuerySet
+
+from cachesweeper.tokens import COUNTER, strategy_for
+
+_SAFE = "._~:/-"
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + _SAFE)
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One dependency of a fragment or page.
+
+    ``attribute`` is set when the token is read from the instance (the
+    attribute strategy); ``value`` is then the attribute's value. ``scope``
+    only distinguishes entries (the SQL of a QuerySet), it is never swept.
+    """
+
+    name: str
+    attribute: str | None = None
+    value: Any = None
+    scope: str = ""
+
+
+def encode(text: str) -> str:
+    """Make ``text`` header-safe, losslessly. The empty tag is named ``%``."""
+    if text and all(char in _PLAIN for char in text):
+        return text
+    return quote(text, safe=_SAFE, errors="surrogatepass") or "%"
+
+
+def model_name(model: type[Model]) -> str:
+    """``app_label.modelname`` of the concrete model (proxies share their rows' name)."""
+    concrete = model._meta.concrete_model or model
+    return concrete._meta.label_lower
+
+
+def instance_name(instance: Model) -> str:
+    if instance.pk is None:
+        raise ValueError(f"{instance!r} is not saved; an unsaved instance has no dependency name")
+    return f"{model_name(type(instance))}.{encode(str(instance.pk))}"
+
+
+def tag_name(tag: str) -> str:
+    return encode(tag)
+
+
+def name_of(obj: Any) -> str:
+    """The canonical name of a single instance, model class or tag."""
+    if isinstance(obj, Model):
+        return instance_name(obj)
+    if isinstance(obj, type) and issubclass(obj, Model):
+        return model_name(obj)
+    if isinstance(obj, str):
+        return tag_name(obj)
+    raise TypeError(
+        f"cachesweeper cannot depend on {obj!r}: use a model instance, a model class, "
+        "a QuerySet, a string tag, or a list of these"
+    )
+
+
+def resolve(obj: Any) -> list[Dependency]:
+    """The dependencies of ``obj``: an instance, model class, QuerySet, tag or list of them.
+
+    A QuerySet depends on its model and is never evaluated here.
+    """
+    if isinstance(obj, Model):
+        return [_instance_dependency(obj)]
+    if isinstance(obj, QuerySet):
+        return [Dependency(model_name(obj.model), scope=_query_scope(obj))]
+    if isinstance(obj, (list, tuple)):
+        return [dep for item in obj for dep in resolve(item)]
+    return [Dependency(name_of(obj))]
+
+
+def names(dependencies: Iterable[Dependency]) -> list[str]:
+    """Names in first-seen order, without repeats."""
+    return list(dict.fromkeys(dep.name for dep in dependencies))
+
+
+def _instance_dependency(instance: Model) -> Dependency:
+    if instance.pk is None:
+        # Nothing can sweep an unsaved instance; depend on its model instead.
+        return Dependency(model_name(type(instance)))
+    name = instance_name(instance)
+    using = strategy_for(type(instance))
+    if using != COUNTER and hasattr(instance, using):
+        return Dependency(name, attribute=using, value=getattr(instance, using))
+    return Dependency(name)
+
+
+def _query_scope(queryset: QuerySet[Any]) -> str:
+    try:
+        return str(queryset.query)
+    except Exception:  # an empty .none() query cannot be compiled
+        return repr(queryset.query.where)

@@ -1,0 +1,325 @@
+"""Entries and the read path shared by fragments and pages.
+
+An entry's key holds no version: it is a hash of the entry's identity. The
+token vector the payload was built against is stored *inside* the entry, so
+one ``get_many`` fetches the entry and the current counter tokens together,
+and a comparison decides hit, stale or miss. A hit costs one round trip and
+writes nothing; one key per fragment means no dead versions pile up, and a
+stale copy stays at hand for grace.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from django.core.cache import BaseCache, caches
+
+from cachesweeper import collector, signals, tokens
+from cachesweeper.conf import conf
+from cachesweeper.dependencies import Dependency
+
+logger = logging.getLogger("cachesweeper")
+
+HIT = "hit"
+STALE = "stale"
+MISS = "miss"
+
+_FORMAT = "cs1"
+_KNOWN_LIMIT = 10_000
+
+# Entry key -> counter names its entry was last seen to depend on. Names that
+# inner fragments contributed are only learnt from the entry itself; knowing
+# them in advance lets the next read fetch their tokens in the same
+# ``get_many`` as the entry. A hint only: validation always uses the entry.
+_known: dict[str, frozenset[str]] = {}
+
+
+class Entry(NamedTuple):
+    payload: Any
+    counters: dict[str, int]
+    attributes: dict[str, Any]
+    fresh_until: float | None
+    stale_since: float | None = None
+
+    def dump(self) -> tuple[Any, ...]:
+        return (_FORMAT, *self)
+
+    @classmethod
+    def load(cls, raw: object) -> Entry | None:
+        if isinstance(raw, tuple) and len(raw) == 6 and raw[0] == _FORMAT:
+            return cls(*raw[1:])
+        return None
+
+
+@dataclass
+class Slot:
+    """One fragment or page being looked up, and what the lookup found."""
+
+    key: str
+    dependencies: Sequence[Dependency]
+    timeout: float | None
+    grace: float = 0
+    entry: Entry | None = None
+    state: str = MISS
+    counters: dict[str, int] = field(default_factory=dict)
+    using: str | None = None
+    locked: bool = False
+    cache_down: bool = False
+
+    @property
+    def cache(self) -> BaseCache:
+        return caches[self.using or conf.CACHE]
+
+    @property
+    def counter_names(self) -> list[str]:
+        return [dep.name for dep in self.dependencies if dep.attribute is None]
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return {dep.name: dep.value for dep in self.dependencies if dep.attribute is not None}
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.key}:lock"
+
+    def seen_tokens(self) -> dict[str, int | None]:
+        """What this slot reports to the enclosing frame when served from its entry."""
+        assert self.entry is not None
+        seen: dict[str, int | None] = dict(self.entry.counters)
+        for name in self.attributes:
+            seen.setdefault(name, self.counters.get(name))
+        return seen
+
+    def declared_tokens(self) -> dict[str, int | None]:
+        """Current tokens of the declared dependencies (``None`` where unknown)."""
+        return {dep.name: self.counters.get(dep.name) for dep in self.dependencies}
+
+
+def version_cache() -> BaseCache:
+    return caches[conf.VERSION_CACHE]
+
+
+def serve(slots: Sequence[Slot], render: Callable[[int], Any]) -> list[Any]:
+    """Return each slot's payload: from its entry, or ``render(index)`` and store it.
+
+    Every slot reports its dependencies to the enclosing frame, hit or miss.
+    A render that raises falls back to a stale entry while grace allows and
+    never overwrites it; regeneration locks are released whatever happens.
+    """
+    lookup(slots)
+    results: list[Any] = []
+    rendered: list[tuple[Slot, Any, collector.Frame]] = []
+    try:
+        for index, slot in enumerate(slots):
+            if slot.state != MISS:
+                assert slot.entry is not None
+                announce(slot, slot.state)
+                collector.report(slot.seen_tokens())
+                results.append(slot.entry.payload)
+                continue
+            announce(slot, MISS)
+            with collector.collect() as frame:
+                try:
+                    payload = render(index)
+                except Exception:
+                    if not can_serve_stale(slot):
+                        raise
+                    logger.exception("cachesweeper: re-render failed, serving the stale entry")
+                    keep_stale(slot)
+                    assert slot.entry is not None
+                    collector.report(slot.seen_tokens())
+                    results.append(slot.entry.payload)
+                    continue
+            collector.report(slot.declared_tokens())
+            rendered.append((slot, payload, frame))
+            results.append(payload)
+        save(rendered)
+    finally:
+        release(slots)
+    return results
+
+
+def lookup(slots: Sequence[Slot]) -> None:
+    """Fetch the entries of ``slots`` and the tokens they need, and decide each state.
+
+    One ``get_many`` when entries and tokens share a cache alias (two when
+    they do not). A second read happens only the first time this process
+    meets an entry that inner fragments made depend on more names, and
+    missing counters are created only when something will be stored.
+    """
+    wants = collector.wants_tokens()
+    declared = {dep.name for slot in slots for dep in slot.dependencies}
+    needed: dict[str, None] = {}
+    for slot in slots:
+        needed.update(dict.fromkeys(slot.counter_names))
+        if wants:
+            needed.update(dict.fromkeys(slot.attributes))
+        needed.update(dict.fromkeys(_known.get(slot.key, ())))
+    try:
+        found, counters = _fetch(slots[0], [slot.key for slot in slots], needed)
+        more: dict[str, None] = {}
+        for slot in slots:
+            slot.entry = Entry.load(found.get(slot.key))
+            if slot.entry is not None:
+                _remember(slot.key, slot.entry.counters)
+                more.update((name, None) for name in slot.entry.counters if name not in needed)
+        if more:
+            counters.update(tokens.read_counters(version_cache(), more))
+        missing = [name for name in needed if name not in counters and name in declared]
+        if missing:
+            counters.update(tokens.create_counters(version_cache(), missing))
+    except Exception:
+        logger.warning("cachesweeper: cache unreachable, rendering uncached", exc_info=True)
+        for slot in slots:
+            slot.cache_down = True
+            slot.state = MISS
+        return
+
+    now = time.time()
+    for slot in slots:
+        slot.counters = counters
+        slot.state = _evaluate(slot, counters, now)
+        if slot.state == STALE and _lock(slot):
+            slot.state = MISS  # this request re-renders; the stale entry is its fallback
+
+
+def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
+    """Store freshly rendered payloads, each against the tokens it was built from.
+
+    Content whose tokens are incomplete (the cache was down for an inner
+    fragment) or inconsistent (a sweep happened mid-render) is not stored.
+    """
+    now = time.time()
+    timeout: float | None
+    batch: dict[float | None, dict[str, Any]] = {}
+    for slot, payload, frame in slots:
+        if slot.cache_down or not frame.complete:
+            continue
+        if slot.timeout is not None and slot.timeout <= 0:
+            continue
+        counters = {name: slot.counters[name] for name in slot.counter_names}
+        counters.update((name, token) for name, token in frame.tokens.items() if token is not None)
+        if slot.timeout is None:
+            fresh_until, timeout = None, None
+        else:
+            fresh_until, timeout = now + slot.timeout, slot.timeout + slot.grace
+        entry = Entry(payload, counters, slot.attributes, fresh_until)
+        batch.setdefault(timeout, {})[slot.key] = entry.dump()
+        _remember(slot.key, counters)
+    if not slots:
+        return
+    cache = slots[0][0].cache
+    for timeout, values in batch.items():
+        _safely(cache.set_many, values, timeout)
+    release([slot for slot, _, _ in slots])
+
+
+def release(slots: Sequence[Slot]) -> None:
+    """Give up the regeneration locks held for ``slots`` (always, even after an error)."""
+    held = [slot for slot in slots if slot.locked]
+    if held:
+        _safely(held[0].cache.delete_many, [slot.lock_key for slot in held])
+        for slot in held:
+            slot.locked = False
+
+
+def keep_stale(slot: Slot) -> None:
+    """A regeneration failed: keep serving the stale entry, for ``grace`` seconds at most."""
+    entry = slot.entry
+    assert entry is not None
+    if entry.stale_since is None:
+        marked = entry._replace(stale_since=time.time())
+        _safely(slot.cache.set, slot.key, marked.dump(), max(1, int(slot.grace)))
+    release([slot])
+
+
+def can_serve_stale(slot: Slot) -> bool:
+    """Whether a failed regeneration may fall back to the slot's stale entry."""
+    if slot.entry is None or slot.grace <= 0:
+        return False
+    since = _stale_since(slot.entry, time.time())
+    return since is None or time.time() < since + slot.grace
+
+
+def announce(slot: Slot, state: str) -> None:
+    """Send the matching signal, only when somebody listens."""
+    signal = {HIT: signals.fragment_hit, STALE: signals.fragment_stale, MISS: signals.fragment_miss}[
+        state
+    ]
+    if signal.receivers:
+        names = list(slot.entry.counters) if state != MISS and slot.entry else []
+        names += [dep.name for dep in slot.dependencies if dep.name not in names]
+        signal.send(sender=Slot, key=slot.key, dependencies=names)
+
+
+def _fetch(
+    slot: Slot, keys: list[str], names: Mapping[str, None]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    if (slot.using or conf.CACHE) == conf.VERSION_CACHE:
+        token_keys = {tokens.token_key(name): name for name in names}
+        found = slot.cache.get_many([*keys, *token_keys])
+        counters = {
+            token_keys[key]: value
+            for key, value in found.items()
+            if key in token_keys and isinstance(value, int)
+        }
+        return found, counters
+    found = slot.cache.get_many(keys)
+    return found, tokens.read_counters(version_cache(), names)
+
+
+def _evaluate(slot: Slot, counters: Mapping[str, int], now: float) -> str:
+    entry = slot.entry
+    if entry is None:
+        return MISS
+    valid = entry.attributes == slot.attributes and tokens.tokens_match(entry.counters, counters)
+    fresh = entry.fresh_until is None or now < entry.fresh_until
+    if valid and fresh:
+        return HIT
+    if slot.grace <= 0:
+        return MISS
+    since = _stale_since(entry, now)
+    if since is not None and now >= since + slot.grace:
+        return MISS
+    return STALE
+
+
+def _stale_since(entry: Entry, now: float) -> float | None:
+    """When the entry went stale, if known: its expiry, or its first failed regeneration."""
+    moments = [entry.stale_since]
+    if entry.fresh_until is not None and now >= entry.fresh_until:
+        moments.append(entry.fresh_until)
+    known = [moment for moment in moments if moment is not None]
+    return min(known) if known else None
+
+
+def _lock(slot: Slot) -> bool:
+    """Try to become the one request that re-renders a stale entry.
+
+    The lock's timeout is relative and bounded by grace, so a request that
+    dies while rendering only holds the others back until then.
+    """
+    try:
+        slot.locked = bool(slot.cache.add(slot.lock_key, 1, timeout=max(1, int(slot.grace))))
+    except Exception:
+        logger.warning("cachesweeper: cache unreachable while locking", exc_info=True)
+        slot.locked = False
+        return True  # nobody can coordinate; render rather than serve stale forever
+    return slot.locked
+
+
+def _remember(key: str, names: Mapping[str, object]) -> None:
+    if len(_known) >= _KNOWN_LIMIT:
+        _known.clear()
+    _known[key] = frozenset(names)
+
+
+def _safely(method: Any, *args: Any) -> None:
+    try:
+        method(*args)
+    except Exception:
+        logger.warning("cachesweeper: cache unreachable, entry not stored", exc_info=True)

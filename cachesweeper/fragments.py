@@ -1,0 +1,43 @@
+"""Fragment identity, shared by the Django template tags and the Jinja2 extension."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cachesweeper.conf import conf
+from cachesweeper.dependencies import Dependency, resolve
+from cachesweeper.entries import Slot
+from cachesweeper.keys import make_key
+
+
+def fragment_slot(
+    origin: str,
+    target: Any,
+    timeout: Any,
+    vary_on: Sequence[Any],
+    *,
+    using: str | None = None,
+    grace: Any = None,
+) -> Slot:
+    """The slot of one fragment.
+
+    Its key hashes where the fragment is written (template name and line),
+    its dependency names and its vary-on values, so two templates caching
+    the same object never share an entry by accident.
+    """
+    dependencies = resolve(target)
+    return Slot(
+        fragment_key(origin, dependencies, vary_on),
+        dependencies,
+        timeout=timeout,
+        grace=conf.GRACE if grace is None else grace,
+        using=using,
+    )
+
+
+def fragment_key(origin: str, dependencies: Sequence[Dependency], vary_on: Sequence[Any]) -> str:
+    parts: list[Any] = [origin, len(dependencies)]
+    parts += [f"{dep.name} {dep.scope}" for dep in dependencies]
+    parts += vary_on
+    return make_key("f", parts)

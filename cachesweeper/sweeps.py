@@ -1,0 +1,430 @@
+"""Sweeps: bump the tokens of dependencies, after commit, and never lose one.
+
+Inside ``transaction.atomic()`` a sweep waits for the commit (so no reader
+can cache pre-commit data under the new token) and is de-duplicated per
+transaction; a rollback sweeps nothing. A bump that cannot reach the
+version cache is logged at error level and retried in the background; it
+never raises into the code that saved the model.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from django.core.cache import caches
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db import models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
+from django.utils import timezone
+
+from cachesweeper import signals, tokens
+from cachesweeper.conf import conf
+from cachesweeper.dependencies import encode, instance_name, model_name, name_of, tag_name
+
+logger = logging.getLogger("cachesweeper")
+
+M = TypeVar("M", bound=type[models.Model])
+Tags = Iterable[Any] | Callable[[Any], Iterable[Any]]
+
+
+# -- explicit sweeps -----------------------------------------------------------
+
+
+def invalidate_cache_for(instance: models.Model, using: str | None = None) -> None:
+    """Sweep one instance: content depending on it is rendered afresh.
+
+    ``using`` picks the token strategy: ``None`` for the configured one,
+    ``"counter"``, or an attribute name such as ``"updated_at"`` (which is then
+    set to now with one ``UPDATE``, as Rails' ``touch`` does).
+    """
+    strategy = using or tokens.strategy_for(type(instance))
+    database = instance._state.db or router.db_for_write(type(instance))
+    if strategy != tokens.COUNTER:
+        _touch_attribute(type(instance), [instance.pk], strategy, database)
+    sweep([instance_name(instance)], database=database)
+
+
+def invalidate_model(model: type[models.Model]) -> None:
+    """Sweep the model-level dependency (fragments on the class or a QuerySet of it)."""
+    sweep([model_name(model)], database=router.db_for_write(model))
+
+
+def invalidate_tag(*names: str) -> None:
+    """Sweep named tags."""
+    sweep([tag_name(name) for name in names])
+
+
+def invalidate_queryset(queryset: models.QuerySet[Any]) -> None:
+    """Sweep every instance ``queryset`` matches, and their model.
+
+    ``QuerySet.update()``, ``bulk_create()`` and ``bulk_update()`` send no
+    signals; call this with the affected rows (before an update that changes
+    which rows the filter matches).
+    """
+    label = model_name(queryset.model)
+    names = [f"{label}.{encode(str(pk))}" for pk in queryset.values_list("pk", flat=True)]
+    sweep([*names, label], database=queryset.db)
+
+
+def sweep(names: Iterable[str], database: str | None = None) -> None:
+    """Bump the tokens of ``names`` now, or when the current transaction commits."""
+    names = list(dict.fromkeys(names))
+    if not names:
+        return
+    connection = transaction.get_connection(database)
+    if connection.in_atomic_block:
+        _defer(connection, names)
+    else:
+        bump(names)
+
+
+def bump(names: Sequence[str]) -> None:
+    """Bump counters now; failures go to the retry queue, never to the caller."""
+    failed = _bump(names)
+    if failed:
+        logger.error(
+            "cachesweeper: could not reach the version cache to sweep %s; will retry",
+            ", ".join(failed),
+        )
+        _retries.add(failed)
+    if signals.swept.receivers:
+        signals.swept.send(sender=None, dependencies=list(names))
+
+
+def _bump(names: Iterable[str]) -> list[str]:
+    """Bump each counter; return the names whose bump failed."""
+    failed: list[str] = []
+    try:
+        cache = caches[conf.VERSION_CACHE]
+    except Exception:
+        logger.exception("cachesweeper: version cache unavailable")
+        return list(names)
+    for name in names:
+        try:
+            tokens.bump(cache, name)
+        except Exception:
+            failed.append(name)
+    return failed
+
+
+class _Pending:
+    """Names swept inside one transaction, bumped once on commit."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, None] = {}
+
+    def __call__(self) -> None:
+        names, self.names = list(self.names), {}
+        bump(names)
+
+
+def _defer(connection: BaseDatabaseWrapper, names: Iterable[str]) -> None:
+    pending: _Pending | None = getattr(connection, "_cachesweeper_pending", None)
+    # After a rollback (of the transaction or of the savepoint that
+    # registered it) Django forgets the callback: start a new batch then.
+    if pending is None or not any(item[1] is pending for item in connection.run_on_commit):
+        pending = _Pending()
+        connection._cachesweeper_pending = pending  # type: ignore[attr-defined]
+        transaction.on_commit(pending, using=connection.alias)
+    pending.names.update(dict.fromkeys(names))
+
+
+class _RetryQueue:
+    """Bumps that failed, retried with exponential backoff by a daemon thread."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, None] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.first_delay = 0.5
+        self.max_delay = 30.0
+
+    def add(self, names: Iterable[str]) -> None:
+        with self._lock:
+            self._names.update(dict.fromkeys(names))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="cachesweeper-retry", daemon=True
+                )
+                self._thread.start()
+
+    def pending(self) -> list[str]:
+        with self._lock:
+            return list(self._names)
+
+    def flush(self) -> list[str]:
+        """Try every pending bump once; return what still failed."""
+        with self._lock:
+            names, self._names = list(self._names), {}
+        failed = _bump(names) if names else []
+        if failed:
+            with self._lock:
+                self._names.update(dict.fromkeys(failed))
+        else:
+            if names and signals.swept.receivers:
+                signals.swept.send(sender=None, dependencies=names)
+        return failed
+
+    def _run(self) -> None:
+        delay = self.first_delay
+        while True:
+            time.sleep(delay)
+            failed = self.flush()
+            if failed:
+                delay = min(delay * 2, self.max_delay)
+                logger.error("cachesweeper: %d sweeps still pending; retrying", len(failed))
+                continue
+            with self._lock:
+                if not self._names:
+                    self._thread = None
+                    return
+            delay = self.first_delay
+
+
+_retries = _RetryQueue()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    failed = _retries.flush()
+    if failed:
+        logger.error("cachesweeper: %d sweeps lost at exit: %s", len(failed), ", ".join(failed))
+
+
+# -- register() ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registration:
+    using: str | None
+    touch: tuple[str, ...]
+    tags: Tags | None
+    purge_urls: Callable[[Any], Iterable[str]] | None
+
+
+_registry: dict[type[models.Model], Registration] = {}
+
+
+@overload
+def register(
+    model: M,
+    *,
+    using: str | None = ...,
+    touch: Iterable[str] = ...,
+    tags: Tags | None = ...,
+    purge_urls: Callable[[Any], Iterable[str]] | None = ...,
+) -> M: ...
+
+
+@overload
+def register(
+    model: None = ...,
+    *,
+    using: str | None = ...,
+    touch: Iterable[str] = ...,
+    tags: Tags | None = ...,
+    purge_urls: Callable[[Any], Iterable[str]] | None = ...,
+) -> Callable[[M], M]: ...
+
+
+def register(
+    model: M | None = None,
+    *,
+    using: str | None = None,
+    touch: Iterable[str] = (),
+    tags: Tags | None = None,
+    purge_urls: Callable[[Any], Iterable[str]] | None = None,
+) -> M | Callable[[M], M]:
+    """Sweep ``model``'s instances (and the model) on save, delete and m2m changes.
+
+    ``using``: token strategy for this model (``"counter"`` or an attribute).
+    ``touch``: foreign keys whose targets are swept too, cascading through
+    their own registrations. ``tags``: extra named tags, a list or a
+    callable taking the instance. Works as a class decorator as well.
+    """
+    if model is None:
+
+        def decorator(model: M) -> M:
+            return register(model, using=using, touch=touch, tags=tags, purge_urls=purge_urls)
+
+        return decorator
+
+    touch = tuple(touch)
+    for field_name in touch:
+        _check_touch(model, field_name)
+    _registry[model] = Registration(using, touch, tags, purge_urls)
+    tokens.set_strategy(model, using)
+    _connect()
+    if touch:
+        uid = f"cachesweeper.post_init.{model._meta.label}"
+        post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)
+    return model
+
+
+def registration_for(model: type[models.Model]) -> Registration | None:
+    for klass in model.__mro__:
+        if klass in _registry:
+            return _registry[klass]
+    return None
+
+
+def _check_touch(model: type[models.Model], field_name: str) -> None:
+    try:
+        field = model._meta.get_field(field_name)
+    except FieldDoesNotExist:
+        raise ImproperlyConfigured(
+            f"cachesweeper.register({model.__name__}, touch=[{field_name!r}]): "
+            f"{model.__name__} has no field {field_name!r}"
+        ) from None
+    if not (field.many_to_one or field.one_to_one) or field.auto_created:
+        raise ImproperlyConfigured(
+            f"cachesweeper.register({model.__name__}, touch=[{field_name!r}]): "
+            "touch takes the names of ForeignKey or OneToOneField fields"
+        )
+
+
+def _connect() -> None:
+    post_save.connect(_on_save, dispatch_uid="cachesweeper.post_save")
+    post_delete.connect(_on_save, dispatch_uid="cachesweeper.post_delete")
+    m2m_changed.connect(_on_m2m_changed, dispatch_uid="cachesweeper.m2m_changed")
+
+
+def _remember_targets(sender: Any, instance: models.Model, **kwargs: Any) -> None:
+    """Keep the foreign keys an instance was loaded with, to sweep old targets too."""
+    registration = registration_for(type(instance))
+    if registration is None:
+        return
+    instance.__dict__["_cachesweeper_loaded"] = {
+        name: instance.__dict__.get(instance._meta.get_field(name).attname)
+        for name in registration.touch
+    }
+
+
+def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any) -> None:
+    registration = registration_for(type(instance))
+    if registration is None:
+        return
+    try:
+        names = _names_to_sweep(instance, registration, using, set())
+        sweep(names, database=using)
+        if registration.touch:
+            _remember_targets(sender, instance)
+    except Exception:
+        logger.exception("cachesweeper: could not sweep %r", instance)
+
+
+def _on_m2m_changed(
+    sender: Any,
+    instance: models.Model,
+    action: str,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str | None = None,
+    **kwargs: Any,
+) -> None:
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    try:
+        names: list[str] = []
+        registration = registration_for(type(instance))
+        if registration is not None:
+            names += _names_to_sweep(instance, registration, using, set())
+        if registration_for(model) is not None:
+            label = model_name(model)
+            if pk_set is None:  # clear(): which rows were related is gone
+                names.append(label)
+            else:
+                names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
+        sweep(names, database=using)
+    except Exception:
+        logger.exception("cachesweeper: could not sweep m2m change on %r", instance)
+
+
+def _names_to_sweep(
+    instance: models.Model, registration: Registration, database: str | None, seen: set[str]
+) -> list[str]:
+    """The instance, its model, its tags, and what it touches, recursively."""
+    name = instance_name(instance)
+    if name in seen:
+        return []
+    seen.add(name)
+    names = [name, model_name(type(instance))]
+    names += _tag_names(instance, registration.tags)
+    for field_name in registration.touch:
+        names += _touched(instance, field_name, database, seen)
+    return names
+
+
+def _touched(
+    instance: models.Model, field_name: str, database: str | None, seen: set[str]
+) -> list[str]:
+    field = instance._meta.get_field(field_name)
+    target_model: type[models.Model] = field.related_model  # type: ignore[assignment]
+    target_registration = registration_for(target_model)
+    strategy = tokens.strategy_for(target_model)
+    loaded = instance.__dict__.get("_cachesweeper_loaded", {}).get(field_name)
+    current = getattr(instance, field.attname)  # type: ignore[union-attr]
+    ids = [value for value in dict.fromkeys((current, loaded)) if value is not None]
+    by_pk = field.target_field.primary_key  # type: ignore[union-attr]
+    needs_instance = not by_pk or (
+        target_registration is not None
+        and (target_registration.touch or callable(target_registration.tags))
+    )
+    if strategy != tokens.COUNTER:
+        lookup = field.target_field.attname  # type: ignore[union-attr]
+        _touch_attribute(target_model, ids, strategy, database, lookup)
+    names: list[str] = []
+    if not needs_instance:
+        label = model_name(target_model)
+        names += [f"{label}.{encode(str(value))}" for value in ids] + [label]
+        if target_registration is not None:
+            names += _tag_names(None, target_registration.tags)
+        return names
+    lookup = field.target_field.attname  # type: ignore[union-attr]
+    manager = target_model._base_manager.db_manager(database)
+    for target in manager.filter(**{f"{lookup}__in": ids}):
+        registration = target_registration or Registration(None, (), None, None)
+        names += _names_to_sweep(target, registration, database, seen)
+    return names
+
+
+def _tag_names(instance: models.Model | None, tags: Tags | None) -> list[str]:
+    if tags is None:
+        return []
+    if callable(tags):
+        if instance is None:
+            return []
+        tags = tags(instance)
+    return [name_of(tag) for tag in tags]
+
+
+def _touch_attribute(
+    model: type[models.Model],
+    ids: Sequence[Any],
+    attribute: str,
+    database: str | None,
+    lookup: str = "pk",
+) -> None:
+    """Move the version attribute of rows on with one ``UPDATE`` (attribute strategy)."""
+    if not ids:
+        return
+    field = model._meta.get_field(attribute)
+    value: Any
+    if isinstance(field, models.DateTimeField):
+        value = timezone.now()
+    elif isinstance(field, models.IntegerField):
+        value = models.F(attribute) + 1
+    else:
+        raise ImproperlyConfigured(
+            f"cachesweeper: {model.__name__}.{attribute} must be a DateTimeField or an "
+            "IntegerField to serve as a version attribute"
+        )
+    manager = model._base_manager.db_manager(database)
+    manager.filter(**{f"{lookup}__in": ids}).update(**{attribute: value})

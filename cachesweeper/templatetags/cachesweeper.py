@@ -1,0 +1,258 @@
+"""``{% cachesweeper %}`` and ``{% cachesweeper_for %}``.
+
+    {% load cachesweeper %}
+    {% cachesweeper comment 500 "comment.xml" %} ... {% endcachesweeper %}
+    {% cachesweeper_for comment in comments 500 "comment" %} ... {% endcachesweeper_for %}
+
+The first argument is what the fragment depends on (an instance, a model
+class, a QuerySet, a tag, or a list of these), the second the timeout in
+seconds (``None`` for no expiry), the rest vary-on values. Keywords:
+``using=`` (cache alias) and ``grace=`` (seconds of stale-while-revalidate).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import template
+from django.template import Context, Node, NodeList, TemplateSyntaxError
+from django.template.base import FilterExpression, Parser, Token, Variable
+from django.utils.safestring import mark_safe
+
+from cachesweeper.entries import serve
+from cachesweeper.fragments import fragment_slot
+
+register = template.Library()
+
+_KEYWORD = re.compile(r"^(\w+)=(.+)$")
+_KEYWORDS = ("using", "grace")
+
+
+class CacheSweeperNode(Node):
+    def __init__(
+        self,
+        nodelist: NodeList,
+        place: str,
+        target: FilterExpression,
+        timeout: FilterExpression,
+        vary_on: list[FilterExpression],
+        keywords: dict[str, FilterExpression],
+    ) -> None:
+        self.nodelist = nodelist
+        self.place = place
+        self.target = target
+        self.timeout = timeout
+        self.vary_on = vary_on
+        self.keywords = keywords
+
+    def render(self, context: Context) -> str:
+        slot = fragment_slot(
+            self.place,
+            resolve_target(self.target, context, "cachesweeper"),
+            resolve_timeout(self.timeout, context, "cachesweeper"),
+            [var.resolve(context) for var in self.vary_on],
+            **resolve_keywords(self.keywords, context, "cachesweeper"),
+        )
+        (payload,) = serve([slot], lambda _: self.nodelist.render(context))
+        return mark_safe(payload)
+
+
+class CacheSweeperForNode(Node):
+    child_nodelists = ("nodelist_loop", "nodelist_empty")
+
+    def __init__(
+        self,
+        nodelist_loop: NodeList,
+        nodelist_empty: NodeList,
+        place: str,
+        loopvar: str,
+        sequence: FilterExpression,
+        timeout: FilterExpression,
+        vary_on: list[FilterExpression],
+        keywords: dict[str, FilterExpression],
+    ) -> None:
+        self.nodelist_loop = nodelist_loop
+        self.nodelist_empty = nodelist_empty
+        self.place = place
+        self.loopvar = loopvar
+        self.sequence = sequence
+        self.timeout = timeout
+        self.vary_on = vary_on
+        self.keywords = keywords
+
+    def render(self, context: Context) -> str:
+        items = self.sequence.resolve(context, ignore_failures=True)
+        items = [] if items is None else list(items)
+        if not items:
+            return self.nodelist_empty.render(context)
+        timeout = resolve_timeout(self.timeout, context, "cachesweeper_for")
+        keywords = resolve_keywords(self.keywords, context, "cachesweeper_for")
+        parentloop = context.get("forloop", {})
+        with context.push():
+            loops = [_forloop(index, len(items), parentloop) for index in range(len(items))]
+            slots = []
+            for item, forloop in zip(items, loops):
+                context[self.loopvar], context["forloop"] = item, forloop
+                vary_on = [var.resolve(context) for var in self.vary_on]
+                slots.append(fragment_slot(self.place, item, timeout, vary_on, **keywords))
+
+            def render(index: int) -> str:
+                context[self.loopvar], context["forloop"] = items[index], loops[index]
+                return self.nodelist_loop.render(context)
+
+            return mark_safe("".join(serve(slots, render)))
+
+
+@register.tag("cachesweeper")
+def do_cachesweeper(parser: Parser, token: Token) -> CacheSweeperNode:
+    """``{% cachesweeper dependency timeout [vary_on ...] [using=...] [grace=...] %}``"""
+    nodelist = parser.parse(("endcachesweeper",))
+    parser.delete_first_token()
+    bits, keywords = _split(parser, token)
+    if len(bits) < 3:
+        raise TemplateSyntaxError(
+            f"'{bits[0]}' tag requires a dependency and a timeout, "
+            "e.g. {% cachesweeper article 600 %}...{% endcachesweeper %}"
+        )
+    return CacheSweeperNode(
+        nodelist,
+        _place(parser, token),
+        parser.compile_filter(bits[1]),
+        parser.compile_filter(bits[2]),
+        [parser.compile_filter(bit) for bit in bits[3:]],
+        keywords,
+    )
+
+
+@register.tag("cachesweeper_for")
+def do_cachesweeper_for(parser: Parser, token: Token) -> CacheSweeperForNode:
+    """``{% cachesweeper_for item in items timeout [vary_on ...] [using=...] [grace=...] %}``"""
+    bits, keywords = _split(parser, token)
+    if len(bits) < 5 or bits[2] != "in":
+        raise TemplateSyntaxError(
+            f"'{bits[0]}' tag should look like "
+            "{% cachesweeper_for item in items 600 %}...{% endcachesweeper_for %}"
+        )
+    nodelist_loop = parser.parse(("empty", "endcachesweeper_for"))
+    nodelist_empty = NodeList()
+    if parser.next_token().contents == "empty":
+        nodelist_empty = parser.parse(("endcachesweeper_for",))
+        parser.delete_first_token()
+    return CacheSweeperForNode(
+        nodelist_loop,
+        nodelist_empty,
+        _place(parser, token),
+        bits[1],
+        parser.compile_filter(bits[3]),
+        parser.compile_filter(bits[4]),
+        [parser.compile_filter(bit) for bit in bits[5:]],
+        keywords,
+    )
+
+
+def resolve_target(target: FilterExpression, context: Context, tag: str) -> Any:
+    """Resolve the dependency argument, handing model classes over uncalled.
+
+    Django's variable resolution calls callables, and a model class is one:
+    ``Article`` would turn into an unsaved ``Article()``. Plain variables are
+    therefore looked up here without calling classes.
+    """
+    var = target.var
+    if target.filters or not isinstance(var, Variable) or var.lookups is None:
+        return target.resolve(context)
+    current: Any = context
+    for bit in var.lookups:
+        current = _lookup(current, bit, var.var, tag)
+        if callable(current) and not isinstance(current, type):
+            if getattr(current, "do_not_call_in_templates", False):
+                continue
+            if getattr(current, "alters_data", False):
+                raise TemplateSyntaxError(f"'{tag}' cannot depend on {var.var!r}: it alters data")
+            current = current()
+    return current
+
+
+def resolve_timeout(timeout: FilterExpression, context: Context, tag: str) -> int | None:
+    """The timeout in seconds, ``None`` for no expiry; like Django's ``{% cache %}``."""
+    value = timeout.resolve(context)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise TemplateSyntaxError(f"'{tag}' tag got a non-integer timeout value: {value!r}") from None
+
+
+def resolve_keywords(
+    keywords: dict[str, FilterExpression], context: Context, tag: str
+) -> dict[str, Any]:
+    resolved: dict[str, Any] = {name: var.resolve(context) for name, var in keywords.items()}
+    if "grace" in resolved:
+        try:
+            resolved["grace"] = int(resolved["grace"])
+        except (TypeError, ValueError):
+            raise TemplateSyntaxError(
+                f"'{tag}' tag got a non-integer grace value: {resolved['grace']!r}"
+            ) from None
+    if "using" in resolved:
+        resolved["using"] = str(resolved["using"])
+    return resolved
+
+
+def _lookup(current: Any, bit: str, full: str, tag: str) -> Any:
+    try:
+        return current[bit]
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError):
+        pass
+    try:
+        if isinstance(current, Context):
+            raise AttributeError(bit)
+        return getattr(current, bit)
+    except AttributeError:
+        pass
+    try:
+        return current[int(bit)]
+    except (IndexError, ValueError, KeyError, TypeError):
+        raise TemplateSyntaxError(
+            f"'{tag}' tag cannot resolve its dependency {full!r}: {bit!r} does not exist"
+        ) from None
+
+
+def _split(parser: Parser, token: Token) -> tuple[list[str], dict[str, FilterExpression]]:
+    """Positional bits and ``using=``/``grace=`` keywords of a tag."""
+    bits: list[str] = []
+    keywords: dict[str, FilterExpression] = {}
+    for bit in token.split_contents():
+        match = _KEYWORD.match(bit)
+        if match is None:
+            bits.append(bit)
+            continue
+        name, value = match.groups()
+        if name not in _KEYWORDS:
+            raise TemplateSyntaxError(
+                f"'{token.split_contents()[0]}' tag got an unknown keyword {name!r}; "
+                f"it accepts {', '.join(_KEYWORDS)}"
+            )
+        if name in keywords:
+            raise TemplateSyntaxError(f"'{bits[0]}' tag got {name!r} twice")
+        keywords[name] = parser.compile_filter(value)
+    return bits, keywords
+
+
+def _place(parser: Parser, token: Token) -> str:
+    origin = parser.origin
+    name = (origin.template_name or origin.name) if origin is not None else "<unknown>"
+    return f"{name}:{token.lineno}"
+
+
+def _forloop(index: int, length: int, parentloop: Any) -> dict[str, Any]:
+    return {
+        "counter0": index,
+        "counter": index + 1,
+        "revcounter": length - index,
+        "revcounter0": length - index - 1,
+        "first": index == 0,
+        "last": index == length - 1,
+        "parentloop": parentloop,
+    }

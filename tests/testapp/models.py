@@ -1,0 +1,67 @@
+"""The original django-cache-sweeper scenario: articles, their comments, votes on comments."""
+
+from __future__ import annotations
+
+from django.db import models
+
+import cachesweeper
+from cachesweeper.models import ModelSweeper
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=100)
+
+
+class Article(models.Model):
+    author = models.ForeignKey(Author, null=True, blank=True, on_delete=models.SET_NULL)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    topics = models.ManyToManyField("Topic", blank=True, related_name="articles")
+
+    def __str__(self) -> str:
+        return self.title
+
+
+@cachesweeper.register(touch=["article"])
+class Comment(models.Model):
+    article = models.ForeignKey(Article, related_name="comments", on_delete=models.CASCADE)
+    text = models.TextField()
+
+    def vote_total(self) -> int:
+        return sum(vote.value for vote in self.votes.all())
+
+
+class Vote(models.Model):
+    comment = models.ForeignKey(Comment, related_name="votes", on_delete=models.CASCADE)
+    value = models.IntegerField(default=1)
+
+
+class Topic(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Page(models.Model):
+    """Versioned by its ``updated_at`` attribute: fragments need no token round trip."""
+
+    title = models.CharField(max_length=200)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class Note(models.Model):
+    """Belongs to a Page; touching the page moves its ``updated_at``."""
+
+    page = models.ForeignKey(Page, related_name="notes", on_delete=models.CASCADE)
+    text = models.TextField()
+
+
+class Legacy(ModelSweeper, models.Model):
+    """Uses the original ``ModelSweeper`` mixin instead of ``register()``."""
+
+    text = models.TextField()
+
+
+cachesweeper.register(Article)
+cachesweeper.register(Vote, touch=["comment"])
+cachesweeper.register(Topic)
+cachesweeper.register(Page, using="updated_at")
+cachesweeper.register(Note, touch=["page"])
