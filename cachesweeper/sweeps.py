@@ -324,12 +324,13 @@ def _on_m2m_changed(
     sender: Any,
     instance: models.Model,
     action: str,
+    reverse: bool,
     model: type[models.Model],
     pk_set: set[Any] | None,
     using: str | None = None,
     **kwargs: Any,
 ) -> None:
-    if action not in ("post_add", "post_remove", "post_clear"):
+    if action not in ("post_add", "post_remove", "pre_clear"):
         return
     try:
         names: list[str] = []
@@ -337,14 +338,32 @@ def _on_m2m_changed(
         if registration is not None:
             names += _names_to_sweep(instance, registration, using, set())
         if registration_for(model) is not None:
+            if pk_set is None:  # clear(): find the rows that are about to be unlinked
+                pk_set = set(_related_ids(sender, instance, reverse, model, using))
             label = model_name(model)
-            if pk_set is None:  # clear(): which rows were related is gone
-                names.append(label)
-            else:
-                names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
+            names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
+        # clear() and add()/remove() run in a transaction: this waits for its commit.
         sweep(names, database=using)
     except Exception:
         logger.exception("cachesweeper: could not sweep m2m change on %r", instance)
+
+
+def _related_ids(
+    through: type[models.Model],
+    instance: models.Model,
+    reverse: bool,
+    model: type[models.Model],
+    database: str | None,
+) -> list[Any]:
+    """Primary keys of the ``model`` rows linked to ``instance`` through ``through``."""
+    keys = [field for field in through._meta.fields if field.many_to_one]
+    sources = [f for f in keys if issubclass(type(instance), f.related_model)]  # type: ignore[arg-type]
+    targets = [f for f in keys if issubclass(model, f.related_model)]  # type: ignore[arg-type]
+    if sources is targets or sources == targets:  # self-referential: order tells them apart
+        sources, targets = (keys[1:], keys[:1]) if reverse else (keys[:1], keys[1:])
+    source, target = sources[0], next(f for f in targets if f is not sources[0])
+    rows = through._base_manager.db_manager(database).filter(**{source.attname: instance.pk})
+    return list(rows.values_list(target.attname, flat=True))
 
 
 def _names_to_sweep(
