@@ -1,0 +1,125 @@
+"""Suite-wide fixtures: real cache servers and a cache backend per test.
+
+Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers behind them):
+
+``memcached_server``, ``redis_server``
+    One real server each per test session (a :class:`~tests.servers.MemcachedServer` /
+    :class:`~tests.servers.RedisServer`), on free loopback ports. Missing binary: the test
+    fails on CI (``CI=true``) and is skipped elsewhere.
+``cache_backend``
+    Runs the test once per cache kind, ``locmem``, ``memcached``, ``django_redis`` and
+    ``redis``, with ``CACHES["default"]`` pointed at a counting backend of that kind (see
+    ``tests/counting.py``), emptied, with an empty call log. Yields the kind. Only the
+    server kinds start servers, so ``-k locmem`` runs anywhere. To run one kind only:
+    ``@pytest.mark.parametrize("cache_backend", ["redis"], indirect=True)``.
+``down_cache_backend``
+    ``memcached``, ``django_redis`` and ``redis`` pointed at a loopback port where nothing
+    listens, with short timeouts, for fail-open tests.
+
+Tests that use a server are marked ``servers`` automatically (``-m "not servers"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TypeVar
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+from hypothesis import settings as hypothesis_settings
+
+from tests.counting import CountingCacheMixin
+from tests.servers import (
+    CACHE_KINDS,
+    BinaryNotFound,
+    MemcachedServer,
+    RedisServer,
+    ServerProcess,
+    cache_settings,
+    free_port,
+    in_ci,
+)
+
+# Real servers make individual examples slower and less even than Hypothesis' 200 ms
+# default deadline assumes; a deadline failure there would be noise, not a finding.
+hypothesis_settings.register_profile("cachesweeper", deadline=None)
+hypothesis_settings.load_profile("cachesweeper")
+
+S = TypeVar("S", bound=ServerProcess)
+
+SERVER_FIXTURES = {"memcached_server", "redis_server"}
+SERVER_KINDS = ("memcached", "django_redis", "redis")
+
+
+def _start(factory: type[ServerProcess]) -> ServerProcess:
+    try:
+        return factory().start()
+    except BinaryNotFound as exc:
+        if in_ci():
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> Iterator[MemcachedServer]:
+    server = _start(MemcachedServer)
+    assert isinstance(server, MemcachedServer)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = _start(RedisServer)
+    assert isinstance(server, RedisServer)
+    yield server
+    server.close()
+
+
+def _running(server: S) -> S:
+    """A test that stopped a shared server must not break the tests after it."""
+    if not server.running:
+        server.restart()
+    return server
+
+
+def _location(request: pytest.FixtureRequest, kind: str) -> str:
+    if kind == "locmem":
+        return "cachesweeper-tests-counting"
+    if kind == "memcached":
+        memcached: MemcachedServer = request.getfixturevalue("memcached_server")
+        return _running(memcached).location
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    return _running(redis).url
+
+
+@pytest.fixture(params=list(CACHE_KINDS))
+def cache_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    kind: str = request.param
+    entry = cache_settings(kind, _location(request, kind))
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        assert isinstance(cache, CountingCacheMixin)
+        cache.clear()
+        cache.reset_calls()
+        yield kind
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def down_cache_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    kind: str = request.param
+    # A port that was free a moment ago and that nothing here binds: connection refused.
+    entry = cache_settings(kind, f"127.0.0.1:{free_port()}", timeout=0.5)
+    with override_settings(CACHES={"default": entry}):
+        yield kind
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a real server, so ``-m "not servers"`` runs anywhere."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if fixtures & SERVER_FIXTURES or params.get("cache_backend") in SERVER_KINDS:
+            item.add_marker(pytest.mark.servers)
