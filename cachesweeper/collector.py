@@ -26,7 +26,7 @@ class Frame:
 
     def __init__(self, parent: Frame | None, wants_tokens: bool) -> None:
         self.parent = parent
-        self.wants_tokens = wants_tokens or (parent is not None and parent.wants_tokens)
+        self.wants_tokens: bool = wants_tokens or (parent is not None and parent.wants_tokens)
         self.tokens: dict[str, int | None] = {}
         self.conflicted = False
 

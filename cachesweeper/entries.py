@@ -172,6 +172,10 @@ def lookup(slots: Sequence[Slot]) -> None:
         missing = [name for name in needed if name not in counters and name in declared]
         if missing:
             counters.update(tokens.create_counters(version_cache(), missing))
+            if any(name not in counters for name in missing):
+                # Some clients answer "not stored" instead of raising while
+                # they consider the server dead.
+                raise ConnectionError("the version cache did not keep new counters")
     except Exception:
         logger.warning("cachesweeper: cache unreachable, rendering uncached", exc_info=True)
         for slot in slots:
@@ -245,11 +249,12 @@ def can_serve_stale(slot: Slot) -> bool:
     return since is None or time.time() < since + slot.grace
 
 
+_SIGNALS = {HIT: signals.fragment_hit, STALE: signals.fragment_stale, MISS: signals.fragment_miss}
+
+
 def announce(slot: Slot, state: str) -> None:
     """Send the matching signal, only when somebody listens."""
-    signal = {HIT: signals.fragment_hit, STALE: signals.fragment_stale, MISS: signals.fragment_miss}[
-        state
-    ]
+    signal = _SIGNALS[state]
     if signal.receivers:
         names = list(slot.entry.counters) if state != MISS and slot.entry else []
         names += [dep.name for dep in slot.dependencies if dep.name not in names]
@@ -320,6 +325,9 @@ def _remember(key: str, names: Mapping[str, object]) -> None:
 
 def _safely(method: Any, *args: Any) -> None:
     try:
-        method(*args)
+        failed = method(*args)
     except Exception:
         logger.warning("cachesweeper: cache unreachable, entry not stored", exc_info=True)
+        return
+    if isinstance(failed, list) and failed:  # set_many() lists the keys it did not store
+        logger.warning("cachesweeper: cache did not store %s", ", ".join(map(str, failed)))

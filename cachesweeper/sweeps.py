@@ -302,7 +302,7 @@ def _remember_targets(sender: Any, instance: models.Model, **kwargs: Any) -> Non
     if registration is None:
         return
     instance.__dict__["_cachesweeper_loaded"] = {
-        name: instance.__dict__.get(instance._meta.get_field(name).attname)
+        name: instance.__dict__.get(instance._meta.get_field(name).attname)  # type: ignore[union-attr]
         for name in registration.touch
     }
 

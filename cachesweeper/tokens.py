@@ -88,9 +88,14 @@ def bump(cache: BaseCache, name: str) -> int | None:
     because it will be recreated from a fresh random seed.
     """
     try:
-        return cache.incr(token_key(name))
+        value = cache.incr(token_key(name))
     except ValueError:
         return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        # pymemcache's HashClient answers False, without raising, while it
+        # considers the server dead: that bump did not happen.
+        raise ConnectionError(f"the version cache did not bump {name!r} (answered {value!r})")
+    return value
 
 
 def tokens_match(stored: Mapping[str, object], current: Mapping[str, object]) -> bool:

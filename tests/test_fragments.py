@@ -101,7 +101,9 @@ def test_sweeping_one_instance_leaves_others_cached() -> None:
 
 def test_vary_on_values_get_separate_entries() -> None:
     comment = make_comment()
-    source = "{% cachesweeper comment 500 lang %}{{ lang }}-{{ counter.next }}{% endcachesweeper %}"
+    source = (
+        "{% cachesweeper comment 500 lang %}{{ lang }}-{{ counter.next }}{% endcachesweeper %}"
+    )
     counter = Counter()
 
     assert render(source, comment=comment, lang="en", counter=counter) == "en-1"

@@ -16,7 +16,9 @@ from tests.testapp.models import Article, Author, Comment, Legacy, Topic, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
-ON_ARTICLE = "{% cachesweeper article 500 %}{{ article.title }}{{ counter.next }}{% endcachesweeper %}"
+ON_ARTICLE = (
+    "{% cachesweeper article 500 %}{{ article.title }}{{ counter.next }}{% endcachesweeper %}"
+)
 
 
 def token(name: str) -> object:
@@ -230,7 +232,9 @@ def test_invalidate_cache_for_attribute_strategy_updates_the_row() -> None:
 def test_original_invalidate_cache_handler_receiver() -> None:
     author = Author.objects.create(name="Ann")
     counter = Counter()
-    source = "{% cachesweeper author 500 %}{{ author.name }}{{ counter.next }}{% endcachesweeper %}"
+    source = (
+        "{% cachesweeper author 500 %}{{ author.name }}{{ counter.next }}{% endcachesweeper %}"
+    )
     render(source, author=author, counter=counter)
 
     post_save.connect(invalidate_cache_handler, sender=Author)

@@ -55,7 +55,7 @@ class CacheSweeperNode(Node):
             **resolve_keywords(self.keywords, context, "cachesweeper"),
         )
         (payload,) = serve([slot], lambda _: self.nodelist.render(context))
-        return mark_safe(payload)
+        return mark_safe(str(payload))
 
 
 class CacheSweeperForNode(Node):
@@ -92,7 +92,7 @@ class CacheSweeperForNode(Node):
         with context.push():
             loops = [_forloop(index, len(items), parentloop) for index in range(len(items))]
             slots = []
-            for item, forloop in zip(items, loops):
+            for item, forloop in zip(items, loops, strict=True):
                 context[self.loopvar], context["forloop"] = item, forloop
                 vary_on = [var.resolve(context) for var in self.vary_on]
                 slots.append(fragment_slot(self.place, item, timeout, vary_on, **keywords))
@@ -163,7 +163,7 @@ def resolve_target(target: FilterExpression, context: Context, tag: str) -> Any:
         return target.resolve(context)
     current: Any = context
     for bit in var.lookups:
-        current = _lookup(current, bit, var.var, tag)
+        current = _lookup(current, bit, str(var.var), tag)
         if callable(current) and not isinstance(current, type):
             if getattr(current, "do_not_call_in_templates", False):
                 continue
@@ -181,7 +181,8 @@ def resolve_timeout(timeout: FilterExpression, context: Context, tag: str) -> in
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise TemplateSyntaxError(f"'{tag}' tag got a non-integer timeout value: {value!r}") from None
+        message = f"'{tag}' tag got a non-integer timeout value: {value!r}"
+        raise TemplateSyntaxError(message) from None
 
 
 def resolve_keywords(
@@ -242,7 +243,7 @@ def _split(parser: Parser, token: Token) -> tuple[list[str], dict[str, FilterExp
 
 def _place(parser: Parser, token: Token) -> str:
     origin = parser.origin
-    name = (origin.template_name or origin.name) if origin is not None else "<unknown>"
+    name = str(origin.template_name or origin.name) if origin is not None else "<unknown>"
     return f"{name}:{token.lineno}"
 
 

@@ -16,7 +16,9 @@ class Article(models.Model):
     author = models.ForeignKey(Author, null=True, blank=True, on_delete=models.SET_NULL)
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
-    topics = models.ManyToManyField("Topic", blank=True, related_name="articles")
+    topics: models.ManyToManyField[Topic, Topic] = models.ManyToManyField(
+        "Topic", blank=True, related_name="articles"
+    )
 
     def __str__(self) -> str:
         return self.title

@@ -1,0 +1,112 @@
+"""A cache that is down never breaks a page, and never loses a sweep."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+import cachesweeper
+from cachesweeper import sweeps
+from cachesweeper.tokens import token_key
+from tests.helpers import render
+from tests.servers import cache_settings
+from tests.test_fragments import COMMENT, Counter
+from tests.testapp.models import Article, Comment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_retries() -> None:
+    sweeps._retries.flush()
+    with sweeps._retries._lock:
+        sweeps._retries._names.clear()
+
+
+@pytest.mark.usefixtures("down_cache_backend")
+def test_fragments_render_uncached_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    article = Article.objects.create(title="a")
+    comment = Comment.objects.create(article=article, text="up?")
+    counter = Counter()
+
+    with caplog.at_level(logging.WARNING, logger="cachesweeper"):
+        assert render(COMMENT, comment=comment, counter=counter).endswith("rendered=1")
+        assert render(COMMENT, comment=comment, counter=counter).endswith("rendered=2")
+
+    assert "cache unreachable" in caplog.text
+
+
+@pytest.mark.usefixtures("down_cache_backend")
+def test_cachesweeper_for_renders_uncached() -> None:
+    article = Article.objects.create(title="a")
+    comments = [Comment.objects.create(article=article, text=f"c{i}") for i in range(3)]
+    source = "{% cachesweeper_for c in comments 60 %}{{ c.text }}{% endcachesweeper_for %}"
+    assert render(source, comments=comments) == "c0c1c2"
+
+
+@pytest.mark.usefixtures("down_cache_backend")
+def test_saving_a_model_never_raises_and_the_sweep_waits_for_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sweeps._retries.first_delay = 60  # keep the background thread out of this test
+    try:
+        with caplog.at_level(logging.ERROR, logger="cachesweeper"):
+            article = Article.objects.create(title="a")
+        assert f"testapp.article.{article.pk}" in caplog.text
+        expected = {f"testapp.article.{article.pk}", "testapp.article"}
+        assert set(sweeps._retries.pending()) >= expected
+    finally:
+        sweeps._retries.first_delay = 0.5
+
+
+def test_pending_sweeps_are_delivered_when_the_cache_is_back(
+    memcached_server: object,
+) -> None:
+    from tests.servers import free_port
+
+    live = cache_settings("memcached", memcached_server.location)  # type: ignore[attr-defined]
+    down = cache_settings("memcached", f"127.0.0.1:{free_port()}", timeout=0.5)
+    with override_settings(CACHES={"default": live}):
+        caches["default"].clear()
+        article = Article.objects.create(title="a")
+        counter = Counter()
+        source = "{% cachesweeper article 60 %}{{ counter.next }}{% endcachesweeper %}"
+        assert render(source, article=article, counter=counter) == "1"
+        before = caches["default"].get(token_key(f"testapp.article.{article.pk}"))
+
+    sweeps._retries.first_delay = 60
+    try:
+        with override_settings(CACHES={"default": down}):
+            cachesweeper.invalidate_cache_for(article)
+            assert sweeps._retries.flush() == [f"testapp.article.{article.pk}"]
+
+        with override_settings(CACHES={"default": live}):
+            assert sweeps._retries.flush() == []
+            after = caches["default"].get(token_key(f"testapp.article.{article.pk}"))
+            assert after == before + 1
+            assert render(source, article=article, counter=counter) == "2"
+    finally:
+        sweeps._retries.first_delay = 0.5
+
+
+def test_background_retry_delivers_without_help(memcached_server: object) -> None:
+    import time
+
+    live = cache_settings("memcached", memcached_server.location)  # type: ignore[attr-defined]
+    with override_settings(CACHES={"default": live}):
+        caches["default"].clear()
+        caches["default"].set(token_key("retry-me"), 2**40, None)
+        sweeps._retries.first_delay = 0.05
+        try:
+            sweeps._retries.add(["retry-me"])
+            deadline = time.monotonic() + 5
+            while sweeps._retries.pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            sweeps._retries.first_delay = 0.5
+        assert sweeps._retries.pending() == []
+        # The retry thread has its own connection; read through a fresh one.
+        assert caches["default"].get(token_key("retry-me")) == 2**40 + 1

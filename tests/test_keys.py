@@ -1,0 +1,83 @@
+"""Keys are valid on every backend, whatever goes into them; names are header-safe."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from django.core.cache.backends.base import CacheKeyWarning
+
+from cachesweeper.dependencies import encode, name_of
+from cachesweeper.keys import make_key
+from tests.helpers import render
+from tests.test_fragments import Counter
+from tests.testapp.models import Article
+
+HOSTILE = [
+    "hello world",
+    "ünïcødé ☃ 日本語",
+    "line\nbreak\r\ttab",
+    "\x00\x01\x7f control",
+    "x" * 10_000,
+    "",
+    "a:b",
+    "\ud800",  # a lone surrogate
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("cache_backend")
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_vary_on_values_are_cached_and_kept_apart(value: str) -> None:
+    article = Article.objects.create(title="t")
+    counter = Counter()
+    source = "{% cachesweeper article 500 value %}{{ counter.next }}{% endcachesweeper %}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)
+        assert render(source, article=article, value=value, counter=counter) == "1"
+        assert render(source, article=article, value=value, counter=counter) == "1"
+        assert render(source, article=article, value=value + "!", counter=counter) == "2"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("cache_backend")
+@pytest.mark.parametrize("tag", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_tag_names_work_as_dependencies(tag: str) -> None:
+    import cachesweeper
+
+    counter = Counter()
+    source = "{% cachesweeper tag 500 %}{{ counter.next }}{% endcachesweeper %}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)
+        assert render(source, tag=tag, counter=counter) == "1"
+        assert render(source, tag=tag, counter=counter) == "1"
+        cachesweeper.invalidate_tag(tag)
+        assert render(source, tag=tag, counter=counter) == "2"
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_made_keys_are_short_printable_ascii(value: str) -> None:
+    key = make_key("f", [value, value])
+    assert len(key) <= 250
+    assert key.isascii() and key.isprintable() and " " not in key
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_names_are_header_safe_and_distinct(value: str) -> None:
+    name = encode(value)
+    assert name and name.isascii() and name.isprintable()
+    assert not set(name) & set(" ,;\"'\r\n\t")
+    others = {encode(other) for other in HOSTILE if other != value}
+    assert name not in others
+
+
+def test_canonical_names() -> None:
+    assert name_of(Article) == "testapp.article"
+    assert name_of(Article(pk=42)) == "testapp.article.42"
+    assert name_of("frontpage") == "frontpage"
+    assert name_of("front page, 1") == "front%20page%2C%201"
+    assert encode("%") == "%25" and encode("") == "%"
+    with pytest.raises(TypeError, match="cannot depend on 3"):
+        name_of(3)
+    with pytest.raises(ValueError, match="is not saved"):
+        name_of(Article())
