@@ -14,7 +14,14 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     ``@pytest.mark.parametrize("cache_backend", ["redis"], indirect=True)``.
 ``down_cache_backend``
     ``memcached``, ``django_redis`` and ``redis`` pointed at a loopback port where nothing
-    listens, with short timeouts, for fail-open tests.
+    listens, with short timeouts, for fail-open tests. The clients keep their default
+    failure handling, because that is what users get. Beware pymemcache's ``HashClient``
+    (Django's PyMemcacheCache): the first call raises ``ConnectionRefusedError``, but for
+    the next ``retry_timeout`` (1 s) calls return quietly, with ``get`` giving the default,
+    ``get_many`` giving ``{}``, ``set`` giving ``None`` and ``incr`` giving ``False`` (no
+    ``ValueError``!), and once its retries are used up every call raises
+    ``MemcacheError("All servers seem to be down right now")``. So a sweep's ``incr`` on a
+    dead memcached can "succeed" with ``False``. The Redis clients raise every time.
 
 Tests that use a server are marked ``servers`` automatically (``-m "not servers"``).
 """
