@@ -273,3 +273,28 @@ def test_register_rejects_a_touch_that_is_not_a_foreign_key() -> None:
         cachesweeper.register(Vote, touch=["nope"])
     with pytest.raises(ImproperlyConfigured, match="ForeignKey or OneToOneField"):
         cachesweeper.register(Vote, touch=["value"])
+
+
+def test_counters_are_stored_without_expiry(cache_backend: str) -> None:
+    """Pitfall: ``timeout=0`` means "do not store" since Django 1.6; counters use ``None``."""
+    article = Article.objects.create(title="a")
+    render(ON_ARTICLE, article=article, counter=Counter())
+    cache = caches["default"]
+    key = cache.make_key(token_key(f"testapp.article.{article.pk}"))
+    assert isinstance(cache.get(token_key(f"testapp.article.{article.pk}")), int)
+
+    if cache_backend == "locmem":
+        assert cache._expire_info[key] is None  # type: ignore[attr-defined]
+    elif cache_backend == "memcached":
+        from django.conf import settings
+        from pymemcache.client.base import Client
+
+        host, port = settings.CACHES["default"]["LOCATION"].rsplit(":", 1)
+        client = Client((host, int(port)))
+        assert client.raw_command(f"mg {key} t".encode(), b"\r\n") == b"HD t-1"
+        client.close()
+    elif cache_backend == "django_redis":
+        ttl = cache.ttl(token_key(f"testapp.article.{article.pk}"))  # type: ignore[attr-defined]
+        assert ttl is None
+    else:
+        assert cache._cache.get_client(key).ttl(key) == -1  # type: ignore[attr-defined]
