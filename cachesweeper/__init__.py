@@ -5,6 +5,7 @@ bumps a token (one atomic operation, whatever the number of entries) and
 stale content is simply never read again.
 """
 
+from cachesweeper.pages import cache_page, versioned
 from cachesweeper.sweeps import (
     invalidate_cache_for,
     invalidate_model,
@@ -14,9 +15,11 @@ from cachesweeper.sweeps import (
 )
 
 __all__ = [
+    "cache_page",
     "invalidate_cache_for",
     "invalidate_model",
     "invalidate_queryset",
     "invalidate_tag",
     "register",
+    "versioned",
 ]

@@ -16,6 +16,8 @@ DEFAULTS: dict[str, Any] = {
     "KEY_PREFIX": "cs",
     "USING": "counter",
     "GRACE": 0,
+    "COLD_WAIT": 2.0,
+    "CACHEABLE_STATUSES": (200,),
     "EDGES": [],
     "PAGE_RULES": [],
 }
@@ -47,6 +49,15 @@ class Settings:
     @property
     def GRACE(self) -> int:
         return int(self._get("GRACE"))
+
+    @property
+    def COLD_WAIT(self) -> float:
+        """Seconds a cold miss (with grace) waits for the request already rendering it."""
+        return float(self._get("COLD_WAIT"))
+
+    @property
+    def CACHEABLE_STATUSES(self) -> frozenset[int]:
+        return frozenset(int(status) for status in self._get("CACHEABLE_STATUSES"))
 
     @property
     def EDGES(self) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ stale copy stays at hand for grace.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ STALE = "stale"
 MISS = "miss"
 
 _FORMAT = "cs1"
+_POLL = 0.05
 _KNOWN_LIMIT = 10_000
 
 # Entry key -> counter names its entry was last seen to depend on. Names that
@@ -67,7 +69,9 @@ class Slot:
     state: str = MISS
     counters: dict[str, int] = field(default_factory=dict)
     using: str | None = None
+    raw: Any = None
     locked: bool = False
+    contended: bool = False
     cache_down: bool = False
 
     @property
@@ -103,47 +107,105 @@ def version_cache() -> BaseCache:
     return caches[conf.VERSION_CACHE]
 
 
-def serve(slots: Sequence[Slot], render: Callable[[int], Any]) -> list[Any]:
-    """Return each slot's payload: from its entry, or ``render(index)`` and store it.
+class Rendered(NamedTuple):
+    """What rendering produced: the value for the caller and the payload to store."""
+
+    value: Any
+    payload: Any = None  # None: do not store (an uncacheable page)
+    failed: bool = False  # a bad result (a 5xx page): a stale entry is better, if allowed
+
+
+def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tuple[str, Any]]:
+    """Return ``(state, value)`` for each slot: its stored payload, or what ``render`` made.
 
     Every slot reports its dependencies to the enclosing frame, hit or miss.
-    A render that raises falls back to a stale entry while grace allows and
-    never overwrites it; regeneration locks are released whatever happens.
+    A render that raises (or fails) falls back to a stale entry while grace
+    allows and never overwrites it; regeneration locks are always released.
     """
     lookup(slots)
-    results: list[Any] = []
-    rendered: list[tuple[Slot, Any, collector.Frame]] = []
+    results: list[tuple[str, Any]] = []
+    to_save: list[tuple[Slot, Any, collector.Frame]] = []
     try:
         for index, slot in enumerate(slots):
+            if slot.contended and wait_for_entry(slot):
+                results.append(served(slot))
+                continue
             if slot.state != MISS:
-                assert slot.entry is not None
-                announce(slot, slot.state)
-                collector.report(slot.seen_tokens())
-                results.append(slot.entry.payload)
+                results.append(served(slot))
                 continue
             announce(slot, MISS)
             with collector.collect() as frame:
                 try:
-                    payload = render(index)
-                except Exception:
-                    if not can_serve_stale(slot):
-                        raise
-                    logger.exception("cachesweeper: re-render failed, serving the stale entry")
-                    keep_stale(slot)
-                    assert slot.entry is not None
-                    collector.report(slot.seen_tokens())
-                    results.append(slot.entry.payload)
+                    outcome = render(index)
+                except Exception as error:
+                    results.append(fall_back(slot, error))
                     continue
-            collector.report(slot.declared_tokens())
-            rendered.append((slot, payload, frame))
-            results.append(payload)
-        save(rendered)
+            results.append(accept(slot, outcome, frame, to_save))
+        save(to_save)
     finally:
         release(slots)
     return results
 
 
-def lookup(slots: Sequence[Slot]) -> None:
+def served(slot: Slot) -> tuple[str, Any]:
+    """Serve a slot from its entry (a hit, or stale during grace)."""
+    assert slot.entry is not None
+    announce(slot, slot.state)
+    collector.report(slot.seen_tokens())
+    return slot.state, slot.entry.payload
+
+
+def fall_back(slot: Slot, error: Exception) -> tuple[str, Any]:
+    """A re-render raised: serve the stale entry while grace allows, else re-raise."""
+    if not can_serve_stale(slot):
+        raise error
+    logger.error("cachesweeper: re-render failed, serving the stale entry", exc_info=error)
+    keep_stale(slot)
+    slot.state = STALE
+    return served(slot)
+
+
+def accept(
+    slot: Slot,
+    outcome: Rendered,
+    frame: collector.Frame,
+    to_save: list[tuple[Slot, Any, collector.Frame]],
+) -> tuple[str, Any]:
+    """Take a fresh render: queue its payload for storing, or prefer the stale entry."""
+    if outcome.failed and can_serve_stale(slot):
+        logger.warning("cachesweeper: re-render gave a bad result, serving the stale entry")
+        keep_stale(slot)
+        slot.state = STALE
+        return served(slot)
+    collector.report(slot.declared_tokens())
+    if outcome.payload is not None:
+        to_save.append((slot, outcome.payload, frame))
+    return MISS, outcome.value
+
+
+def wait_for_entry(slot: Slot) -> bool:
+    """A cold miss that another request is already rendering: wait briefly for its entry."""
+    deadline = time.monotonic() + conf.COLD_WAIT
+    while time.monotonic() < deadline:
+        time.sleep(_POLL)
+        lookup([slot], lock=False)
+        if slot.state == HIT or slot.cache_down:
+            return slot.state == HIT
+    return False
+
+
+async def await_entry(slot: Slot) -> bool:
+    """:func:`wait_for_entry` for async views, without blocking the event loop."""
+    deadline = time.monotonic() + conf.COLD_WAIT
+    while time.monotonic() < deadline:
+        await asyncio.sleep(_POLL)
+        lookup([slot], lock=False)
+        if slot.state == HIT or slot.cache_down:
+            return slot.state == HIT
+    return False
+
+
+def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     """Fetch the entries of ``slots`` and the tokens they need, and decide each state.
 
     One ``get_many`` when entries and tokens share a cache alias (two when
@@ -185,10 +247,16 @@ def lookup(slots: Sequence[Slot]) -> None:
 
     now = time.time()
     for slot in slots:
+        slot.raw = found.get(slot.key)
         slot.counters = counters
         slot.state = _evaluate(slot, counters, now)
+        if not lock or slot.grace <= 0:
+            continue
         if slot.state == STALE and _lock(slot):
             slot.state = MISS  # this request re-renders; the stale entry is its fallback
+        elif slot.entry is None and conf.COLD_WAIT > 0:
+            # A cold miss: whoever gets the lock renders, the others may wait for it.
+            slot.contended = not _lock(slot)
 
 
 def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:

@@ -1,7 +1,35 @@
-"""URLconf for the test suite; views under test are added here."""
+"""URLconf for the test suite."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from tests.testapp import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("plain/", views.plain),
+    path("tagged/", views.tagged),
+    path("news/", views.versioned_tag),
+    path("article/<int:pk>/", views.article),
+    path("articles/", views.article_list),
+    path("fragment/<int:pk>/", views.with_fragment),
+    path("by-path/", views.by_path),
+    path("cookie/", views.sets_cookie),
+    path("private-header/", views.private_header),
+    path("no-store/", views.no_store),
+    path("vary-cookie/", views.vary_cookie),
+    path("vary-language/", views.vary_language),
+    path("session/", views.uses_session),
+    path("csrf/", views.uses_csrf),
+    path("streaming/", views.streaming),
+    path("status/<int:code>/", views.status),
+    path("opts-out/", views.opts_out),
+    path("only-if/", views.only_if),
+    path("whoami/", views.whoami),
+    path("private/", views.private_page),
+    path("async/", views.async_view),
+    path("class/", views.ClassBased.as_view()),
+    path("binary/", views.binary),
+    path("slow/", views.slow),
+    path("slow-raises/", views.slow_raises),
+]

@@ -20,7 +20,7 @@ from django.template import Context, Node, NodeList, TemplateSyntaxError
 from django.template.base import FilterExpression, Parser, Token, Variable
 from django.utils.safestring import mark_safe
 
-from cachesweeper.entries import serve
+from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
 
 register = template.Library()
@@ -54,7 +54,7 @@ class CacheSweeperNode(Node):
             [var.resolve(context) for var in self.vary_on],
             **resolve_keywords(self.keywords, context, "cachesweeper"),
         )
-        (payload,) = serve([slot], lambda _: self.nodelist.render(context))
+        ((_, payload),) = serve([slot], lambda _: _fragment(self.nodelist.render(context)))
         return mark_safe(str(payload))
 
 
@@ -97,11 +97,11 @@ class CacheSweeperForNode(Node):
                 vary_on = [var.resolve(context) for var in self.vary_on]
                 slots.append(fragment_slot(self.place, item, timeout, vary_on, **keywords))
 
-            def render(index: int) -> str:
+            def render(index: int) -> Rendered:
                 context[self.loopvar], context["forloop"] = items[index], loops[index]
-                return self.nodelist_loop.render(context)
+                return _fragment(self.nodelist_loop.render(context))
 
-            return mark_safe("".join(serve(slots, render)))
+            return mark_safe("".join(str(payload) for _, payload in serve(slots, render)))
 
 
 @register.tag("cachesweeper")
@@ -239,6 +239,10 @@ def _split(parser: Parser, token: Token) -> tuple[list[str], dict[str, FilterExp
             raise TemplateSyntaxError(f"'{bits[0]}' tag got {name!r} twice")
         keywords[name] = parser.compile_filter(value)
     return bits, keywords
+
+
+def _fragment(content: str) -> Rendered:
+    return Rendered(content, str(content))
 
 
 def _place(parser: Parser, token: Token) -> str:

@@ -1,0 +1,460 @@
+"""Page caching on the same tokens: ``cache_page`` and the page safety rules.
+
+A page entry is keyed by what identifies the page (scheme, host, path, the
+query string in canonical order, the values of the request headers the
+response ``Vary``s on, the user for private pages) and depends on its
+declared ``tags`` plus everything the collector saw while it rendered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
+
+from django.conf import settings
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.template.response import SimpleTemplateResponse
+from django.utils.cache import get_conditional_response, has_vary_header, patch_cache_control
+
+from cachesweeper import collector
+from cachesweeper.conf import conf
+from cachesweeper.dependencies import Dependency, resolve
+from cachesweeper.entries import (
+    MISS,
+    Rendered,
+    Slot,
+    accept,
+    announce,
+    await_entry,
+    fall_back,
+    lookup,
+    release,
+    save,
+    served,
+    wait_for_entry,
+)
+from cachesweeper.keys import make_key
+
+_POINTER = "vary1"
+_COMMA = re.compile(r"\s*,\s*")
+_KNOWN_LIMIT = 10_000
+# Headers that describe one connection or one delivery, not the page.
+_NOT_STORED = frozenset(
+    {"age", "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+     "trailer", "transfer-encoding", "upgrade", "set-cookie"}
+)
+
+# Page key -> the request headers its response varies on, as last seen.
+_vary_known: dict[str, tuple[str, ...]] = {}
+
+Tag = Any
+KeyFunc = Callable[[HttpRequest], str]
+
+
+class StoredPage(NamedTuple):
+    """A page as stored in its entry: bytes and end-to-end headers, faithfully."""
+
+    status: int
+    etag: str
+    headers: tuple[tuple[str, str], ...]
+    content: bytes
+    vary: tuple[str, ...]
+    stored_at: float
+
+
+def versioned(name: str) -> str:
+    """Accepted in ``tags=`` for django-custom-cache-page code: every tag here is versioned."""
+    return name
+
+
+# -- key helpers for key_func --------------------------------------------------
+
+
+def path_key(request: HttpRequest) -> str:
+    """Key pages by path only (the query string is ignored)."""
+    return request.path
+
+
+def path_and_query_key(request: HttpRequest) -> str:
+    """Key pages by path and canonical query string."""
+    return f"{request.path}?{canonical_query(request)}"
+
+
+def query_key(request: HttpRequest) -> str:
+    """Key pages by canonical query string only."""
+    return canonical_query(request)
+
+
+def canonical_query(request: HttpRequest) -> str:
+    """The query string with parameters sorted by name, values kept in their order.
+
+    ``?b=1&a=2`` and ``?a=2&b=1`` are one page; ``?a=1&a=2`` and ``?a=2&a=1``
+    are not (``getlist`` would differ). Encodings of one value (``%41``,
+    ``A``) are one page, as Django decodes them alike.
+    """
+    return "&".join(
+        f"{name}={value}" for name, values in sorted(request.GET.lists()) for value in values
+    ).replace("\n", "%0A")
+
+
+# -- the policy ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PagePolicy:
+    """How one view (or one site-wide rule) caches its pages."""
+
+    timeout: float | None
+    key_func: KeyFunc | None = None
+    tags: Sequence[Tag] | Tag = ()
+    only_if: Callable[[HttpRequest], bool] | None = None
+    grace: float | None = None
+    cacheability: str = "public"
+    using: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cacheability not in ("public", "private"):
+            raise ValueError(
+                f'cacheability must be "public" or "private", not {self.cacheability!r}'
+            )
+
+
+def cache_page(
+    timeout: float | None,
+    *,
+    key_func: KeyFunc | None = None,
+    tags: Sequence[Tag] | Tag = (),
+    only_if: Callable[[HttpRequest], bool] | None = None,
+    grace: float | None = None,
+    cacheability: str = "public",
+    using: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Cache a view's pages until ``timeout`` or until one of their dependencies is swept.
+
+    ``tags``: named tags, instances, models, ``versioned("x")``, or callables
+    ``(request, *args, **kwargs)`` returning any of those. The page also depends
+    on every fragment it rendered. Works for sync and async views; decorate a
+    class-based view's ``as_view()`` or use ``method_decorator``.
+    """
+    policy = PagePolicy(timeout, key_func, tags, only_if, grace, cacheability, using)
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        if asyncio.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                return await aserve_page(policy, request, view, args, kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            return serve_page(policy, request, view, args, kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+# -- serving -----------------------------------------------------------------------
+
+
+def serve_page(
+    policy: PagePolicy,
+    request: HttpRequest,
+    view: Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> HttpResponseBase:
+    """Answer ``request`` from the page cache, or run ``view`` and store its response."""
+    kwargs = kwargs or {}
+    found = _page_slot(policy, request, args, kwargs)
+    if found is None:
+        return view(request, *args, **kwargs)  # type: ignore[no-any-return]
+    slot, base = found
+    try:
+        if slot.contended and wait_for_entry(slot):
+            return _hit(policy, request, slot)
+        if slot.state != MISS:
+            return _hit(policy, request, slot)
+        announce(slot, MISS)
+        to_save: list[tuple[Slot, Any, collector.Frame]] = []
+        with collector.collect() as frame:
+            try:
+                response = view(request, *args, **kwargs)
+                outcome = _rendered(policy, request, response, slot, frame)
+            except Exception as error:
+                state, payload = fall_back(slot, error)
+                return _response(policy, request, payload, state)
+        return _finish(policy, request, slot, base, outcome, frame, to_save)
+    finally:
+        release([slot])
+
+
+async def aserve_page(
+    policy: PagePolicy,
+    request: HttpRequest,
+    view: Callable[..., Any],
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> HttpResponseBase:
+    """:func:`serve_page` for async views."""
+    kwargs = kwargs or {}
+    found = _page_slot(policy, request, args, kwargs)
+    if found is None:
+        return await view(request, *args, **kwargs)  # type: ignore[no-any-return]
+    slot, base = found
+    try:
+        if slot.contended and await await_entry(slot):
+            return _hit(policy, request, slot)
+        if slot.state != MISS:
+            return _hit(policy, request, slot)
+        announce(slot, MISS)
+        to_save: list[tuple[Slot, Any, collector.Frame]] = []
+        with collector.collect() as frame:
+            try:
+                response = await view(request, *args, **kwargs)
+                outcome = _rendered(policy, request, response, slot, frame)
+            except Exception as error:
+                state, payload = fall_back(slot, error)
+                return _response(policy, request, payload, state)
+        return _finish(policy, request, slot, base, outcome, frame, to_save)
+    finally:
+        release([slot])
+
+
+def _finish(
+    policy: PagePolicy,
+    request: HttpRequest,
+    slot: Slot,
+    base: str,
+    outcome: Rendered,
+    frame: collector.Frame,
+    to_save: list[tuple[Slot, Any, collector.Frame]],
+) -> HttpResponseBase:
+    state, value = accept(slot, outcome, frame, to_save)
+    if state != MISS:
+        return _response(policy, request, value, state)
+    response: HttpResponseBase = value
+    if to_save:
+        page = StoredPage(*to_save[0][1])
+        if page.vary:
+            # Store under this variant's key, and leave a pointer at the page's
+            # plain key for processes that do not know its Vary yet.
+            variant = _variant_key(base, request, page.vary)
+            if variant != slot.key:
+                release([slot])
+                slot.key = variant
+            _remember_vary(base, page.vary)
+            _store_pointer(Slot(base, (), slot.timeout, slot.grace, using=slot.using), page.vary)
+        save(to_save)
+        if not response.has_header("ETag"):
+            response["ETag"] = page.etag
+    if policy.cacheability == "private":
+        patch_cache_control(response, private=True)
+    return response
+
+
+def _hit(policy: PagePolicy, request: HttpRequest, slot: Slot) -> HttpResponseBase:
+    state, payload = served(slot)
+    return _response(policy, request, payload, state)
+
+
+def _response(
+    policy: PagePolicy, request: HttpRequest, payload: Any, state: str
+) -> HttpResponseBase:
+    """Rebuild a stored page; answer ``If-None-Match`` with 304 when it matches."""
+    page = StoredPage(*payload)
+    response = HttpResponse(page.content, status=page.status)
+    del response["Content-Type"]
+    for name, value in page.headers:
+        response[name] = value
+    if not response.has_header("ETag"):
+        response["ETag"] = page.etag
+    response["Age"] = str(max(0, int(time.time() - page.stored_at)))
+    if policy.cacheability == "private":
+        patch_cache_control(response, private=True)
+    if request.method == "HEAD":
+        response.content = b""
+        response["Content-Length"] = str(len(page.content))
+    conditional = get_conditional_response(request, etag=response["ETag"], response=response)
+    return cast(HttpResponseBase, conditional)
+
+
+# -- what may be cached -------------------------------------------------------------
+
+
+def _page_slot(
+    policy: PagePolicy, request: HttpRequest, args: Sequence[Any], kwargs: dict[str, Any]
+) -> tuple[Slot, str] | None:
+    """The looked-up slot of this request's page and the page's plain key.
+
+    ``None`` when the request must not be served from or stored in the cache.
+    """
+    if request.method not in ("GET", "HEAD") or getattr(request, "do_not_cache", False):
+        return None
+    if policy.only_if is not None and not policy.only_if(request):
+        return None
+    visitor = _visitor(request)
+    if visitor is None or (visitor and policy.cacheability == "public"):
+        return None
+    dependencies = _dependencies(policy.tags, request, args, kwargs)
+    identity = [policy.key_func(request) if policy.key_func else _url(request)]
+    identity += [visitor, *(f"{dep.name} {dep.scope}" for dep in dependencies)]
+    base = make_key("p", identity)
+    vary = _vary_known.get(base, ())
+    grace = conf.GRACE if policy.grace is None else policy.grace
+    key = _variant_key(base, request, vary) if vary else base
+    slot = Slot(key, dependencies, policy.timeout, grace, using=policy.using)
+    lookup([slot])
+    pointer = _pointer(slot.raw)
+    if pointer is not None:  # this process meets the page's Vary for the first time
+        _remember_vary(base, pointer)
+        release([slot])
+        key = _variant_key(base, request, pointer)
+        slot = Slot(key, dependencies, policy.timeout, grace, using=policy.using)
+        lookup([slot])
+    return slot, base
+
+
+def _visitor(request: HttpRequest) -> str | None:
+    """``""`` for an anonymous visitor, the user's key when logged in, ``None`` if unknown.
+
+    The session is only loaded when the request carries a session cookie:
+    reading ``request.user`` marks the session accessed, Django then adds
+    ``Vary: Cookie``, and an anonymous page would become uncacheable.
+    """
+    if "HTTP_AUTHORIZATION" in request.META:
+        return None  # authenticated some other way: never share
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+        return ""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return ""
+    return f"user:{user.pk}"
+
+
+def _rendered(
+    policy: PagePolicy,
+    request: HttpRequest,
+    response: HttpResponseBase,
+    slot: Slot,
+    frame: collector.Frame,
+) -> Rendered:
+    """Render a template response inside the page's frame, then judge it."""
+    if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
+        response.render()
+    failed = response.status_code >= 500
+    if not _storable(policy, request, response):
+        return Rendered(response, None, failed)
+    return Rendered(response, tuple(_page(slot, response, frame)), failed)
+
+
+def _storable(policy: PagePolicy, request: HttpRequest, response: HttpResponseBase) -> bool:
+    """The rules that keep private or broken responses out of a shared cache."""
+    if request.method != "GET" or getattr(request, "do_not_cache", False):
+        return False
+    if response.streaming or response.status_code not in conf.CACHEABLE_STATUSES:
+        return False
+    if response.cookies:
+        return False
+    directives = {
+        part.split("=", 1)[0].strip().lower()
+        for part in _COMMA.split(response.get("Cache-Control", ""))
+        if part
+    }
+    forbidden = {"no-store", "no-cache"}
+    if policy.cacheability == "public":
+        forbidden.add("private")
+    if directives & forbidden or has_vary_header(response, "*"):
+        return False
+    personal = has_vary_header(response, "Cookie") or _touched_visitor_state(request)
+    return not (personal and policy.cacheability == "public")
+
+
+def _touched_visitor_state(request: HttpRequest) -> bool:
+    """The view used the session, a CSRF token or messages: the page is personal."""
+    session = getattr(request, "session", None)
+    if session is not None and getattr(session, "accessed", False):
+        return True
+    if request.META.get("CSRF_COOKIE_NEEDS_UPDATE") or request.META.get("CSRF_COOKIE_USED"):
+        return True
+    messages = getattr(request, "_messages", None)
+    return bool(getattr(messages, "used", False))
+
+
+def _page(slot: Slot, response: HttpResponseBase, frame: collector.Frame) -> StoredPage:
+    stored_at = time.time()
+    headers = tuple(
+        (name, value) for name, value in response.items() if name.lower() not in _NOT_STORED
+    )
+    vary = tuple(
+        header
+        for header in _COMMA.split(response.get("Vary", "").strip())
+        if header and header.lower() != "cookie"
+    )
+    tokens = sorted({**slot.declared_tokens(), **frame.tokens}.items())
+    digest = hashlib.blake2b(repr((slot.key, tokens, stored_at)).encode(), digest_size=12)
+    content = bytes(response.content)  # type: ignore[attr-defined]
+    return StoredPage(response.status_code, f'"cs-{digest.hexdigest()}"', headers, content, vary,
+                      stored_at)
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+def _url(request: HttpRequest) -> str:
+    return f"{request.scheme}://{request.get_host()}{request.path}?{canonical_query(request)}"
+
+
+def _variant_key(base: str, request: HttpRequest, vary: Iterable[str]) -> str:
+    values = [base]
+    for header in vary:
+        meta = header.upper().replace("-", "_")
+        if meta not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            meta = f"HTTP_{meta}"
+        values += [header.lower(), request.META.get(meta, "")]
+    return make_key("p", values)
+
+
+def _remember_vary(base: str, vary: tuple[str, ...]) -> None:
+    if len(_vary_known) >= _KNOWN_LIMIT:
+        _vary_known.clear()
+    _vary_known[base] = vary
+
+
+def _pointer(raw: Any) -> tuple[str, ...] | None:
+    if isinstance(raw, tuple) and len(raw) == 2 and raw[0] == _POINTER:
+        return tuple(raw[1])
+    return None
+
+
+def _store_pointer(pointer: Slot, vary: tuple[str, ...]) -> None:
+    timeout = None if pointer.timeout is None else pointer.timeout + pointer.grace
+    try:
+        pointer.cache.set(pointer.key, (_POINTER, vary), timeout)
+    except Exception:
+        pass  # only a hint; the next request learns the Vary again
+
+
+def _dependencies(
+    tags: Sequence[Tag] | Tag, request: HttpRequest, args: Sequence[Any], kwargs: dict[str, Any]
+) -> list[Dependency]:
+    if isinstance(tags, (str, type, Model, QuerySet)) or not isinstance(tags, Iterable):
+        tags = [tags]
+    dependencies: list[Dependency] = []
+    for tag in tags:
+        if callable(tag) and not isinstance(tag, type):
+            tag = tag(request, *args, **kwargs)
+        dependencies += resolve(tag)
+    return dependencies
+
+
+__all__ = ["cache_page", "path_and_query_key", "path_key", "query_key", "versioned"]
