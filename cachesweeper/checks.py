@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from cachesweeper.conf import DEFAULTS
+from cachesweeper.rules import compile_rules
 
 _PER_PROCESS = (
     "django.core.cache.backends.locmem.",
@@ -51,6 +52,35 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         errors.append(
             Error(
                 f'CACHESWEEPER["GRACE"] must be a whole number of seconds >= 0, not {grace!r}.',
+                id="cachesweeper.E002",
+            )
+        )
+    try:
+        compile_rules(user.get("PAGE_RULES", []))
+    except (TypeError, ValueError) as error:
+        errors.append(
+            Error(
+                f'CACHESWEEPER["PAGE_RULES"] is invalid: {error}.',
+                hint='Use [("/prefix", ttl, grace), (re.compile(...), ttl, grace, tags), ...].',
+                id="cachesweeper.E003",
+            )
+        )
+    wait = user.get("COLD_WAIT", 0)
+    statuses = user.get("CACHEABLE_STATUSES", (200,))
+    if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:
+        errors.append(
+            Error(
+                f'CACHESWEEPER["COLD_WAIT"] must be seconds >= 0, not {wait!r}.',
+                id="cachesweeper.E002",
+            )
+        )
+    if not isinstance(statuses, (list, tuple, set, frozenset)) or not all(
+        isinstance(code, int) and 100 <= code <= 599 for code in statuses
+    ):
+        errors.append(
+            Error(
+                f'CACHESWEEPER["CACHEABLE_STATUSES"] must be a list of HTTP status codes, '
+                f"not {statuses!r}.",
                 id="cachesweeper.E002",
             )
         )

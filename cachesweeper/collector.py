@@ -66,6 +66,13 @@ def report(tokens: Mapping[str, int | None]) -> None:
         frame.add(tokens)
 
 
+def spoil() -> None:
+    """Mark the innermost frame as not storable (its tokens cannot be known)."""
+    frame = _current.get()
+    if frame is not None:
+        frame.conflicted = True
+
+
 @contextmanager
 def collect(wants_tokens: bool = True) -> Iterator[Frame]:
     """Open a frame; on exit its names (and tokens) flow into the enclosing frame."""

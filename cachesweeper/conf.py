@@ -27,6 +27,8 @@ class Settings:
     """Attribute access to ``CACHESWEEPER`` with :data:`DEFAULTS` filled in."""
 
     def _get(self, name: str) -> Any:
+        if not settings.configured:  # a plain WSGI app using the WSGI page cache
+            return DEFAULTS[name]
         user: dict[str, Any] = getattr(settings, "CACHESWEEPER", None) or {}
         return user.get(name, DEFAULTS[name])
 

@@ -69,6 +69,7 @@ class Slot:
     state: str = MISS
     counters: dict[str, int] = field(default_factory=dict)
     using: str | None = None
+    store: Any = None  # a cache object to use instead of the ``using`` alias
     raw: Any = None
     locked: bool = False
     contended: bool = False
@@ -76,6 +77,8 @@ class Slot:
 
     @property
     def cache(self) -> BaseCache:
+        if self.store is not None:
+            return self.store  # type: ignore[no-any-return]
         return caches[self.using or conf.CACHE]
 
     @property
@@ -332,7 +335,7 @@ def announce(slot: Slot, state: str) -> None:
 def _fetch(
     slot: Slot, keys: list[str], names: Mapping[str, None]
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    if (slot.using or conf.CACHE) == conf.VERSION_CACHE:
+    if slot.store is None and (slot.using or conf.CACHE) == conf.VERSION_CACHE:
         token_keys = {tokens.token_key(name): name for name in names}
         found = slot.cache.get_many([*keys, *token_keys])
         counters = {
@@ -342,7 +345,7 @@ def _fetch(
         }
         return found, counters
     found = slot.cache.get_many(keys)
-    return found, tokens.read_counters(version_cache(), names)
+    return found, tokens.read_counters(version_cache(), names) if names else {}
 
 
 def _evaluate(slot: Slot, counters: Mapping[str, int], now: float) -> str:

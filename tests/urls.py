@@ -32,4 +32,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("binary/", views.binary),
     path("slow/", views.slow),
     path("slow-raises/", views.slow_raises),
+    path("wsgi/fragment/<int:pk>/", views.fragment_plain),
 ]

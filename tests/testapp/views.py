@@ -187,3 +187,10 @@ def slow_raises(request: HttpRequest) -> HttpResponse:
     if SLOW["fail"]:
         raise RuntimeError("view exploded")
     return HttpResponse(f"raises {count}")
+
+
+def fragment_plain(request: HttpRequest, pk: int) -> TemplateResponse:
+    """No cache_page: for the WSGI page cache in front of Django."""
+    called("fragment_plain")
+    comment = Comment.objects.get(pk=pk)
+    return TemplateResponse(request, "page_with_fragment.html", {"comment": comment})

@@ -1,0 +1,110 @@
+"""Middleware: the site-wide page cache, and the edge middleware.
+
+``PageCacheMiddleware`` goes last in ``MIDDLEWARE`` (after the session and
+authentication middleware); ``EdgeMiddleware`` goes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+from cachesweeper import collector
+from cachesweeper.conf import conf
+from cachesweeper.pages import PagePolicy, aserve_page, serve_page
+from cachesweeper.rules import compile_rules, match
+
+#: Internal header carrying a page's dependencies and tokens to the WSGI page cache.
+DEPS_HEADER = "X-Cachesweeper-Deps"
+#: WSGI environ key the WSGI page cache sets when it wants ``DEPS_HEADER``.
+WSGI_FLAG = "cachesweeper.wsgi"
+
+GetResponse = Callable[[HttpRequest], Any]
+
+
+class PageCacheMiddleware:
+    """Cache whole pages by URL rule: ``CACHESWEEPER["PAGE_RULES"]``.
+
+    A hit is answered before URL resolution and without running any view.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        policy = self._policy(request)
+        if self.is_async:
+            return self._acall(request, policy)
+        if policy is None:
+            return self.get_response(request)
+        return serve_page(policy, request, self.get_response)
+
+    async def _acall(self, request: HttpRequest, policy: PagePolicy | None) -> HttpResponseBase:
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        if policy is None:
+            return await get_response(request)
+        return await aserve_page(policy, request, get_response)
+
+    @staticmethod
+    def _policy(request: HttpRequest) -> PagePolicy | None:
+        rule = match(compile_rules(conf.PAGE_RULES), request.path)
+        if rule is None:
+            return None
+        return PagePolicy(rule.ttl, tags=rule.tags, grace=rule.grace)
+
+
+class EdgeMiddleware:
+    """Collect every dependency a response was built from, for the caches in front.
+
+    For now it reports them to the WSGI page cache (``DEPS_HEADER``, which
+    that layer strips); edge headers for CDNs and proxies build on it.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        with collector.collect(wants_tokens=_wsgi(request)) as frame:
+            response = self.get_response(request)
+        return _annotate(request, response, frame)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        with collector.collect(wants_tokens=_wsgi(request)) as frame:
+            response = await self.get_response(request)
+        return _annotate(request, response, frame)
+
+
+def _wsgi(request: HttpRequest) -> bool:
+    return bool(request.META.get(WSGI_FLAG))
+
+
+def _annotate(
+    request: HttpRequest, response: HttpResponseBase, frame: collector.Frame
+) -> HttpResponseBase:
+    if _wsgi(request):
+        response[DEPS_HEADER] = deps_header(frame)
+    return response
+
+
+def deps_header(frame: collector.Frame) -> str:
+    """``name=token`` pairs, or ``-`` when the page must not be stored (tokens unknown)."""
+    if not frame.complete:
+        return "-"
+    return " ".join(f"{name}={token}" for name, token in frame.tokens.items())

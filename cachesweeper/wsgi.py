@@ -1,0 +1,237 @@
+"""A framework-agnostic WSGI page cache (pagecache compatible).
+
+    from cachesweeper.wsgi import PageCacheMiddleware
+    application = PageCacheMiddleware(application, [("/blog", 300, 30)], memcache_client)
+
+It sits outside the application, so a hit never enters it at all. ``cache``
+is a memcache-style client (``get``/``set``/``add``/``delete``, ``get_many``
+when it has one), a Django cache, or a Django cache alias. Around a Django
+app with :class:`cachesweeper.middleware.EdgeMiddleware`, Django reports each
+page's dependencies and their tokens in an internal header that this layer
+reads and strips, so Django-side sweeps reach pages stored here too; a hit
+checks their tokens in the same round trip when ``cache`` is the alias of
+the version cache (one more round trip otherwise).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Callable, Iterable, Sequence
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qsl
+
+from cachesweeper import collector
+from cachesweeper.entries import (
+    MISS,
+    Rendered,
+    Slot,
+    accept,
+    fall_back,
+    lookup,
+    release,
+    save,
+    served,
+    wait_for_entry,
+)
+from cachesweeper.keys import make_key
+from cachesweeper.middleware import DEPS_HEADER, WSGI_FLAG
+from cachesweeper.rules import compile_rules, match
+
+StartResponse = Callable[..., Any]
+Header = tuple[str, str]
+# (status line, headers, body, stored at): what is stored for a page.
+StoredPage = tuple[str, tuple[Header, ...], bytes, float]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+     "transfer-encoding", "upgrade", "age"}
+)
+_PRIVATE = ("private", "no-store", "no-cache")
+
+
+class PageCacheMiddleware:
+    """Serve whole pages by URL rule from a cache, in front of any WSGI application."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        cached_urls: Iterable[Sequence[Any]],
+        cache: Any,
+        *,
+        statuses: Iterable[int] = (200,),
+        session_cookies: Iterable[str] = ("sessionid",),
+    ) -> None:
+        self.app = app
+        self.rules = compile_rules(cached_urls)
+        self.cache = cache
+        self.statuses = frozenset(statuses)
+        self.session_cookies = frozenset(session_cookies)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        rule = match(self.rules, environ.get("PATH_INFO", ""))
+        if rule is None or not self._shared(environ):
+            return self.app(environ, start_response)
+        slot = Slot(make_key("w", [_url(environ)]), (), rule.ttl, rule.grace)
+        if isinstance(self.cache, str):
+            slot.using = self.cache
+        else:
+            slot.store = _store(self.cache)
+        lookup([slot])
+        try:
+            if (slot.contended and wait_for_entry(slot)) or slot.state != MISS:
+                return _replay(environ, start_response, served(slot)[1])
+            with collector.collect() as frame:
+                try:
+                    page = self._run(environ)
+                except Exception as error:
+                    return _replay(environ, start_response, fall_back(slot, error)[1])
+                storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, frame)
+            to_save: list[tuple[Slot, Any, collector.Frame]] = []
+            outcome = Rendered(page, page if storable else None, int(page[0][:3]) >= 500)
+            state, value = accept(slot, outcome, frame, to_save)
+            save(to_save)
+            if state != MISS:
+                return _replay(environ, start_response, value)
+            status, headers, body, _ = value
+            start_response(status, list(headers))
+            return [body]
+        finally:
+            release([slot])
+
+    def _shared(self, environ: dict[str, Any]) -> bool:
+        """GET or HEAD, from a visitor without a session or credentials."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return False
+        if "HTTP_AUTHORIZATION" in environ:
+            return False
+        cookies = SimpleCookie()
+        try:
+            cookies.load(environ.get("HTTP_COOKIE", ""))
+        except Exception:
+            return False
+        return not self.session_cookies & set(cookies)
+
+    def _run(self, environ: dict[str, Any]) -> StoredPage:
+        """Call the application, collect its response, and strip the dependency header."""
+        captured: dict[str, Any] = {}
+        written: list[bytes] = []
+
+        def start_response(status: str, headers: list[Header], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return written.append
+
+        environ = {**environ, WSGI_FLAG: True, "REQUEST_METHOD": "GET"}
+        result = self.app(environ, start_response)
+        try:
+            body = b"".join([*written, *result])
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        headers = []
+        for name, value in captured["headers"]:
+            if name.lower() == DEPS_HEADER.lower():
+                _report(value)
+            else:
+                headers.append((name, value))
+        return captured["status"], tuple(headers), body, time.time()
+
+    def _storable(self, page: tuple[Any, ...], frame: collector.Frame) -> bool:
+        status, headers, _, _ = page
+        if int(status[:3]) not in self.statuses or not frame.complete:
+            return False
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "set-cookie":
+                return False
+            if lower == "cache-control" and any(word in value.lower() for word in _PRIVATE):
+                return False
+            if lower == "vary" and value.strip():
+                return False  # variants are not stored here; cache_page handles Vary
+        return True
+
+
+def _report(header: str) -> None:
+    """Feed the dependencies Django reported into the page's frame."""
+    if header.strip() == "-":
+        collector.spoil()  # Django could not tell the tokens: do not store the page
+        return
+    tokens: dict[str, int | None] = {}
+    for pair in header.split():
+        name, _, token = pair.partition("=")
+        tokens[name] = int(token) if token.isdigit() else None
+    collector.report(tokens)
+
+
+def _replay(environ: dict[str, Any], start_response: StartResponse, page: Any) -> Iterable[bytes]:
+    status, headers, body, stored_at = page
+    headers = [(name, value) for name, value in headers if name.lower() not in _HOP_BY_HOP]
+    headers.append(("Age", str(max(0, int(time.time() - stored_at)))))
+    start_response(status, headers)
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _url(environ: dict[str, Any]) -> str:
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+    pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    query = "&".join(f"{name}={value}" for name, value in sorted(pairs, key=lambda p: p[0]))
+    return f"{scheme}://{host.lower()}{environ.get('PATH_INFO', '')}?{query}"
+
+
+def _store(cache: Any) -> Any:
+    """A Django cache as it is; a memcache-style client behind a small adapter."""
+    from django.core.cache.backends.base import BaseCache
+
+    return cache if isinstance(cache, BaseCache) else _ClientStore(cache)
+
+
+class _ClientStore:
+    """The few cache calls the read path makes, on a memcache-style client.
+
+    Values are pickled to bytes, which every such client stores; ``None``
+    (no expiry) is memcached's 0.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        many = getattr(self.client, "get_many", None) or getattr(self.client, "get_multi", None)
+        if many is not None:
+            found = many(keys)
+        else:
+            found = {key: self.client.get(key) for key in keys}
+        return {key: pickle.loads(value) for key, value in found.items() if value is not None}
+
+    def set_many(self, values: dict[str, Any], timeout: float | None) -> list[str]:
+        for key, value in values.items():
+            self.client.set(key, pickle.dumps(value), _expiry(timeout))
+        return []
+
+    def set(self, key: str, value: Any, timeout: float | None) -> None:
+        self.client.set(key, pickle.dumps(value), _expiry(timeout))
+
+    def add(self, key: str, value: Any, timeout: float | None = None) -> bool:
+        data, expiry = pickle.dumps(value), _expiry(timeout)
+        try:
+            # pymemcache answers True without asking the server unless told to wait.
+            return bool(self.client.add(key, data, expiry, noreply=False))
+        except TypeError:  # python-memcached and others have no noreply
+            return bool(self.client.add(key, data, expiry))
+
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.client.delete(key)
+
+
+def _expiry(timeout: float | None) -> int:
+    return 0 if timeout is None else max(1, int(timeout))
+
+
+__all__ = ["PageCacheMiddleware"]
+
+

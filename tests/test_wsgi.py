@@ -1,0 +1,228 @@
+"""The WSGI page cache: pagecache's scenarios, and Django's sweeps reaching it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from django.core.handlers.wsgi import WSGIHandler
+from django.test import override_settings
+from pymemcache.client.base import Client as MemcacheClient
+
+from cachesweeper.wsgi import PageCacheMiddleware
+from tests.helpers import calls, reset
+from tests.testapp import views
+from tests.testapp.models import Article, Comment
+
+Environ = dict[str, Any]
+
+
+class App:
+    """A plain WSGI app that counts calls per path; ``/slow`` can be held back."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.release = threading.Event()
+        self.release.set()
+        self.status = "200 OK"
+        self.headers: list[tuple[str, str]] = []
+
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ["PATH_INFO"]
+        self.calls[path] = self.calls.get(path, 0) + 1
+        if path.startswith("/slow"):
+            self.release.wait(10)
+        start_response(self.status, [("Content-Type", "text/plain"), *self.headers])
+        return [f"{path} #{self.calls[path]}".encode()]
+
+
+Result = tuple[str, dict[str, str], bytes]
+
+
+def call(app: Any, path: str, method: str = "GET", **environ: Any) -> Result:
+    env: Environ = {"PATH_INFO": path, "REQUEST_METHOD": method, **environ}
+    setup_testing_defaults(env)
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        captured["status"], captured["headers"] = status, dict(headers)
+
+    body = b"".join(app(env, start_response))
+    return captured["status"], captured["headers"], body
+
+
+@pytest.fixture
+def memcache(memcached_server: Any) -> Iterator[MemcacheClient]:
+    host, port = memcached_server.location.rsplit(":", 1)
+    client = MemcacheClient((host, int(port)))
+    client.flush_all()
+    yield client
+    client.close()
+
+
+class DictClient:
+    """A python-memcached-style client with only get/set/add/delete (no get_many)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, tuple[bytes, float]] = {}
+
+    def get(self, key: str) -> bytes | None:
+        value, expires = self.data.get(key, (None, 0.0))
+        return value if value is not None and (not expires or expires > time.time()) else None
+
+    def set(self, key: str, value: bytes, time_: int = 0) -> bool:
+        self.data[key] = (value, time.time() + time_ if time_ else 0.0)
+        return True
+
+    def add(self, key: str, value: bytes, time_: int = 0) -> bool:
+        if self.get(key) is not None:
+            return False
+        return self.set(key, value, time_)
+
+    def delete(self, key: str) -> bool:
+        return self.data.pop(key, None) is not None
+
+
+@pytest.fixture(params=["pymemcache", "dict-client"])
+def client(request: pytest.FixtureRequest) -> Any:
+    if request.param == "pymemcache":
+        return request.getfixturevalue("memcache")
+    return DictClient()
+
+
+def test_cached_prefix_runs_the_app_once_other_urls_every_time(client: Any) -> None:
+    app = App()
+    cached = PageCacheMiddleware(app, [("/cached", 60, 0)], client)
+
+    assert call(cached, "/cached/page")[2] == b"/cached/page #1"
+    assert call(cached, "/cached/page")[2] == b"/cached/page #1"
+    assert call(cached, "/other")[2] == b"/other #1"
+    assert call(cached, "/other")[2] == b"/other #2"
+    assert call(cached, "/cachedx")[2] == b"/cachedx #1"
+    assert call(cached, "/cachedx")[2] == b"/cachedx #2"  # not under /cached
+
+
+def test_regex_rules(client: Any) -> None:
+    import re
+
+    app = App()
+    cached = PageCacheMiddleware(app, [(re.compile(r"^/items/\d+$"), 60, 0)], client)
+    call(cached, "/items/1")
+    call(cached, "/items/1")
+    call(cached, "/items/x")
+    call(cached, "/items/x")
+    assert app.calls == {"/items/1": 1, "/items/x": 2}
+
+
+def test_ttl_expiry(client: Any) -> None:
+    app = App()
+    cached = PageCacheMiddleware(app, [("/", 1, 0)], client)
+    call(cached, "/page")
+    call(cached, "/page")
+    time.sleep(2.1)
+    assert call(cached, "/page")[2] == b"/page #2"
+
+
+def test_grace_serves_stale_while_one_request_regenerates(client: Any) -> None:
+    app = App()
+    cached = PageCacheMiddleware(app, [("/slow", 1, 30)], client)
+    assert call(cached, "/slow")[2] == b"/slow #1"
+    time.sleep(1.2)
+
+    app.release.clear()
+    results: dict[str, bytes] = {}
+    regenerating = threading.Thread(target=lambda: results.update(slow=call(cached, "/slow")[2]))
+    regenerating.start()
+    deadline = time.monotonic() + 5
+    while app.calls["/slow"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        _, headers, body = call(cached, "/slow")
+        assert body == b"/slow #1"
+        assert int(headers["Age"]) >= 1
+    finally:
+        app.release.set()
+        regenerating.join(10)
+    assert results["slow"] == b"/slow #2"
+    assert app.calls["/slow"] == 2
+    assert call(cached, "/slow")[2] == b"/slow #2"
+
+
+@pytest.mark.parametrize(
+    ("method", "environ", "status", "headers"),
+    [
+        ("POST", {}, "200 OK", []),
+        ("GET", {"HTTP_COOKIE": "sessionid=abc"}, "200 OK", []),
+        ("GET", {"HTTP_AUTHORIZATION": "Basic eDp5"}, "200 OK", []),
+        ("GET", {}, "200 OK", [("Set-Cookie", "a=b")]),
+        ("GET", {}, "200 OK", [("Cache-Control", "private")]),
+        ("GET", {}, "200 OK", [("Vary", "Cookie")]),
+        ("GET", {}, "500 Internal Server Error", []),
+        ("GET", {}, "404 Not Found", []),
+    ],
+    ids=["post", "session", "authorization", "set-cookie", "private", "vary", "500", "404"],
+)
+def test_never_cached(
+    client: Any, method: str, environ: Environ, status: str, headers: list[tuple[str, str]]
+) -> None:
+    app = App()
+    app.status, app.headers = status, headers
+    cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
+    call(cached, "/page", method, **environ)
+    result = call(cached, "/page", method, **environ)
+    assert app.calls["/page"] == 2
+    if headers:
+        assert result[1][headers[0][0]] == headers[0][1]  # never stripped
+
+
+def test_head_gets_headers_without_body(client: Any) -> None:
+    app = App()
+    cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
+    call(cached, "/page")
+    status, headers, body = call(cached, "/page", "HEAD")
+    assert status == "200 OK" and body == b"" and headers["Content-Type"] == "text/plain"
+    assert app.calls["/page"] == 1
+
+
+def test_host_and_query_are_part_of_the_key(client: Any) -> None:
+    app = App()
+    cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
+    call(cached, "/page", HTTP_HOST="a.example")
+    call(cached, "/page", HTTP_HOST="b.example")
+    call(cached, "/page", HTTP_HOST="a.example", QUERY_STRING="x=1&y=2")
+    call(cached, "/page", HTTP_HOST="a.example", QUERY_STRING="y=2&x=1")
+    assert app.calls["/page"] == 3
+
+
+# -- in front of Django -------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("cache_backend")
+def test_django_sweeps_reach_the_wsgi_cache() -> None:
+    views.CALLS.clear()
+    article = Article.objects.create(title="a")
+    comment = Comment.objects.create(article=article, text="before")
+    middleware = ["cachesweeper.middleware.EdgeMiddleware"]
+    with override_settings(MIDDLEWARE=middleware):
+        app = PageCacheMiddleware(WSGIHandler(), [("/wsgi", 60, 0)], "default")
+        url = f"/wsgi/fragment/{comment.pk}/"
+        status, headers, body = call(app, url, HTTP_HOST="testserver")
+        assert b"before" in body and status == "200 OK"
+        assert "X-Cachesweeper-Deps" not in headers
+        call(app, url, HTTP_HOST="testserver")
+        assert views.CALLS["fragment_plain"] == 1
+
+        reset()
+        call(app, url, HTTP_HOST="testserver")
+        assert calls() == ["get_many"]  # entry and tokens in one round trip
+
+        comment.text = "after"
+        comment.save()
+
+        assert b"after" in call(app, url, HTTP_HOST="testserver")[2]
+        assert views.CALLS["fragment_plain"] == 2
