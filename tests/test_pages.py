@@ -130,6 +130,7 @@ def test_head_is_answered_from_a_get_entry_but_never_stored(client: Client) -> N
         ("/private-header/", "private_header"),
         ("/no-store/", "no_store"),
         ("/vary-cookie/", "vary_cookie"),
+        ("/vary-star/", "vary_star"),
         ("/session/", "session"),
         ("/csrf/", "csrf"),
         ("/streaming/", "streaming"),
@@ -270,3 +271,14 @@ def test_hit_is_one_round_trip(client: Client) -> None:
 def test_bad_cacheability_is_refused() -> None:
     with pytest.raises(ValueError, match="cacheability"):
         cachesweeper.cache_page(60, cacheability="shared")
+
+
+def test_key_helpers() -> None:
+    from django.test import RequestFactory
+
+    from cachesweeper.pages import path_and_query_key, path_key, query_key
+
+    request = RequestFactory().get("/a/b/", {"y": "2", "x": "1"})
+    assert path_key(request) == "/a/b/"
+    assert query_key(request) == "x=1&y=2"
+    assert path_and_query_key(request) == "/a/b/?x=1&y=2"

@@ -226,3 +226,44 @@ def test_django_sweeps_reach_the_wsgi_cache() -> None:
 
         assert b"after" in call(app, url, HTTP_HOST="testserver")[2]
         assert views.CALLS["fragment_plain"] == 2
+
+
+def test_plain_wsgi_app_without_django_settings(memcached_server: Any) -> None:
+    """pagecache's use: no Django project at all, a bare pymemcache client."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        from wsgiref.util import setup_testing_defaults
+        from pymemcache.client.base import Client
+        from cachesweeper.wsgi import PageCacheMiddleware
+
+        calls = []
+
+        def app(environ, start_response):
+            calls.append(environ["PATH_INFO"])
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"hello"]
+
+        client = Client(("127.0.0.1", {memcached_server.port}))
+        client.flush_all()
+        cached = PageCacheMiddleware(app, [("/", 60, 5)], client)
+        for _ in range(3):
+            environ = {{"PATH_INFO": "/plain-wsgi"}}
+            setup_testing_defaults(environ)
+            body = b"".join(cached(environ, lambda status, headers: None))
+            assert body == b"hello", body
+        assert calls == ["/plain-wsgi"], calls
+        from django.conf import settings
+        assert not settings.configured
+        print("ok")
+        """
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

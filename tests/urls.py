@@ -19,6 +19,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("no-store/", views.no_store),
     path("vary-cookie/", views.vary_cookie),
     path("vary-language/", views.vary_language),
+    path("vary-star/", views.vary_star),
     path("session/", views.uses_session),
     path("csrf/", views.uses_csrf),
     path("streaming/", views.streaming),

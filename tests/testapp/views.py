@@ -94,6 +94,13 @@ def vary_cookie(request: HttpRequest) -> HttpResponse:
 
 
 @cache_page(60)
+def vary_star(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(f"vary {called('vary_star')}")
+    response["Vary"] = "*"
+    return response
+
+
+@cache_page(60)
 def vary_language(request: HttpRequest) -> HttpResponse:
     language = request.headers.get("Accept-Language", "-")
     response = HttpResponse(f"{language} {called('vary_language')}")
