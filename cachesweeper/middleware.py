@@ -14,7 +14,10 @@ from django.http import HttpRequest, HttpResponseBase
 
 from cachesweeper import collector
 from cachesweeper.conf import conf
-from cachesweeper.pages import PagePolicy, aserve_page, serve_page
+from cachesweeper.edges.base import CachePolicy, TooManyNames
+from cachesweeper.edges.decorators import RESPONSE_ATTRIBUTE
+from cachesweeper.edges.loading import configured, request_host
+from cachesweeper.pages import PagePolicy, aserve_page, serve_page, shareable
 from cachesweeper.rules import compile_rules, match
 
 #: Internal header carrying a page's dependencies and tokens to the WSGI page cache.
@@ -63,10 +66,13 @@ class PageCacheMiddleware:
 
 
 class EdgeMiddleware:
-    """Collect every dependency a response was built from, for the caches in front.
+    """Label responses for the caches in front of Django, and deliver LiteSpeed purges.
 
-    For now it reports them to the WSGI page cache (``DEPS_HEADER``, which
-    that layer strips); edge headers for CDNs and proxies build on it.
+    Goes first in ``MIDDLEWARE``. Every configured edge adds its tag header
+    (the dependencies of everything the response rendered, plus explicit
+    ``edge_cache`` tags) to responses a shared cache may keep; responses that
+    must not be shared get no public edge headers. It also reports a page's
+    dependencies to the WSGI page cache (``DEPS_HEADER``, stripped there).
     """
 
     sync_capable = True
@@ -81,18 +87,33 @@ class EdgeMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        with collector.collect(wants_tokens=_wsgi(request)) as frame:
-            response = self.get_response(request)
-        return _annotate(request, response, frame)
+        host = request_host.set(_host(request))
+        try:
+            with collector.collect(wants_tokens=_wsgi(request)) as frame:
+                response = self.get_response(request)
+            return _annotate(request, response, frame)
+        finally:
+            request_host.reset(host)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        with collector.collect(wants_tokens=_wsgi(request)) as frame:
-            response = await self.get_response(request)
-        return _annotate(request, response, frame)
+        host = request_host.set(_host(request))
+        try:
+            with collector.collect(wants_tokens=_wsgi(request)) as frame:
+                response = await self.get_response(request)
+            return _annotate(request, response, frame)
+        finally:
+            request_host.reset(host)
 
 
 def _wsgi(request: HttpRequest) -> bool:
     return bool(request.META.get(WSGI_FLAG))
+
+
+def _host(request: HttpRequest) -> str | None:
+    try:
+        return request.get_host()
+    except Exception:  # DisallowedHost: Django answers 400 anyway
+        return None
 
 
 def _annotate(
@@ -100,6 +121,25 @@ def _annotate(
 ) -> HttpResponseBase:
     if _wsgi(request):
         response[DEPS_HEADER] = deps_header(frame)
+    edges = configured()
+    if not edges:
+        return response
+    policy, tags = getattr(response, RESPONSE_ATTRIBUTE, (None, []))
+    names = list(dict.fromkeys([*frame.names, *tags]))
+    if not shareable(request, response):
+        names = []
+        if policy is not None:
+            policy = CachePolicy(0, "no-cache")
+    headers: dict[str, str] = {}
+    for edge in edges:
+        try:
+            headers.update(edge.response_headers(names, policy))
+        except TooManyNames:
+            # Unlabelled content could never be purged: keep it out of the edge.
+            headers.update(edge.response_headers([], CachePolicy(0, "no-cache")))
+        headers.update(edge.purge_headers())
+    for name, value in headers.items():
+        response[name] = value
     return response
 
 

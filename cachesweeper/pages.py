@@ -357,9 +357,18 @@ def _rendered(
     return Rendered(response, tuple(_page(slot, response, frame)), failed)
 
 
-def _storable(policy: PagePolicy, request: HttpRequest, response: HttpResponseBase) -> bool:
+def shareable(request: HttpRequest, response: HttpResponseBase) -> bool:
+    """Whether a shared cache (a page entry or an edge) may keep this response."""
+    if request.method not in ("GET", "HEAD") or _visitor(request) != "":
+        return False
+    return _storable(PagePolicy(None), request, response, method="any")
+
+
+def _storable(
+    policy: PagePolicy, request: HttpRequest, response: HttpResponseBase, method: str = "GET"
+) -> bool:
     """The rules that keep private or broken responses out of a shared cache."""
-    if request.method != "GET" or getattr(request, "do_not_cache", False):
+    if (method == "GET" and request.method != "GET") or getattr(request, "do_not_cache", False):
         return False
     if response.streaming or response.status_code not in conf.CACHEABLE_STATUSES:
         return False

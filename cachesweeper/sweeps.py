@@ -48,7 +48,9 @@ def invalidate_cache_for(instance: models.Model, using: str | None = None) -> No
     database = instance._state.db or router.db_for_write(type(instance))
     if strategy != tokens.COUNTER:
         _touch_attribute(type(instance), [instance.pk], strategy, database)
-    sweep([instance_name(instance)], database=database)
+    registration = registration_for(type(instance))
+    urls = _urls(instance, registration.purge_urls if registration else None)
+    sweep([instance_name(instance)], database=database, urls=urls)
 
 
 def invalidate_model(model: type[models.Model]) -> None:
@@ -73,20 +75,25 @@ def invalidate_queryset(queryset: models.QuerySet[Any]) -> None:
     sweep([*names, label], database=queryset.db)
 
 
-def sweep(names: Iterable[str], database: str | None = None) -> None:
-    """Bump the tokens of ``names`` now, or when the current transaction commits."""
-    names = list(dict.fromkeys(names))
-    if not names:
+def sweep(names: Iterable[str], database: str | None = None, urls: Iterable[str] = ()) -> None:
+    """Bump the tokens of ``names`` now, or when the current transaction commits.
+
+    Edges are told after the bump: purges of ``names`` and of the URL paths
+    ``urls`` (for edges that purge by URL).
+    """
+    names, urls = list(dict.fromkeys(names)), list(dict.fromkeys(urls))
+    if not names and not urls:
         return
     connection = transaction.get_connection(database)
     if connection.in_atomic_block:
-        _defer(connection, names)
+        _defer(connection, names, urls)
     else:
-        bump(names)
+        bump(names, urls)
 
 
-def bump(names: Sequence[str]) -> None:
-    """Bump counters now; failures go to the retry queue, never to the caller."""
+def bump(names: Sequence[str], urls: Sequence[str] = ()) -> None:
+    """Bump counters now and tell the edges; failures never reach the caller."""
+    _purge(names, urls)
     failed = _bump(names)
     if failed:
         logger.error(
@@ -96,6 +103,15 @@ def bump(names: Sequence[str]) -> None:
         _retries.add(failed)
     if signals.swept.receivers:
         signals.swept.send(sender=None, dependencies=list(names))
+
+
+def _purge(names: Sequence[str], urls: Sequence[str]) -> None:
+    from cachesweeper.edges.loading import dispatch
+
+    try:
+        dispatch(names, urls)
+    except Exception:
+        logger.exception("cachesweeper: could not hand %d purges to the edges", len(names))
 
 
 def _bump(names: Iterable[str]) -> list[str]:
@@ -119,13 +135,14 @@ class _Pending:
 
     def __init__(self) -> None:
         self.names: dict[str, None] = {}
+        self.urls: dict[str, None] = {}
 
     def __call__(self) -> None:
-        names, self.names = list(self.names), {}
-        bump(names)
+        names, urls, self.names, self.urls = list(self.names), list(self.urls), {}, {}
+        bump(names, urls)
 
 
-def _defer(connection: BaseDatabaseWrapper, names: Iterable[str]) -> None:
+def _defer(connection: BaseDatabaseWrapper, names: Iterable[str], urls: Iterable[str]) -> None:
     pending: _Pending | None = getattr(connection, "_cachesweeper_pending", None)
     # After a rollback (of the transaction or of the savepoint that
     # registered it) Django forgets the callback: start a new batch then.
@@ -134,6 +151,7 @@ def _defer(connection: BaseDatabaseWrapper, names: Iterable[str]) -> None:
         connection._cachesweeper_pending = pending  # type: ignore[attr-defined]
         transaction.on_commit(pending, using=connection.alias)
     pending.names.update(dict.fromkeys(names))
+    pending.urls.update(dict.fromkeys(urls))
 
 
 class _RetryQueue:
@@ -312,8 +330,9 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
     if registration is None:
         return
     try:
-        names = _names_to_sweep(instance, registration, using, set())
-        sweep(names, database=using)
+        urls: dict[str, None] = {}
+        names = _names_to_sweep(instance, registration, using, set(), urls)
+        sweep(names, database=using, urls=urls)
         if registration.touch:
             _remember_targets(sender, instance)
     except Exception:
@@ -334,16 +353,17 @@ def _on_m2m_changed(
         return
     try:
         names: list[str] = []
+        urls: dict[str, None] = {}
         registration = registration_for(type(instance))
         if registration is not None:
-            names += _names_to_sweep(instance, registration, using, set())
+            names += _names_to_sweep(instance, registration, using, set(), urls)
         if registration_for(model) is not None:
             if pk_set is None:  # clear(): find the rows that are about to be unlinked
                 pk_set = set(_related_ids(sender, instance, reverse, model, using))
             label = model_name(model)
             names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
         # clear() and add()/remove() run in a transaction: this waits for its commit.
-        sweep(names, database=using)
+        sweep(names, database=using, urls=urls)
     except Exception:
         logger.exception("cachesweeper: could not sweep m2m change on %r", instance)
 
@@ -367,22 +387,51 @@ def _related_ids(
 
 
 def _names_to_sweep(
-    instance: models.Model, registration: Registration, database: str | None, seen: set[str]
+    instance: models.Model,
+    registration: Registration,
+    database: str | None,
+    seen: set[str],
+    urls: dict[str, None],
 ) -> list[str]:
-    """The instance, its model, its tags, and what it touches, recursively."""
+    """The instance, its model, its tags, and what it touches, recursively.
+
+    The URLs of every instance met are added to ``urls`` (for URL purges).
+    """
     name = instance_name(instance)
     if name in seen:
         return []
     seen.add(name)
+    urls.update(dict.fromkeys(_urls(instance, registration.purge_urls)))
     names = [name, model_name(type(instance))]
     names += _tag_names(instance, registration.tags)
     for field_name in registration.touch:
-        names += _touched(instance, field_name, database, seen)
+        names += _touched(instance, field_name, database, seen, urls)
     return names
 
 
+def _urls(
+    instance: models.Model, purge_urls: Callable[[Any], Iterable[str]] | None
+) -> list[str]:
+    """Paths an edge caches this instance under: ``purge_urls``, ``get_purge_urls()``
+    or ``get_absolute_url()``, the first that exists."""
+    try:
+        if purge_urls is not None:
+            return list(purge_urls(instance))
+        if hasattr(instance, "get_purge_urls"):
+            return list(instance.get_purge_urls())
+        if hasattr(instance, "get_absolute_url"):
+            return [str(instance.get_absolute_url())]
+    except Exception:
+        logger.exception("cachesweeper: could not find the URLs of %r", instance)
+    return []
+
+
 def _touched(
-    instance: models.Model, field_name: str, database: str | None, seen: set[str]
+    instance: models.Model,
+    field_name: str,
+    database: str | None,
+    seen: set[str],
+    urls: dict[str, None],
 ) -> list[str]:
     field = instance._meta.get_field(field_name)
     target_model: type[models.Model] = field.related_model  # type: ignore[assignment]
@@ -392,9 +441,13 @@ def _touched(
     current = getattr(instance, field.attname)  # type: ignore[union-attr]
     ids = [value for value in dict.fromkeys((current, loaded)) if value is not None]
     by_pk = field.target_field.primary_key  # type: ignore[union-attr]
-    needs_instance = not by_pk or (
-        target_registration is not None
-        and (target_registration.touch or callable(target_registration.tags))
+    needs_instance = (
+        not by_pk
+        or (
+            target_registration is not None
+            and (target_registration.touch or callable(target_registration.tags))
+        )
+        or _purges_urls(target_model, target_registration)
     )
     if strategy != tokens.COUNTER:
         lookup = field.target_field.attname  # type: ignore[union-attr]
@@ -410,8 +463,18 @@ def _touched(
     manager = target_model._base_manager.db_manager(database)
     for target in manager.filter(**{f"{lookup}__in": ids}):
         registration = target_registration or Registration(None, (), None, None)
-        names += _names_to_sweep(target, registration, database, seen)
+        names += _names_to_sweep(target, registration, database, seen, urls)
     return names
+
+
+def _purges_urls(model: type[models.Model], registration: Registration | None) -> bool:
+    """Whether an edge will want this model's URLs (worth loading a touched instance for)."""
+    from cachesweeper.edges.loading import configured
+
+    has_urls = (registration is not None and registration.purge_urls is not None) or any(
+        hasattr(model, method) for method in ("get_purge_urls", "get_absolute_url")
+    )
+    return has_urls and bool(configured())
 
 
 def _tag_names(instance: models.Model | None, tags: Tags | None) -> list[str]:

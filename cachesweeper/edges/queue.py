@@ -1,0 +1,221 @@
+"""The background purge worker: purges leave the request path and are never lost.
+
+Sweeps hand their names and URLs to :data:`purges` after commit. A daemon
+thread delivers them per edge in batches, retries a failing edge with
+exponential backoff, and a full queue *widens* (instances become their
+model's label, then a purge of everything) instead of dropping work.
+Pending purges are flushed at interpreter exit, within a time limit, so
+shutdown never hangs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from cachesweeper import signals
+from cachesweeper.edges.base import Edge, PurgeBatch, widen
+
+logger = logging.getLogger("cachesweeper")
+
+FIRST_DELAY = 0.5
+MAX_DELAY = 60.0
+
+
+@dataclass
+class _Work:
+    """What one edge still has to purge."""
+
+    names: dict[str, None] = field(default_factory=dict)
+    urls: dict[tuple[str | None, str], None] = field(default_factory=dict)
+    everything: bool = False
+    failures: int = 0
+    not_before: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.names or self.urls or self.everything)
+
+    def size(self) -> int:
+        return len(self.names) + len(self.urls)
+
+    def take(self, limit: int) -> PurgeBatch:
+        """A batch of at most ``limit`` names or URLs of one host (or everything)."""
+        if self.everything:
+            self.everything, self.names, self.urls = False, {}, {}
+            return PurgeBatch(everything=True)
+        if self.names:
+            names = list(self.names)[:limit]
+            for name in names:
+                del self.names[name]
+            return PurgeBatch(names=names)
+        host = next(iter(self.urls))[0]
+        urls = [path for (url_host, path) in self.urls if url_host == host][:limit]
+        for path in urls:
+            del self.urls[(host, path)]
+        return PurgeBatch(urls=urls, host=host)
+
+    def give_back(self, batch: PurgeBatch) -> None:
+        self.everything = self.everything or batch.everything
+        self.names.update(dict.fromkeys(batch.names))
+        self.urls.update(dict.fromkeys((batch.host, path) for path in batch.urls))
+
+
+@dataclass
+class Stats:
+    queued: int = 0
+    delivered: int = 0
+    failed: int = 0
+    widened: int = 0
+
+
+class PurgeQueue:
+    """Per-edge pending purges, delivered by one daemon thread."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.stats = Stats()
+        self._work: dict[Edge, _Work] = {}
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._busy = False
+
+    def put(
+        self,
+        edges: Iterable[Edge],
+        names: Iterable[str] = (),
+        urls: Iterable[str] = (),
+        host: str | None = None,
+        everything: bool = False,
+    ) -> None:
+        """Queue a purge on every edge in ``edges``; returns at once."""
+        names, urls = list(names), list(urls)
+        with self._condition:
+            for edge in edges:
+                work = self._work.setdefault(edge, _Work())
+                work.names.update(dict.fromkeys(names))
+                work.urls.update(dict.fromkeys((host, url) for url in urls))
+                work.everything = work.everything or everything
+                self.stats.queued += len(names) + len(urls) + int(everything)
+                self._bound(edge, work)
+            self._start()
+            self._condition.notify_all()
+
+    def pending(self) -> int:
+        with self._condition:
+            return sum(work.size() + int(work.everything) for work in self._work.values())
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Deliver everything pending now (ignoring backoff); ``True`` when nothing is left."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            for work in self._work.values():
+                work.not_before = 0.0
+            self._start()
+            self._condition.notify_all()
+            while any(self._work.values()) or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(remaining, 0.1))
+                for work in self._work.values():
+                    work.not_before = min(work.not_before, time.monotonic() + 0.2)
+            return True
+
+    def _bound(self, edge: Edge, work: _Work) -> None:
+        """Widen instead of dropping when an edge's queue is full."""
+        if work.size() <= self.limit:
+            return
+        self.stats.widened += 1
+        work.names = dict.fromkeys(widen(work.names))
+        if work.size() > self.limit:
+            logger.warning(
+                "cachesweeper: purge queue for %s is full; purging everything", edge.label
+            )
+            work.names, work.urls, work.everything = {}, {}, True
+        else:
+            logger.warning(
+                "cachesweeper: purge queue for %s is full; widened to models", edge.label
+            )
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._run, name="cachesweeper-purge", daemon=True
+            )
+            self._thread.start()
+
+    def _next(self) -> tuple[Edge, PurgeBatch] | None:
+        """Wait for a batch that is due; called with the condition held."""
+        while True:
+            now = time.monotonic()
+            due = [
+                (edge, work)
+                for edge, work in self._work.items()
+                if work and work.not_before <= now
+            ]
+            if due:
+                edge, work = due[0]
+                self._busy = True
+                return edge, work.take(edge.max_batch)
+            waits = [work.not_before - now for work in self._work.values() if work]
+            self._condition.notify_all()
+            self._condition.wait(min(waits) if waits else 30.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                edge, batch = self._next()  # type: ignore[misc]
+            error = _deliver(edge, batch)
+            with self._condition:
+                self._busy = False
+                work = self._work.setdefault(edge, _Work())
+                count = len(batch.names) + len(batch.urls) + int(batch.everything)
+                if error is None:
+                    work.failures = 0
+                    self.stats.delivered += count
+                else:
+                    work.give_back(batch)
+                    work.failures += 1
+                    work.not_before = time.monotonic() + min(
+                        MAX_DELAY, FIRST_DELAY * 2 ** (work.failures - 1)
+                    )
+                    self.stats.failed += count
+                    self._bound(edge, work)
+                self._condition.notify_all()
+
+
+def _deliver(edge: Edge, batch: PurgeBatch) -> Exception | None:
+    try:
+        edge.purge(batch)
+    except Exception as error:
+        logger.warning(
+            "cachesweeper: purge of %d names and %d URLs on %s failed (%s); will retry",
+            len(batch.names),
+            len(batch.urls),
+            edge.label,
+            error,
+        )
+        if signals.purge_failed.receivers:
+            signals.purge_failed.send(
+                sender=type(edge), edge=edge, error=error, dependencies=batch.names
+            )
+        return error
+    if signals.purge_sent.receivers:
+        signals.purge_sent.send(sender=type(edge), edge=edge, dependencies=batch.names)
+    return None
+
+
+#: The process's purge queue.
+purges = PurgeQueue()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if purges.pending() and not purges.flush(timeout=5.0):
+        logger.error(
+            "cachesweeper: %d purges could not be delivered before exit", purges.pending()
+        )
