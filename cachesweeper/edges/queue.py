@@ -82,6 +82,7 @@ class PurgeQueue:
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._in_flight = 0
 
     def put(
         self,
@@ -105,8 +106,10 @@ class PurgeQueue:
             self._condition.notify_all()
 
     def pending(self) -> int:
+        """Purges not yet delivered, counting a batch that is being sent."""
         with self._condition:
-            return sum(work.size() + int(work.everything) for work in self._work.values())
+            queued = sum(work.size() + int(work.everything) for work in self._work.values())
+            return queued + self._in_flight
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Deliver everything pending now (ignoring backoff); ``True`` when nothing is left."""
@@ -160,7 +163,9 @@ class PurgeQueue:
             if due:
                 edge, work = due[0]
                 self._busy = True
-                return edge, work.take(edge.max_batch)
+                batch = work.take(edge.max_batch)
+                self._in_flight = len(batch.names) + len(batch.urls) + int(batch.everything)
+                return edge, batch
             waits = [work.not_before - now for work in self._work.values() if work]
             self._condition.notify_all()
             self._condition.wait(min(waits) if waits else 30.0)
@@ -171,7 +176,7 @@ class PurgeQueue:
                 edge, batch = self._next()  # type: ignore[misc]
             error = _deliver(edge, batch)
             with self._condition:
-                self._busy = False
+                self._busy, self._in_flight = False, 0
                 work = self._work.setdefault(edge, _Work())
                 count = len(batch.names) + len(batch.urls) + int(batch.everything)
                 if error is None:

@@ -23,6 +23,9 @@ class Article(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def get_absolute_url(self) -> str:
+        return f"/article/{self.pk}/"
+
 
 @cachesweeper.register(touch=["article"])
 class Comment(models.Model):

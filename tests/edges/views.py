@@ -1,0 +1,64 @@
+"""Views for the edge tests (served with ``ROOT_URLCONF="tests.edges.urls"``)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from cachesweeper.edges import edge_cache, lscache
+from tests.testapp.models import Comment
+
+
+@edge_cache(60, tags=["frontpage"])
+def comment_page(request: HttpRequest, pk: int) -> TemplateResponse:
+    comment = Comment.objects.get(pk=pk)
+    return TemplateResponse(request, "page_with_fragment.html", {"comment": comment})
+
+
+@csrf_exempt
+def save_comment(request: HttpRequest, pk: int) -> HttpResponse:
+    comment = Comment.objects.get(pk=pk)
+    comment.text = request.POST.get("text", "edited")
+    comment.save()
+    return HttpResponse("saved")
+
+
+@edge_cache(0)
+def not_cached(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("no")
+
+
+@edge_cache(60, tags=["cookies"])
+def sets_cookie(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse("cookie")
+    response.set_cookie("a", "b")
+    return response
+
+
+@edge_cache(60, tags=["many"])
+def many_names(request: HttpRequest) -> TemplateResponse:
+    comments = list(Comment.objects.all())
+    return TemplateResponse(request, "comment_list.html", {"comments": comments})
+
+
+@lscache(300, tags=["blog", "frontpage"])
+def lscache_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ls")
+
+
+@lscache(max_age=0)
+def lscache_admin(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("admin")
+
+
+urlpatterns = [
+    path("comment/<int:pk>/", comment_page),
+    path("comment/<int:pk>/save/", save_comment),
+    path("not-cached/", not_cached),
+    path("cookie/", sets_cookie),
+    path("many/", many_names),
+    path("lscache/", lscache_view),
+    path("lscache-admin/", lscache_admin),
+]
