@@ -116,3 +116,69 @@ def _check_caches(user: dict[str, Any]) -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+_EDGE = "cachesweeper.middleware.EdgeMiddleware"
+_PAGES = "cachesweeper.middleware.PageCacheMiddleware"
+_NEEDED_BEFORE_PAGES = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+)
+
+
+@register(Tags.caches)
+def check_edges(**kwargs: Any) -> list[CheckMessage]:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from cachesweeper.edges.loading import configured
+
+    try:
+        edges = configured()
+    except (ImproperlyConfigured, TypeError) as error:
+        return [
+            Error(
+                f'CACHESWEEPER["EDGES"] is invalid: {error}',
+                hint='Each item is {"BACKEND": "cachesweeper.edges.Varnish", "OPTIONS": {...}}.',
+                id="cachesweeper.E004",
+            )
+        ]
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if edges and _EDGE not in middleware:
+        return [
+            Warning(
+                "CACHESWEEPER has EDGES but EdgeMiddleware is not in MIDDLEWARE: responses "
+                "carry no edge headers, and LiteSpeed purges are never sent.",
+                hint=f'Add "{_EDGE}" first in MIDDLEWARE.',
+                id="cachesweeper.W002",
+            )
+        ]
+    return []
+
+
+@register(Tags.caches)
+def check_middleware_order(**kwargs: Any) -> list[CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    messages: list[CheckMessage] = []
+    if _EDGE in middleware and middleware.index(_EDGE) != 0:
+        messages.append(
+            Warning(
+                "EdgeMiddleware is not first in MIDDLEWARE: what the middleware before it "
+                "renders or changes is not labelled for the edges.",
+                hint=f'Move "{_EDGE}" to the top of MIDDLEWARE.',
+                id="cachesweeper.W003",
+            )
+        )
+    if _PAGES in middleware:
+        position = middleware.index(_PAGES)
+        late = [name for name in _NEEDED_BEFORE_PAGES if name in middleware[position:]]
+        if late:
+            messages.append(
+                Error(
+                    f"PageCacheMiddleware comes before {', '.join(late)}: it cannot tell "
+                    "logged-in users apart and could serve them shared pages.",
+                    hint=f'Put "{_PAGES}" last in MIDDLEWARE.',
+                    id="cachesweeper.E005",
+                )
+            )
+    return messages
+

@@ -29,7 +29,9 @@ class Settings:
     def _get(self, name: str) -> Any:
         if not settings.configured:  # a plain WSGI app using the WSGI page cache
             return DEFAULTS[name]
-        user: dict[str, Any] = getattr(settings, "CACHESWEEPER", None) or {}
+        user = getattr(settings, "CACHESWEEPER", None)
+        if not isinstance(user, dict):  # reported by check cachesweeper.E002
+            return DEFAULTS[name]
         return user.get(name, DEFAULTS[name])
 
     @property

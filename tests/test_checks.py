@@ -73,3 +73,31 @@ def _production_messages() -> list[checks.CheckMessage]:
     with override_settings(DEBUG=False):
         found = checks.run_checks(tags=[checks.Tags.caches])
     return [message for message in found if str(message.id).startswith("cachesweeper")]
+
+
+def test_unknown_edge_backend() -> None:
+    edges = [{"BACKEND": "cachesweeper.edges.Nope"}]
+    assert ids(messages(EDGES=edges)) == ["cachesweeper.E004"]
+
+
+def test_unknown_edge_option_names_the_known_ones() -> None:
+    edges = [{"BACKEND": "cachesweeper.edges.LiteSpeed", "OPTIONS": {"stael": True}}]
+    (error,) = messages(EDGES=edges)
+    assert error.id == "cachesweeper.E004" and "stael" in error.msg and "stale" in error.msg
+
+
+def test_edges_without_edge_middleware_warn() -> None:
+    edges = [{"BACKEND": "cachesweeper.edges.LiteSpeed"}]
+    with override_settings(MIDDLEWARE=[]):
+        assert ids(messages(EDGES=edges)) == ["cachesweeper.W002"]
+
+
+def test_middleware_order() -> None:
+    wrong = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "cachesweeper.middleware.EdgeMiddleware",
+        "cachesweeper.middleware.PageCacheMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+    with override_settings(MIDDLEWARE=wrong):
+        assert sorted(ids(messages())) == ["cachesweeper.E005", "cachesweeper.W003"]
