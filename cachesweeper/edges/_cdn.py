@@ -67,7 +67,7 @@ def labels(
 ) -> str:
     """The tag header value for ``names`` within the provider's header, label and count caps.
 
-    A name longer than one label may be is replaced by its coarse label up
+    A name too long for one label is replaced by its coarse label up
     front; :func:`fit` then coarsens the rest if the header is still too big.
     Raises :class:`TooManyNames` when no such value exists (a tag too long
     to label, or too many models): the response must not be cached there.
@@ -81,7 +81,10 @@ def labels(
         value = fit([coarse(name) for name in shortened], separator, max_header_bytes)
         if value is not None and value.count(separator) >= max_labels:
             value = None
-    if value is None or any(len(label.encode()) > max_label_bytes for label in value.split(separator)):
+    too_long = value is not None and any(
+        len(label.encode()) > max_label_bytes for label in value.split(separator)
+    )
+    if value is None or too_long:
         raise TooManyNames(edge)
     return value
 
@@ -129,7 +132,7 @@ def page(url: str, host: str | None, edge: str) -> tuple[str, str] | None:
     ``None`` (logged) when there is no usable host: the purge cannot be
     addressed, and retrying would not change that.
     """
-    if "://" in url:
+    if url.lower().startswith(("http://", "https://")):
         parts = urlsplit(url)
         host, path = parts.netloc, parts.path + (f"?{parts.query}" if parts.query else "")
     else:
@@ -168,7 +171,7 @@ def post(
     body: Any = None,
     *,
     edge: str,
-    timeout: float = TIMEOUT,
+    timeout: float | None = None,
 ) -> Any:
     """POST ``body`` as JSON; the decoded JSON answer (``None`` if not JSON).
 
@@ -179,7 +182,7 @@ def post(
     request = urllib.request.Request(url, data=data, headers=dict(headers), method="POST")
     what = f"{edge} POST {urlsplit(url).path}"
     try:
-        with _opener.open(request, timeout=timeout) as response:
+        with _opener.open(request, timeout=timeout or TIMEOUT) as response:
             status, raw = response.status, response.read(65536)
     except urllib.error.HTTPError as error:
         raw = error.read(65536) if error.fp is not None else b""

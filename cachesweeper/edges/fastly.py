@@ -1,0 +1,105 @@
+"""Fastly: ``Surrogate-Key`` labels on responses, purges through Fastly's API.
+
+Provider facts this follows (Fastly API and header reference):
+
+- ``Surrogate-Key`` is space-separated; the header may hold 16,384 bytes and
+  each key 1,024 bytes. Longer keys are coarsened, never sent.
+- ``Surrogate-Control`` sets the CDN's lifetime and is stripped by Fastly
+  before the browser sees it, so ``Cache-Control`` stays the browser's.
+- ``POST /service/{id}/purge`` with ``{"surrogate_keys": [...]}`` purges up
+  to 256 keys at once; ``POST /purge/{host}{path}`` purges one URL;
+  ``POST /service/{id}/purge_all`` purges everything (never soft). The
+  ``Fastly-Soft-Purge: 1`` header marks content stale instead of removing it,
+  so it can still be served while revalidated, or if the origin is down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from cachesweeper.edges import _cdn
+from cachesweeper.edges.base import (
+    CachePolicy,
+    Edge,
+    PurgeBatch,
+    batches,
+    check_name,
+    purge_names,
+)
+
+DEFAULT_ENDPOINT = "https://api.fastly.com"
+
+
+class Fastly(Edge):
+    tag_header = "Surrogate-Key"
+    separator = " "
+    max_header_bytes = 16384
+    #: Fastly ignores surrogate keys longer than this.
+    max_key_bytes: ClassVar[int] = 1024
+    #: Keys per batch purge call (the API refuses more).
+    max_batch = 256
+    options: ClassVar[dict[str, Any]] = {
+        "service_id": None,
+        "api_token": None,
+        "soft": True,
+        "endpoint": DEFAULT_ENDPOINT,
+    }
+
+    service_id: str
+    api_token: str
+    soft: bool
+    endpoint: str
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.service_id = _cdn.required(self.label, "service_id", self.service_id)
+        self.api_token = _cdn.required(self.label, "api_token", self.api_token)
+        self.endpoint = _cdn.api_endpoint(self.label, self.endpoint)
+        self.soft = bool(self.soft)
+
+    def response_headers(self, names: Sequence[str], policy: CachePolicy | None) -> dict[str, str]:
+        """``Surrogate-Key`` and, with a policy, ``Surrogate-Control``.
+
+        A response Fastly must not store gets ``no-store`` and no keys: there
+        is nothing to label, and a page with too many names is not an error then.
+        """
+        names = [check_name(name) for name in names]  # refused even when not used
+        headers: dict[str, str] = {}
+        if names and _cdn.storable(policy):
+            headers["Surrogate-Key"] = _cdn.labels(
+                names,
+                edge=self.label,
+                separator=self.separator,
+                max_header_bytes=self.max_header_bytes,
+                max_label_bytes=self.max_key_bytes,
+            )
+        if policy is not None:
+            headers["Surrogate-Control"] = _cdn.cdn_control(policy)
+        return headers
+
+    def purge(self, batch: PurgeBatch) -> None:
+        """Purge everything, or the batch's keys (and coarse labels) and URLs."""
+        service = f"{self.endpoint}/service/{quote(self.service_id, safe='')}"
+        if batch.everything:
+            self._post(f"{service}/purge_all", soft=False)
+            return
+        keys = _cdn.purgeable(purge_names(batch.names), self.max_key_bytes)
+        for chunk in batches(keys, self.max_batch):
+            self._post(f"{service}/purge", {"surrogate_keys": chunk})
+        for url in batch.urls:
+            target = _cdn.page(url, batch.host, self.label)
+            if target is not None:
+                host, path = target
+                self._post(f"{self.endpoint}/purge/{host}{path}")
+
+    def _post(self, url: str, body: Any = None, *, soft: bool | None = None) -> None:
+        headers = {"Fastly-Key": self.api_token, "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self.soft if soft is None else soft:
+            headers["Fastly-Soft-Purge"] = "1"
+        answer = _cdn.post(url, headers, body, edge=self.label)
+        if isinstance(answer, dict) and answer.get("status") == "fail":
+            raise _cdn.PurgeFailed(f"{self.label} POST {url}: {answer.get('reason', answer)}")
