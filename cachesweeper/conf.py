@@ -1,7 +1,8 @@
-"""Settings for cachesweeper, read from ``settings.CACHESWEEPER`` at use time.
+"""Settings for cachesweeper, read from ``settings.CACHESWEEPER``.
 
-Nothing is cached at import, so ``override_settings`` in a user's tests takes
-effect immediately.
+Values are read on first use and again whenever Django reports the setting
+changed (``override_settings`` sends ``setting_changed``), never frozen at
+import, so ``override_settings`` in a user's tests takes effect at once.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 DEFAULTS: dict[str, Any] = {
     "CACHE": "default",
@@ -26,13 +29,26 @@ DEFAULTS: dict[str, Any] = {
 class Settings:
     """Attribute access to ``CACHESWEEPER`` with :data:`DEFAULTS` filled in."""
 
+    def __init__(self) -> None:
+        self._values: dict[str, Any] | None = None
+
+    def reload(self) -> None:
+        self._values = None
+
     def _get(self, name: str) -> Any:
+        values = self._values
+        if values is None:
+            values = self._values = self._load()
+        return values[name]
+
+    @staticmethod
+    def _load() -> dict[str, Any]:
         if not settings.configured:  # a plain WSGI app using the WSGI page cache
-            return DEFAULTS[name]
+            return dict(DEFAULTS)
         user = getattr(settings, "CACHESWEEPER", None)
         if not isinstance(user, dict):  # reported by check cachesweeper.E002
-            return DEFAULTS[name]
-        return user.get(name, DEFAULTS[name])
+            return dict(DEFAULTS)
+        return {**DEFAULTS, **user}
 
     @property
     def CACHE(self) -> str:
@@ -73,3 +89,9 @@ class Settings:
 
 
 conf = Settings()
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CACHESWEEPER":
+        conf.reload()

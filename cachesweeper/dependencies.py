@@ -11,8 +11,7 @@ share a name.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from django.db.models import Model, QuerySet
@@ -23,8 +22,7 @@ _SAFE = "._~:/-"
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + _SAFE)
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
     """One dependency of a fragment or page.
 
     ``attribute`` is set when the token is read from the instance (the
@@ -40,21 +38,28 @@ class Dependency:
 
 def encode(text: str) -> str:
     """Make ``text`` header-safe, losslessly. The empty tag is named ``%``."""
-    if text and all(char in _PLAIN for char in text):
+    if text and _PLAIN.issuperset(text):
         return text
     return quote(text, safe=_SAFE, errors="surrogatepass") or "%"
 
 
 def model_name(model: type[Model]) -> str:
     """``app_label.modelname`` of the concrete model (proxies share their rows' name)."""
-    concrete = model._meta.concrete_model or model
-    return concrete._meta.label_lower
+    name = _model_names.get(model)
+    if name is None:
+        concrete = model._meta.concrete_model or model
+        name = _model_names[model] = concrete._meta.label_lower
+    return name
+
+
+_model_names: dict[type[Model], str] = {}
 
 
 def instance_name(instance: Model) -> str:
-    if instance.pk is None:
+    pk = instance.pk
+    if pk is None:
         raise ValueError(f"{instance!r} is not saved; an unsaved instance has no dependency name")
-    return f"{model_name(type(instance))}.{encode(str(instance.pk))}"
+    return f"{model_name(type(instance))}.{pk if type(pk) is int else encode(str(pk))}"
 
 
 def tag_name(tag: str) -> str:

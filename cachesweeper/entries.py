@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from django.core.cache import BaseCache, caches
 
-from cachesweeper import collector, signals, tokens
+from cachesweeper import collector, signals, stats, tokens
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency
 
@@ -81,13 +81,14 @@ class Slot:
             return self.store  # type: ignore[no-any-return]
         return caches[self.using or conf.CACHE]
 
-    @property
-    def counter_names(self) -> list[str]:
-        return [dep.name for dep in self.dependencies if dep.attribute is None]
+    counter_names: list[str] = field(init=False)
+    attributes: dict[str, Any] = field(init=False)
 
-    @property
-    def attributes(self) -> dict[str, Any]:
-        return {dep.name: dep.value for dep in self.dependencies if dep.attribute is not None}
+    def __post_init__(self) -> None:
+        self.counter_names = [dep.name for dep in self.dependencies if dep.attribute is None]
+        self.attributes = {
+            dep.name: dep.value for dep in self.dependencies if dep.attribute is not None
+        }
 
     @property
     def lock_key(self) -> str:
@@ -217,23 +218,29 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     missing counters are created only when something will be stored.
     """
     wants = collector.wants_tokens()
-    declared = {dep.name for slot in slots for dep in slot.dependencies}
     needed: dict[str, None] = {}
     for slot in slots:
-        needed.update(dict.fromkeys(slot.counter_names))
+        for name in slot.counter_names:
+            needed[name] = None
         if wants:
-            needed.update(dict.fromkeys(slot.attributes))
-        needed.update(dict.fromkeys(_known.get(slot.key, ())))
+            for name in slot.attributes:
+                needed[name] = None
+        for name in _known.get(slot.key, ()):
+            needed[name] = None
     try:
         found, counters = _fetch(slots[0], [slot.key for slot in slots], needed)
         more: dict[str, None] = {}
         for slot in slots:
-            slot.entry = Entry.load(found.get(slot.key))
-            if slot.entry is not None:
-                _remember(slot.key, slot.entry.counters)
-                more.update((name, None) for name in slot.entry.counters if name not in needed)
+            slot.entry = entry = Entry.load(found.get(slot.key))
+            if entry is not None:
+                unknown = [name for name in entry.counters if name not in needed]
+                if unknown:
+                    more.update(dict.fromkeys(unknown))
+                if unknown or slot.key not in _known:
+                    _remember(slot.key, entry.counters)
         if more:
             counters.update(tokens.read_counters(version_cache(), more))
+        declared = {dep.name for slot in slots for dep in slot.dependencies}
         missing = [name for name in needed if name not in counters and name in declared]
         if missing:
             counters.update(tokens.create_counters(version_cache(), missing))
@@ -325,6 +332,7 @@ _SIGNALS = {HIT: signals.fragment_hit, STALE: signals.fragment_stale, MISS: sign
 
 def announce(slot: Slot, state: str) -> None:
     """Send the matching signal, only when somebody listens."""
+    stats.SERVED[state] += 1
     signal = _SIGNALS[state]
     if signal.receivers:
         names = list(slot.entry.counters) if state != MISS and slot.entry else []

@@ -9,7 +9,6 @@ own keys.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 
 from cachesweeper.conf import conf
@@ -18,9 +17,9 @@ from cachesweeper.conf import conf
 def make_key(kind: str, parts: Iterable[object]) -> str:
     """Return ``<prefix>:<kind>:<digest>`` for an identity made of ``parts``.
 
-    ``parts`` are serialised as a JSON list of strings, which is unambiguous:
+    Each part is written with its length in front, which is unambiguous:
     ``("a:b", "c")`` and ``("a", "b:c")`` never hash alike.
     """
-    identity = json.dumps([str(part) for part in parts], ensure_ascii=False)
+    identity = "".join(f"{len(text)}:{text}" for text in map(str, parts))
     digest = hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16)
     return f"{conf.KEY_PREFIX}:{kind}:{digest.hexdigest()}"

@@ -9,6 +9,7 @@ instance itself (e.g. ``updated_at``) and costs no round trip at all.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Mapping
 
@@ -46,6 +47,11 @@ def strategy_for(model: type[Model]) -> str:
 
 def token_key(name: str) -> str:
     """The version-cache key holding the counter token of dependency ``name``."""
+    return _token_key(conf.KEY_PREFIX, name)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _token_key(prefix: str, name: str) -> str:
     return make_key("t", (name,))
 
 
