@@ -1,0 +1,384 @@
+"""The ``cachesweeper`` tags for Jinja2 (and Django's Jinja2 backend).
+
+Add the extension to the environment, e.g. in Django's ``TEMPLATES``::
+
+    {
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "OPTIONS": {"extensions": ["cachesweeper.jinja2.CacheSweeperExtension"]},
+    }
+
+The tags take Jinja's own argument style, comma-separated, keywords as ``name=value``::
+
+    {% cachesweeper article, 600, "detail", request.LANGUAGE_CODE, grace=30 %}
+        ...
+    {% endcachesweeper %}
+
+    {% cachesweeper_for comment in comments, 500, "comment" %}
+        {{ loop.index }} {{ comment.text }}
+    {% else %}
+        no comments
+    {% endcachesweeper_for %}
+
+They behave like their Django counterparts: the first argument is what the
+fragment depends on (an instance, a model class, a QuerySet, a tag, or a list
+of these), the second the timeout in seconds (``None`` for no expiry), the
+rest vary-on values; ``using=`` picks a cache alias and ``grace=`` allows
+serving a stale copy while one request re-renders. ``cachesweeper_for``
+caches one fragment per item, reads them all in one ``get_many`` and writes
+the misses in one ``set_many``. Its vary-on values may use the loop variable
+and ``loop``. Like Jinja's ``for``, it takes an ``{% else %}`` block for an
+empty sequence, and offers ``loop.index``, ``index0``, ``revindex``,
+``revindex0``, ``first``, ``last``, ``length``, ``depth``, ``depth0`` and
+``cycle()``; an item's cached fragment keeps the ``loop`` values it was
+rendered with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jinja2 import nodes
+from jinja2.exceptions import TemplateRuntimeError, UndefinedError
+from jinja2.ext import Extension
+from jinja2.nodes import EvalContext
+from jinja2.parser import Parser
+from jinja2.runtime import Undefined
+from jinja2.utils import pass_eval_context
+from markupsafe import Markup
+
+from cachesweeper.entries import Rendered, serve
+from cachesweeper.fragments import fragment_slot
+
+__all__ = ["CacheSweeperExtension", "CacheSweeperLoop"]
+
+_KEYWORDS = ("using", "grace")
+
+# Names of the parameters of the generated caller macro of ``cachesweeper_for``.
+_ITEM = "_cachesweeper_item"
+_LOOP = "_cachesweeper_loop"
+_MODE = "_cachesweeper_mode"
+_SINK = "_cachesweeper_sink"
+_RENDER, _PROBE, _EMPTY = "render", "probe", "empty"
+
+_USAGE = {
+    "cachesweeper": (
+        '{% cachesweeper article, 600, "detail", grace=30 %}...{% endcachesweeper %}'
+    ),
+    "cachesweeper_for": (
+        '{% cachesweeper_for c in comments, 500, "c" %}...{% else %}...{% endcachesweeper_for %}'
+    ),
+}
+
+
+class CacheSweeperLoop:
+    """The ``loop`` of one ``cachesweeper_for`` item, like Jinja's ``for`` loop variable."""
+
+    depth = 1
+    depth0 = 0
+
+    def __init__(self, index0: int, length: int) -> None:
+        self.index0 = index0
+        self.length = length
+
+    @property
+    def index(self) -> int:
+        return self.index0 + 1
+
+    @property
+    def revindex(self) -> int:
+        return self.length - self.index0
+
+    @property
+    def revindex0(self) -> int:
+        return self.length - self.index0 - 1
+
+    @property
+    def first(self) -> bool:
+        return self.index0 == 0
+
+    @property
+    def last(self) -> bool:
+        return self.index0 == self.length - 1
+
+    def cycle(self, *values: Any) -> Any:
+        if not values:
+            raise TypeError("no items for cycling given")
+        return values[self.index0 % len(values)]
+
+    def __repr__(self) -> str:
+        return f"<CacheSweeperLoop {self.index}/{self.length}>"
+
+
+class CacheSweeperExtension(Extension):
+    """``{% cachesweeper %}`` and ``{% cachesweeper_for %}`` for Jinja2."""
+
+    tags = {"cachesweeper", "cachesweeper_for"}
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self._sources = threading.local()
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        # A template made from a string has no name: its fragments are told apart
+        # from other such templates' by a digest of the source, which the parser
+        # does not keep. Jinja preprocesses right before it parses, in the same thread.
+        if name is None and filename is None:
+            self._sources.digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        return source
+
+    def parse(self, parser: Parser) -> nodes.Node:
+        token = next(parser.stream)
+        tag, lineno = str(token.value), token.lineno
+        if self.environment.is_async:
+            parser.fail(f"'{tag}' does not support async environments (enable_async)", lineno)
+        origin = nodes.Const(f"{self._template_name(parser)}:{lineno}")
+        if tag == "cachesweeper_for":
+            return self._parse_for(parser, tag, lineno, origin)
+        positional, keywords = self._arguments(parser, tag, lineno)
+        if len(positional) < 2:
+            parser.fail(
+                f"'{tag}' tag requires a dependency and a timeout, e.g. {_USAGE[tag]}", lineno
+            )
+        body = parser.parse_statements(("name:endcachesweeper",), drop_needle=True)
+        call = self.call_method(
+            "_fragment",
+            [origin, positional[0], positional[1], nodes.List(positional[2:])],
+            keywords,
+            lineno=lineno,
+        )
+        return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
+
+    def _parse_for(self, parser: Parser, tag: str, lineno: int, origin: nodes.Const) -> nodes.Node:
+        target = parser.parse_assign_target(extra_end_rules=("name:in",))
+        names = [target, *target.find_all(nodes.Name)]
+        if any(isinstance(name, nodes.Name) and name.name == "loop" for name in names):
+            parser.fail(f"'{tag}' cannot assign to the special 'loop' variable", lineno)
+        if not parser.stream.skip_if("name:in"):
+            parser.fail(f"'{tag}' tag should look like {_USAGE[tag]}", lineno)
+        sequence = parser.parse_expression()
+        if parser.stream.current.type != "block_end" and not parser.stream.skip_if("comma"):
+            parser.fail(
+                f"'{tag}' tag arguments are separated by commas, e.g. {_USAGE[tag]}", lineno
+            )
+        positional, keywords = self._arguments(parser, tag, lineno)
+        if not positional:
+            parser.fail(
+                f"'{tag}' tag requires a timeout after the sequence, e.g. {_USAGE[tag]}", lineno
+            )
+        body = parser.parse_statements(("name:else", "name:endcachesweeper_for"))
+        empty: list[nodes.Node] = []
+        if next(parser.stream).value == "else":
+            empty = parser.parse_statements(("name:endcachesweeper_for",), drop_needle=True)
+
+        vary_on = positional[1:]
+        mode = nodes.Name(_MODE, "load")
+        # caller(item, loop, mode, sink): "empty" renders the else block (where the
+        # loop variable is not assigned), "probe" evaluates the vary-on values of one
+        # item into ``sink`` without rendering, "render" renders the item.
+        per_item: list[nodes.Node] = [
+            nodes.Assign(target, nodes.Name(_ITEM, "load")),
+            nodes.Assign(nodes.Name("loop", "store"), nodes.Name(_LOOP, "load")),
+            nodes.If(
+                _equals(mode, _PROBE),
+                [
+                    nodes.ExprStmt(
+                        self.call_method("_record", [nodes.Name(_SINK, "load"), *vary_on])
+                    )
+                ],
+                [],
+                body,
+            ),
+        ]
+        caller_body: list[nodes.Node] = [nodes.If(_equals(mode, _EMPTY), empty, [], per_item)]
+        call = self.call_method(
+            "_fragments",
+            [origin, sequence, positional[0], nodes.Const(bool(vary_on))],
+            keywords,
+            lineno=lineno,
+        )
+        params = [nodes.Name(name, "param") for name in (_ITEM, _LOOP, _MODE, _SINK)]
+        return nodes.CallBlock(call, params, [], caller_body).set_lineno(lineno)
+
+    def _arguments(
+        self, parser: Parser, tag: str, lineno: int
+    ) -> tuple[list[nodes.Expr], list[nodes.Keyword]]:
+        """Comma-separated positional arguments, then ``using=``/``grace=`` keywords."""
+        stream = parser.stream
+        positional: list[nodes.Expr] = []
+        keywords: list[nodes.Keyword] = []
+        while stream.current.type != "block_end":
+            if positional or keywords:
+                if stream.current.type != "comma":
+                    parser.fail(
+                        f"'{tag}' tag arguments are separated by commas, e.g. {_USAGE[tag]}",
+                        stream.current.lineno,
+                    )
+                next(stream)
+                if stream.current.type == "block_end":
+                    break  # a trailing comma
+            if stream.current.type == "name" and stream.look().type == "assign":
+                name = str(stream.current.value)
+                if name not in _KEYWORDS:
+                    parser.fail(
+                        f"'{tag}' tag got an unknown keyword {name!r}; "
+                        f"it accepts {', '.join(_KEYWORDS)}",
+                        stream.current.lineno,
+                    )
+                if any(keyword.key == name for keyword in keywords):
+                    parser.fail(f"'{tag}' tag got {name!r} twice", stream.current.lineno)
+                stream.skip(2)
+                value = parser.parse_expression()
+                _check_constant(parser, tag, name, value)
+                keywords.append(nodes.Keyword(name, value, lineno=lineno))
+                continue
+            if keywords:
+                parser.fail(
+                    f"'{tag}' tag got a positional argument after a keyword argument",
+                    stream.current.lineno,
+                )
+            value = parser.parse_expression()
+            if len(positional) == (0 if tag == "cachesweeper_for" else 1):
+                _check_constant(parser, tag, "timeout", value)
+            positional.append(value)
+        return positional, keywords
+
+    def _template_name(self, parser: Parser) -> str:
+        if parser.name is not None:
+            return parser.name
+        if parser.filename is not None:
+            return parser.filename
+        return f"<string {getattr(self._sources, 'digest', '?')}>"
+
+    @pass_eval_context
+    def _fragment(
+        self,
+        eval_ctx: EvalContext,
+        origin: str,
+        target: Any,
+        timeout: Any,
+        vary_on: Sequence[Any],
+        *,
+        caller: Callable[[], str],
+        using: Any = None,
+        grace: Any = None,
+    ) -> str:
+        tag = "cachesweeper"
+        slot = fragment_slot(
+            origin,
+            _dependency(target, tag),
+            _timeout(timeout, tag),
+            list(vary_on),
+            **_keywords(tag, using, grace),
+        )
+        ((_, payload),) = serve([slot], lambda _: _rendered(caller()))
+        return _output(eval_ctx, payload)
+
+    @pass_eval_context
+    def _fragments(
+        self,
+        eval_ctx: EvalContext,
+        origin: str,
+        sequence: Any,
+        timeout: Any,
+        probe: bool,
+        *,
+        caller: Callable[[Any, Any, str, Any], str],
+        using: Any = None,
+        grace: Any = None,
+    ) -> str:
+        tag = "cachesweeper_for"
+        items = [] if sequence is None else list(sequence)
+        if not items:
+            return caller(None, None, _EMPTY, None)
+        expiry = _timeout(timeout, tag)
+        keywords = _keywords(tag, using, grace)
+        loops = [CacheSweeperLoop(index, len(items)) for index in range(len(items))]
+        slots = []
+        for item, loop in zip(items, loops, strict=True):
+            vary_on: list[Any] = []
+            if probe:
+                caller(item, loop, _PROBE, vary_on)
+            slots.append(fragment_slot(origin, item, expiry, vary_on, **keywords))
+
+        def render(index: int) -> Rendered:
+            return _rendered(caller(items[index], loops[index], _RENDER, None))
+
+        return _output(eval_ctx, "".join(str(payload) for _, payload in serve(slots, render)))
+
+    def _record(self, sink: list[Any], *values: Any) -> None:
+        sink.extend(values)
+
+
+def _equals(name: nodes.Name, value: str) -> nodes.Compare:
+    return nodes.Compare(name, [nodes.Operand("eq", nodes.Const(value))])
+
+
+def _check_constant(parser: Parser, tag: str, name: str, value: nodes.Expr) -> None:
+    """Reject a literal timeout, ``grace`` or ``using`` of the wrong type while parsing."""
+    if not isinstance(value, nodes.Const):
+        return
+    constant = value.value
+    if constant is None:
+        return  # no expiry for the timeout; the default for the keywords
+    if name == "using":
+        if not isinstance(constant, str):
+            parser.fail(f"'{tag}' tag got a non-string using value: {constant!r}", value.lineno)
+        return
+    if _integer(constant) is None:
+        parser.fail(f"'{tag}' tag got a non-integer {name} value: {constant!r}", value.lineno)
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as seconds, or ``None`` when it is not a whole number of them."""
+    if isinstance(value, (bool, Undefined)):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _dependency(target: Any, tag: str) -> Any:
+    """The dependency, as given: Jinja calls nothing, so a model class stays a class."""
+    if isinstance(target, Undefined):
+        raise UndefinedError(
+            f"'{tag}' tag cannot resolve its dependency: {target._undefined_message}"
+        )
+    return target
+
+
+def _timeout(value: Any, tag: str) -> int | None:
+    """The timeout in seconds, ``None`` for no expiry."""
+    if value is None:
+        return None
+    seconds = _integer(value)
+    if seconds is None:
+        raise TemplateRuntimeError(f"'{tag}' tag got a non-integer timeout value: {value!r}")
+    return seconds
+
+
+def _keywords(tag: str, using: Any, grace: Any) -> dict[str, Any]:
+    keywords: dict[str, Any] = {}
+    if using is not None:
+        if isinstance(using, Undefined):
+            raise TemplateRuntimeError(f"'{tag}' tag got an undefined using value")
+        keywords["using"] = str(using)
+    if grace is not None:
+        seconds = _integer(grace)
+        if seconds is None:
+            raise TemplateRuntimeError(f"'{tag}' tag got a non-integer grace value: {grace!r}")
+        keywords["grace"] = seconds
+    return keywords
+
+
+def _rendered(content: str) -> Rendered:
+    return Rendered(content, str(content))
+
+
+def _output(eval_ctx: EvalContext, payload: Any) -> str:
+    # Cached payloads are plain strings; under autoescape they were escaped
+    # when rendered, so they are marked safe again.
+    return Markup(payload) if eval_ctx.autoescape else str(payload)
