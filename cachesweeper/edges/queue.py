@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ImproperlyConfigured
+
 from cachesweeper import signals
 from cachesweeper.edges.base import Edge, PurgeBatch, widen
 
@@ -182,6 +184,16 @@ class PurgeQueue:
                 if error is None:
                     work.failures = 0
                     self.stats.delivered += count
+                elif isinstance(error, _UNSENDABLE) and not batch.everything:
+                    # Retrying cannot help (a bad name, no public host): purge
+                    # everything instead, which any edge can do.
+                    logger.error("cachesweeper: purging everything on %s instead", edge.label)
+                    work.everything = True
+                    self.stats.failed += count
+                    self.stats.widened += 1
+                elif isinstance(error, _UNSENDABLE):
+                    logger.error("cachesweeper: %s cannot purge at all: %s", edge.label, error)
+                    self.stats.failed += count
                 else:
                     work.give_back(batch)
                     work.failures += 1
@@ -191,6 +203,9 @@ class PurgeQueue:
                     self.stats.failed += count
                     self._bound(edge, work)
                 self._condition.notify_all()
+
+
+_UNSENDABLE = (ValueError, ImproperlyConfigured)
 
 
 def _deliver(edge: Edge, batch: PurgeBatch) -> Exception | None:

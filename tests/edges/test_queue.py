@@ -146,3 +146,16 @@ def test_pending_purges_are_flushed_at_exit(tmp_path: object) -> None:
         assert received == ["goodbye"], result.stderr
     finally:
         server.shutdown()
+
+
+def test_a_purge_that_can_never_be_sent_widens_to_everything() -> None:
+    class Picky(RecordingEdge):
+        def purge(self, batch: queue.PurgeBatch) -> None:
+            if batch.names:
+                raise ValueError("not a header-safe dependency name")
+            super().purge(batch)
+
+    purges = PurgeQueue()
+    purges.put([Picky()], ["bad name"])
+    assert purges.flush(5)
+    assert [batch.everything for batch in RecordingEdge.received] == [True]
