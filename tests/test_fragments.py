@@ -257,3 +257,13 @@ def test_bad_arguments_are_template_syntax_errors() -> None:
         render('{% cachesweeper "t" 5 grace="x" %}x{% endcachesweeper %}')
     with pytest.raises(TemplateSyntaxError, match="cannot resolve its dependency 'missing'"):
         render("{% cachesweeper missing 5 %}x{% endcachesweeper %}")
+
+
+def test_editing_a_fragment_body_gives_it_a_new_entry() -> None:
+    comment = make_comment()
+    counter = Counter()
+    before = "{% cachesweeper comment 500 %}old {{ counter.next }}{% endcachesweeper %}"
+    after = "{% cachesweeper comment 500 %}new {{ counter.next }}{% endcachesweeper %}"
+    assert render(before, comment=comment, counter=counter) == "old 1"
+    assert render(after, comment=comment, counter=counter) == "new 2"
+    assert render(before, comment=comment, counter=counter) == "old 1"

@@ -12,6 +12,7 @@ seconds (``None`` for no expiry), the rest vary-on values. Keywords:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -107,6 +108,7 @@ class CacheSweeperForNode(Node):
 @register.tag("cachesweeper")
 def do_cachesweeper(parser: Parser, token: Token) -> CacheSweeperNode:
     """``{% cachesweeper dependency timeout [vary_on ...] [using=...] [grace=...] %}``"""
+    remaining: list[Token] = list(parser.tokens)  # type: ignore[arg-type]
     nodelist = parser.parse(("endcachesweeper",))
     parser.delete_first_token()
     bits, keywords = _split(parser, token)
@@ -117,7 +119,7 @@ def do_cachesweeper(parser: Parser, token: Token) -> CacheSweeperNode:
         )
     return CacheSweeperNode(
         nodelist,
-        _place(parser, token),
+        _place(parser, token, remaining),
         parser.compile_filter(bits[1]),
         parser.compile_filter(bits[2]),
         [parser.compile_filter(bit) for bit in bits[3:]],
@@ -134,6 +136,7 @@ def do_cachesweeper_for(parser: Parser, token: Token) -> CacheSweeperForNode:
             f"'{bits[0]}' tag should look like "
             "{% cachesweeper_for item in items 600 %}...{% endcachesweeper_for %}"
         )
+    remaining: list[Token] = list(parser.tokens)  # type: ignore[arg-type]
     nodelist_loop = parser.parse(("empty", "endcachesweeper_for"))
     nodelist_empty = NodeList()
     if parser.next_token().contents == "empty":
@@ -142,7 +145,7 @@ def do_cachesweeper_for(parser: Parser, token: Token) -> CacheSweeperForNode:
     return CacheSweeperForNode(
         nodelist_loop,
         nodelist_empty,
-        _place(parser, token),
+        _place(parser, token, remaining),
         bits[1],
         parser.compile_filter(bits[3]),
         parser.compile_filter(bits[4]),
@@ -245,10 +248,21 @@ def _fragment(content: str) -> Rendered:
     return Rendered(content, str(content))
 
 
-def _place(parser: Parser, token: Token) -> str:
+def _place(parser: Parser, token: Token, remaining: list[Token]) -> str:
+    """Where a fragment is written, and a digest of its body.
+
+    The body digest means that editing a fragment's template (a deploy)
+    gives it new entries instead of serving content built from the old
+    template, and that two inline templates never share an entry.
+    """
     origin = parser.origin
     name = str(origin.template_name or origin.name) if origin is not None else "<unknown>"
-    return f"{name}:{token.lineno}"
+    # Django's parser pops tokens off the end of its list: the body is what went.
+    body = remaining[len(parser.tokens) :]
+    digest = hashlib.blake2b(digest_size=8)
+    for part in body:
+        digest.update(f"{part.token_type.value}:{len(part.contents)}:{part.contents}".encode())
+    return f"{name}:{token.lineno}:{digest.hexdigest()}"
 
 
 def _forloop(index: int, length: int, parentloop: Any) -> dict[str, Any]:
