@@ -1,0 +1,191 @@
+"""Run every scenario on every cache kind and write ``benchmarks/results/``.
+
+Usually started by ``./benchmarks/run`` (which sets up the virtualenv and the servers'
+binaries); ``python -m benchmarks --help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("1", "2", "3", "4", "5", "6", "7")
+KINDS = ("memcached", "django_redis", "redis")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run",
+        description="cachesweeper against Django's own caching, side by side.",
+    )
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"cache kinds, comma-separated ({','.join(KINDS)}; also locmem: no server)",
+    )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="scenario numbers, comma-separated"
+    )
+    parser.add_argument("--repeat", type=int, default=15, help="timed loops per side (median)")
+    parser.add_argument(
+        "--loop-seconds", type=float, default=0.1, help="duration of one timed loop"
+    )
+    parser.add_argument(
+        "--sweep-sizes",
+        default="10,10000,1000000",
+        help="numbers of entries depending on the swept object",
+    )
+    parser.add_argument("--sweep-samples", type=int, default=300, help="timed sweeps per size")
+    parser.add_argument("--load-seconds", type=float, default=5, help="wrk duration per app")
+    parser.add_argument("--no-load", action="store_true", help="skip the gunicorn + wrk load test")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a fast smoke run (few loops, small sweeps); results go to results/quick.*",
+    )
+    parser.add_argument("--output", default=None, help="file stem in results/ (default: latest)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeat, args.loop_seconds = 5, 0.03
+        args.sweep_sizes, args.sweep_samples, args.load_seconds = "10,1000", 50, 2
+        args.output = args.output or "quick"
+    args.output = args.output or "latest"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    django.setup()
+    from django.core.management import call_command
+
+    from benchmarks import load, scenarios
+    from benchmarks.harness import Env
+    from benchmarks.report import markdown
+    from benchmarks.timing import Plan
+    from tests.servers import MemcachedServer, RedisServer
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    data = scenarios.make_data()
+    plan = Plan(repeat=args.repeat, loop_seconds=args.loop_seconds)
+    wanted = set(args.scenarios.split(","))
+    sizes = [int(size) for size in args.sweep_sizes.split(",")]
+    kinds = [kind for kind in args.kinds.split(",") if kind]
+
+    steps: list[tuple[str, Callable[[Env], None]]] = [
+        ("1", lambda env: scenarios.fragment_hit_counter(env, data)),
+        ("2", lambda env: scenarios.fragment_hit_attribute(env, data)),
+        ("3", lambda env: scenarios.fragment_list(env, data)),
+        ("7", lambda env: scenarios.cold_render(env, data)),
+        ("6", lambda env: scenarios.page_hits(env, data)),
+        ("5", lambda env: scenarios.dog_pile(env, data)),
+        ("4", lambda env: scenarios.sweep_cost(env, data, sizes, args.sweep_samples)),
+    ]
+    started = time.monotonic()
+    results: list[dict[str, Any]] = []
+    load_results: dict[str, Any] = {}
+    # memcached needs room for two million small entries at the largest sweep size.
+    with MemcachedServer(memory_mb=2048) as memcached, RedisServer() as redis:
+        locations = {
+            "memcached": memcached.location,
+            "django_redis": redis.url,
+            "redis": redis.url,
+            "locmem": "cachesweeper-bench",  # no server: isolates the Python overhead
+        }
+        for kind in kinds:
+            env = Env(kind, locations[kind], plan)
+            with env.stock():
+                from django.core.cache import caches
+
+                caches["default"].clear()
+            for number, step in steps:
+                if number not in wanted:
+                    continue
+                began = time.monotonic()
+                print(f"[{kind}] scenario {number} ...", end=" ", flush=True)
+                step(env)
+                print(f"{time.monotonic() - began:.1f} s", flush=True)
+            results.append(env.as_dict())
+        if "6" in wanted and not args.no_load and "memcached" in kinds:
+            reason = load.available()
+            if reason is None:
+                print("[memcached] load test (gunicorn + wrk) ...", end=" ", flush=True)
+                began = time.monotonic()
+                load_results = {
+                    "kind": "memcached",
+                    "seconds": args.load_seconds,
+                    "connections": 8,
+                    "apps": load.run("memcached", memcached.location, args.load_seconds, 8),
+                }
+                print(f"{time.monotonic() - began:.1f} s", flush=True)
+            else:
+                load_results = {"skipped": reason}
+
+    report = {
+        "meta": meta(args, time.monotonic() - started),
+        "kinds": results,
+        "load": load_results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    json_path = RESULTS / f"{args.output}.json"
+    md_path = RESULTS / f"{args.output}.md"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    md_path.write_text(markdown(report))
+    print(md_path.read_text())
+    print(f"wrote {md_path} and {json_path}")
+    return 0
+
+
+def meta(args: argparse.Namespace, elapsed: float) -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*command: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *command], cwd=root, capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    dirty = git("status", "--porcelain", "--", "cachesweeper")
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "library_modified_since_commit": bool(dirty and dirty != "unknown"),
+        "python": sys.version.split()[0],
+        "django": django.get_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "repeat": args.repeat,
+        "loop_seconds": args.loop_seconds,
+        "sweep_sizes": args.sweep_sizes,
+        "sweep_samples": args.sweep_samples,
+        "elapsed_seconds": round(elapsed, 1),
+        "command": "./benchmarks/run " + " ".join(sys.argv[1:]),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
