@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 from django.utils import timezone
 
-from cachesweeper import signals, tokens
+from cachesweeper import signals, stats, tokens
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import encode, instance_name, model_name, name_of, tag_name
 
@@ -93,6 +93,7 @@ def sweep(names: Iterable[str], database: str | None = None, urls: Iterable[str]
 
 def bump(names: Sequence[str], urls: Sequence[str] = ()) -> None:
     """Bump counters now and tell the edges; failures never reach the caller."""
+    stats.swept(len(names))
     _purge(names, urls)
     failed = _bump(names)
     if failed:

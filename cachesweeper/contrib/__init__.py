@@ -1,0 +1,1 @@
+"""Integrations with third-party tools; each imports its tool only when used."""
