@@ -14,9 +14,12 @@ async code alike.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+
+from django.core.signals import request_finished, request_started
 
 _current: ContextVar[Frame | None] = ContextVar("cachesweeper_frame", default=None)
 
@@ -86,3 +89,47 @@ def collect(wants_tokens: bool = True) -> Iterator[Frame]:
         if parent is not None:
             parent.add(frame.tokens)
             parent.conflicted = parent.conflicted or frame.conflicted
+
+
+# -- when the request began --------------------------------------------------------
+#
+# A view loads its data before its template reads tokens. If a write commits
+# and sweeps in between, the tokens read are already the new ones while the
+# data is the old: content must not be stored when a dependency it was built
+# from was swept after the request began. Django's ``request_started`` marks
+# the start; the WSGI page cache marks it earlier, around the whole app.
+
+_started: ContextVar[tuple[float, str] | None] = ContextVar("cachesweeper_started", default=None)
+
+
+def request_started_at() -> float | None:
+    """When the current request began (epoch seconds), if there is one."""
+    started = _started.get()
+    return started[0] if started is not None else None
+
+
+@contextmanager
+def request(started: float) -> Iterator[None]:
+    """Mark a request as begun at ``started`` for everything inside."""
+    reset = _started.set((started, "outer"))
+    try:
+        yield
+    finally:
+        _started.reset(reset)
+
+
+def _on_request_started(**kwargs: object) -> None:
+    started = _started.get()
+    if started is None or started[1] == "django":  # an outer layer's mark stays
+        _started.set((time.time(), "django"))
+
+
+def _on_request_finished(**kwargs: object) -> None:
+    started = _started.get()
+    if started is not None and started[1] == "django":
+        _started.set(None)
+
+
+request_started.connect(_on_request_started, dispatch_uid="cachesweeper.request_started")
+request_finished.connect(_on_request_finished, dispatch_uid="cachesweeper.request_finished")
+

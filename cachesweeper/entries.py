@@ -276,6 +276,7 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
     fragment) or inconsistent (a sweep happened mid-render) is not stored.
     """
     now = time.time()
+    started = collector.request_started_at()
     timeout: float | None
     batch: dict[float | None, dict[str, Any]] = {}
     for slot, payload, frame in slots:
@@ -285,6 +286,8 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
             continue
         counters = {name: slot.counters[name] for name in slot.counter_names}
         counters.update((name, token) for name, token in frame.tokens.items() if token is not None)
+        if started is not None and _swept_since(counters, started):
+            continue
         if slot.timeout is None:
             fresh_until, timeout = None, None
         else:
@@ -354,6 +357,19 @@ def _fetch(
         return found, counters
     found = slot.cache.get_many(keys)
     return found, tokens.read_counters(version_cache(), names) if names else {}
+
+
+def _swept_since(counters: Mapping[str, int], started: float) -> bool:
+    """A dependency was swept after the request began: its data may predate the sweep.
+
+    Sweep times come from the sweeping server's clock: keep clocks in sync.
+    """
+    for token in counters.values():
+        moment = tokens.swept_at(token)
+        if moment is not None and moment >= started:
+            logger.debug("cachesweeper: not storing content built before a sweep")
+            return True
+    return False
 
 
 def _evaluate(slot: Slot, counters: Mapping[str, int], now: float) -> str:

@@ -92,7 +92,7 @@ def sweep(names: Iterable[str], database: str | None = None, urls: Iterable[str]
 
 
 def bump(names: Sequence[str], urls: Sequence[str] = ()) -> None:
-    """Bump counters now and tell the edges; failures never reach the caller."""
+    """Give the names fresh tokens now and tell the edges; failures never reach the caller."""
     stats.swept(len(names))
     _purge(names, urls)
     failed = _bump(names)
@@ -116,19 +116,13 @@ def _purge(names: Sequence[str], urls: Sequence[str]) -> None:
 
 
 def _bump(names: Iterable[str]) -> list[str]:
-    """Bump each counter; return the names whose bump failed."""
-    failed: list[str] = []
+    """Give the names fresh tokens in one round trip; return the names that failed."""
+    names = list(names)
     try:
-        cache = caches[conf.VERSION_CACHE]
+        return tokens.bump(caches[conf.VERSION_CACHE], names)
     except Exception:
-        logger.exception("cachesweeper: version cache unavailable")
-        return list(names)
-    for name in names:
-        try:
-            tokens.bump(cache, name)
-        except Exception:
-            failed.append(name)
-    return failed
+        logger.warning("cachesweeper: version cache unreachable", exc_info=True)
+        return names
 
 
 class _Pending:

@@ -1,16 +1,23 @@
 """Version tokens: the counter and attribute strategies.
 
-A *counter* token is an integer in the version cache, bumped with an atomic
-``incr``. A missing counter is created with ``add()`` from a fresh random
-seed, never 0 or 1, so a counter that was evicted can never come back at a
-value some old entry was stored with. An *attribute* token is read from the
-instance itself (e.g. ``updated_at``) and costs no round trip at all.
+A *counter* token is a number in the version cache. A sweep replaces it with
+a fresh one, for any number of dependencies in one ``set_many``: the time of
+the sweep in microseconds, 10 random bits, and a low bit that marks it as a
+sweep. A missing counter is created with ``add()`` from a fresh value too, so
+a counter that was evicted can never come back at a value some old entry was
+stored with, and a missing token is always a miss. Knowing when a dependency
+was last swept lets a request refuse to store content built from data it may
+have loaded before that sweep (see :func:`swept_at`).
+
+An *attribute* token is read from the instance itself (e.g. ``updated_at``)
+and costs no round trip at all.
 """
 
 from __future__ import annotations
 
 import functools
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 
 from django.core.cache import BaseCache
@@ -20,11 +27,6 @@ from cachesweeper.conf import conf
 from cachesweeper.keys import make_key
 
 COUNTER = "counter"
-
-# Seeds leave 2**32 increments of headroom below the signed 64-bit limit of
-# Redis' INCRBY, and start above 2**32 so they are never a small number.
-_SEED_LOW = 2**32
-_SEED_HIGH = 2**63 - 2**32
 
 _strategies: dict[type[Model], str] = {}
 
@@ -55,8 +57,18 @@ def _token_key(prefix: str, name: str) -> str:
     return make_key("t", (name,))
 
 
-def new_seed() -> int:
-    return _SEED_LOW + secrets.randbelow(_SEED_HIGH - _SEED_LOW)
+def new_token(swept: bool) -> int:
+    """A fresh token: microseconds since the epoch, random bits, and the sweep flag.
+
+    Below 2**63 (Redis' and memcached's integers) until the year 2112; never 0 or 1.
+    """
+    microseconds = time.time_ns() // 1000
+    return (microseconds << 11) | (secrets.randbits(10) << 1) | int(swept)
+
+
+def swept_at(token: int) -> float | None:
+    """When the sweep that set ``token`` happened (epoch seconds); ``None`` if not a sweep."""
+    return (token >> 11) / 1_000_000 if token & 1 else None
 
 
 def read_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:
@@ -69,7 +81,7 @@ def read_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:
 
 
 def create_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:
-    """Create missing counters from fresh seeds and return their values.
+    """Create missing counters from fresh tokens and return their values.
 
     ``add`` never overwrites: if another process created a counter first, its
     value is read back instead, so everyone agrees on one token.
@@ -77,9 +89,9 @@ def create_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:
     created: dict[str, int] = {}
     lost: list[str] = []
     for name in names:
-        seed = new_seed()
-        if cache.add(token_key(name), seed, timeout=None):
-            created[name] = seed
+        token = new_token(swept=False)
+        if cache.add(token_key(name), token, timeout=None):
+            created[name] = token
         else:
             lost.append(name)
     if lost:
@@ -87,21 +99,16 @@ def create_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:
     return created
 
 
-def bump(cache: BaseCache, name: str) -> int | None:
-    """Atomically move the counter of ``name`` on; ``None`` if it does not exist.
+def bump(cache: BaseCache, names: Iterable[str]) -> list[str]:
+    """Give every name a fresh token in one ``set_many``; return the names not stored.
 
-    A missing counter needs no bump: nothing stored against it can be valid,
-    because it will be recreated from a fresh random seed.
+    Stored without expiry (``None``: a timeout of 0 would mean "do not store").
     """
-    try:
-        value = cache.incr(token_key(name))
-    except ValueError:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        # pymemcache's HashClient answers False, without raising, while it
-        # considers the server dead: that bump did not happen.
-        raise ConnectionError(f"the version cache did not bump {name!r} (answered {value!r})")
-    return value
+    keys = {token_key(name): name for name in names}
+    if not keys:
+        return []
+    failed = cache.set_many({key: new_token(swept=True) for key in keys}, timeout=None)
+    return [keys[key] for key in failed or ()]
 
 
 def tokens_match(stored: Mapping[str, object], current: Mapping[str, object]) -> bool:

@@ -37,7 +37,7 @@ from cachesweeper.entries import (
 )
 from cachesweeper.keys import make_key
 from cachesweeper.middleware import DEPS_HEADER, WSGI_FLAG
-from cachesweeper.rules import compile_rules, match
+from cachesweeper.rules import PageRule, compile_rules, match
 
 StartResponse = Callable[..., Any]
 Header = tuple[str, str]
@@ -74,6 +74,12 @@ class PageCacheMiddleware:
         rule = match(self.rules, environ.get("PATH_INFO", ""))
         if rule is None or not self._shared(environ):
             return self.app(environ, start_response)
+        with collector.request(time.time()):
+            return self._serve(environ, start_response, rule)
+
+    def _serve(
+        self, environ: dict[str, Any], start_response: StartResponse, rule: PageRule
+    ) -> Iterable[bytes]:
         slot = Slot(make_key("w", [_url(environ)]), (), rule.ttl, rule.grace)
         if isinstance(self.cache, str):
             slot.using = self.cache
