@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import django
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import BaseCache, caches
@@ -95,10 +94,18 @@ class Command(BaseCommand):
             "of it; instance fragments stay), or named tags. Edge purges that follow "
             "are delivered before the command returns.",
         )
-        invalidate.add_argument("model", nargs="?", metavar="app_label.Model")
-        invalidate.add_argument("pks", nargs="*", metavar="pk")
-        invalidate.add_argument("--tag", nargs="+", dest="tags", metavar="NAME", default=[])
-        invalidate.add_argument("--database", default=DEFAULT_DB_ALIAS)
+        invalidate.add_argument(
+            "model", nargs="?", metavar="app_label.Model", help="the model, e.g. blog.Article"
+        )
+        invalidate.add_argument(
+            "pks", nargs="*", metavar="pk", help="primary keys; none: the model-level dependency"
+        )
+        invalidate.add_argument(
+            "--tag", nargs="+", dest="tags", metavar="NAME", default=[], help="named tags"
+        )
+        invalidate.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help="database the rows are read from"
+        )
         invalidate.add_argument(
             "--timeout", type=float, default=10.0, help="seconds to wait for edge purges"
         )
@@ -111,8 +118,12 @@ class Command(BaseCommand):
             "for delivery. Tokens are not bumped: Django's own caches are untouched.",
         )
         which = purge.add_mutually_exclusive_group(required=True)
-        which.add_argument("--url", nargs="+", dest="urls", metavar="URL")
-        which.add_argument("--all", action="store_true", dest="everything")
+        which.add_argument(
+            "--url", nargs="+", dest="urls", metavar="URL", help="/paths or http(s) URLs"
+        )
+        which.add_argument(
+            "--all", action="store_true", dest="everything", help="purge everything"
+        )
         purge.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
 
         counters = commands.add_parser(
@@ -134,8 +145,16 @@ class Command(BaseCommand):
             "stored and current tokens, fresh or stale (and why), and its expiry.",
         )
         target = inspect.add_mutually_exclusive_group(required=True)
-        target.add_argument("--url", dest="url")
-        target.add_argument("--key", "--fragment", dest="key", metavar="KEY")
+        target.add_argument(
+            "--url", dest="url", help="a /path (first ALLOWED_HOSTS name) or an http(s) URL"
+        )
+        target.add_argument(
+            "--key",
+            "--fragment",
+            dest="key",
+            metavar="KEY",
+            help="an entry key (cs:f:..., cs:p:...)",
+        )
         inspect.add_argument(
             "--header",
             action="append",
@@ -375,7 +394,7 @@ def describe(key: str, cache: BaseCache) -> list[str]:
             verdict = "unchanged"
         else:
             moved.append(name)
-            verdict = "swept" if now_token is not None else "counter missing (evicted?)"
+            verdict = _moved(now_token)
         lines.append(f"  {name}  counter {token} -> {_or_dash(now_token)}  {verdict}")
     for name, value in entry.attributes.items():
         known, now_value = _current_attribute(name)
@@ -411,6 +430,14 @@ def describe(key: str, cache: BaseCache) -> list[str]:
             "(or serves this copy while the fragment's or page's grace allows)"
         )
     return lines
+
+
+def _moved(token: int | None) -> str:
+    """Why a stored counter token no longer matches: swept (when), or evicted."""
+    if token is None:
+        return "counter missing (evicted or flushed)"
+    when = tokens.swept_at(token)
+    return "swept" if when is None else f"swept at {_when(when)}"
 
 
 def _content(payload: Any) -> str:
@@ -465,8 +492,8 @@ class _Help(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 
 def _subparser_options(parser: CommandParser) -> dict[str, Any]:
-    """Django < 5.0 does not pass ``called_from_command_line`` on to subparsers."""
-    if django.VERSION >= (5, 0):
+    """Older Djangos do not pass ``called_from_command_line`` on to subparsers."""
+    if "add_subparsers" in vars(CommandParser):
         return {}
     return {
         "parser_class": functools.partial(
