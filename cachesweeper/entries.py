@@ -256,6 +256,7 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
         return
 
     now = time.time()
+    won: list[Slot] = []
     for slot in slots:
         slot.raw = found.get(slot.key)
         slot.counters = counters
@@ -263,10 +264,29 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
         if not lock or slot.grace <= 0:
             continue
         if slot.state == STALE and _lock(slot):
-            slot.state = MISS  # this request re-renders; the stale entry is its fallback
+            won.append(slot)
         elif slot.entry is None and conf.COLD_WAIT > 0:
             # A cold miss: whoever gets the lock renders, the others may wait for it.
             slot.contended = not _lock(slot)
+            if slot.locked:
+                won.append(slot)
+    if won:
+        _recheck(won)
+
+
+def _recheck(won: list[Slot]) -> None:
+    """Read again after winning a lock: the previous holder may have just stored it.
+
+    Without this, a request that read the stale entry just before another
+    request stored the new one, and locked just after that one released,
+    would render the page a second time.
+    """
+    lookup(won, lock=False)
+    for slot in won:
+        if slot.state == HIT or slot.cache_down:
+            release([slot])
+        else:
+            slot.state = MISS  # this request renders; a stale entry is its fallback
 
 
 def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
