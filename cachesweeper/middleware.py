@@ -28,11 +28,8 @@ WSGI_FLAG = "cachesweeper.wsgi"
 GetResponse = Callable[[HttpRequest], Any]
 
 
-class PageCacheMiddleware:
-    """Cache whole pages by URL rule: ``CACHESWEEPER["PAGE_RULES"]``.
-
-    A hit is answered before URL resolution and without running any view.
-    """
+class _Middleware:
+    """Both sync and async capable, like Django's own middleware."""
 
     sync_capable = True
     async_capable = True
@@ -42,6 +39,16 @@ class PageCacheMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        raise NotImplementedError
+
+
+class PageCacheMiddleware(_Middleware):
+    """Cache whole pages by URL rule: ``CACHESWEEPER["PAGE_RULES"]``.
+
+    A hit is answered before URL resolution and without running any view.
+    """
 
     def __call__(self, request: HttpRequest) -> Any:
         policy = self._policy(request)
@@ -65,7 +72,7 @@ class PageCacheMiddleware:
         return PagePolicy(rule.ttl, tags=rule.tags, grace=rule.grace)
 
 
-class EdgeMiddleware:
+class EdgeMiddleware(_Middleware):
     """Label responses for the caches in front of Django, and deliver LiteSpeed purges.
 
     Goes first in ``MIDDLEWARE``. Every configured edge adds its tag header
@@ -74,15 +81,6 @@ class EdgeMiddleware:
     must not be shared get no public edge headers. It also reports a page's
     dependencies to the WSGI page cache (``DEPS_HEADER``, stripped there).
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: GetResponse) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
@@ -121,11 +119,26 @@ def _annotate(
 ) -> HttpResponseBase:
     if _wsgi(request):
         response[DEPS_HEADER] = deps_header(frame)
+    for name, value in edge_headers(request, response, frame.names).items():
+        response[name] = value
+    for edge in configured():
+        for name, value in edge.purge_headers().items():
+            response[name] = value
+    return response
+
+
+def edge_headers(
+    request: HttpRequest, response: HttpResponseBase, names: list[str]
+) -> dict[str, str]:
+    """Every configured edge's labels and cache control for a response built from ``names``.
+
+    Responses a shared cache must not keep get no labels, and no-cache.
+    """
     edges = configured()
     if not edges:
-        return response
+        return {}
     policy, tags = getattr(response, RESPONSE_ATTRIBUTE, (None, []))
-    names = list(dict.fromkeys([*frame.names, *tags]))
+    names = list(dict.fromkeys([*names, *tags]))
     if not shareable(request, response):
         names = []
         if policy is not None:
@@ -137,10 +150,7 @@ def _annotate(
         except TooManyNames:
             # Unlabelled content could never be purged: keep it out of the edge.
             headers.update(edge.response_headers([], CachePolicy(0, "no-cache")))
-        headers.update(edge.purge_headers())
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return headers
 
 
 def deps_header(frame: collector.Frame) -> str:

@@ -45,11 +45,12 @@ from cachesweeper.keys import make_key
 _POINTER = "vary1"
 _COMMA = re.compile(r"\s*,\s*")
 _KNOWN_LIMIT = 10_000
-# Headers that describe one connection or one delivery, not the page.
-_NOT_STORED = frozenset(
+#: Headers that describe one connection or one delivery, not the page: never replayed.
+HOP_BY_HOP = frozenset(
     {"age", "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-     "trailer", "transfer-encoding", "upgrade", "set-cookie"}
+     "trailer", "transfer-encoding", "upgrade"}
 )
+_NOT_STORED = HOP_BY_HOP | {"set-cookie"}
 
 # Page key -> the request headers its response varies on, as last seen.
 _vary_known: dict[str, tuple[str, ...]] = {}

@@ -37,6 +37,7 @@ from cachesweeper.entries import (
 )
 from cachesweeper.keys import make_key
 from cachesweeper.middleware import DEPS_HEADER, WSGI_FLAG
+from cachesweeper.pages import HOP_BY_HOP
 from cachesweeper.rules import PageRule, compile_rules, match
 
 StartResponse = Callable[..., Any]
@@ -45,10 +46,6 @@ Header = tuple[str, str]
 StoredPage = tuple[str, tuple[Header, ...], bytes, float]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-     "transfer-encoding", "upgrade", "age"}
-)
 _PRIVATE = ("private", "no-store", "no-cache")
 
 
@@ -174,7 +171,7 @@ def _report(header: str) -> None:
 
 def _replay(environ: dict[str, Any], start_response: StartResponse, page: Any) -> Iterable[bytes]:
     status, headers, body, stored_at = page
-    headers = [(name, value) for name, value in headers if name.lower() not in _HOP_BY_HOP]
+    headers = [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP]
     headers.append(("Age", str(max(0, int(time.time() - stored_at)))))
     start_response(status, headers)
     return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]

@@ -23,12 +23,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase
 
 from cachesweeper import collector, signals
-from cachesweeper.edges.base import CachePolicy, TooManyNames
-from cachesweeper.edges.decorators import RESPONSE_ATTRIBUTE
 from cachesweeper.edges.loading import configured
 from cachesweeper.entries import HIT, MISS, STALE
-from cachesweeper.middleware import DEPS_HEADER
-from cachesweeper.pages import shareable
+from cachesweeper.middleware import DEPS_HEADER, edge_headers
 
 try:
     # Imported by name so that type checking never depends on debug_toolbar being
@@ -180,19 +177,5 @@ def _predicted_edge_headers(
     headers are not on the response yet; this is the same computation. Purge
     headers (LiteSpeed) are left out: reading them would consume the purge.
     """
-    edges = configured()
-    if not edges:
-        return []
-    policy, tags = getattr(response, RESPONSE_ATTRIBUTE, (None, []))
-    names = list(dict.fromkeys([*frame.names, *tags]))
-    if not shareable(request, response):
-        names = []
-        if policy is not None:
-            policy = CachePolicy(0, "no-cache")
-    headers: dict[str, str] = {}
-    for edge in edges:
-        try:
-            headers.update(edge.response_headers(names, policy))
-        except TooManyNames:
-            headers.update(edge.response_headers([], CachePolicy(0, "no-cache")))
+    headers = edge_headers(request, response, frame.names)
     return [[name, value] for name, value in headers.items()]
