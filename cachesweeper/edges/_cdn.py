@@ -17,14 +17,14 @@ import logging
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from email.message import Message
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from cachesweeper.edges.base import CachePolicy, TooManyNames, check_name, coarse, fit
+from cachesweeper.edges.base import CachePolicy, Edge, TooManyNames, check_name, coarse, fit
 
 logger = logging.getLogger("cachesweeper")
 
@@ -35,6 +35,34 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:
 # Characters kept as they are in a purged path: RFC 3986 path and query characters
 # plus "%", so an already-encoded path is not encoded twice.
 _PATH_SAFE = "/%:@!$&'()*+,;=?"
+
+
+class CdnEdge(Edge):
+    """What Fastly and Cloudflare share: labels within the CDN's limits, its own control header.
+
+    A response the CDN must not store gets ``no-store`` and no labels: there is
+    nothing to label, and a page with too many names is not an error then.
+    """
+
+    control_header: ClassVar[str]
+    max_label_bytes: ClassVar[int] = 1024
+    max_labels: ClassVar[int | None] = None
+
+    def response_headers(self, names: Sequence[str], policy: CachePolicy | None) -> dict[str, str]:
+        names = [check_name(name) for name in names]  # refused even when not used
+        headers: dict[str, str] = {}
+        if names and storable(policy) and self.tag_header:
+            headers[self.tag_header] = labels(
+                names,
+                edge=self.label,
+                separator=self.separator,
+                max_header_bytes=self.max_header_bytes,
+                max_label_bytes=self.max_label_bytes,
+                max_labels=self.max_labels,
+            )
+        if policy is not None:
+            headers[self.control_header] = cdn_control(policy)
+        return headers
 
 
 class PurgeFailed(RuntimeError):

@@ -19,32 +19,29 @@ Provider facts this follows (Cloudflare cache documentation and API reference):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from cachesweeper.edges import _cdn
 from cachesweeper.edges.base import (
-    CachePolicy,
-    Edge,
     PurgeBatch,
     batches,
-    check_name,
     purge_names,
 )
 
 DEFAULT_ENDPOINT = "https://api.cloudflare.com/client/v4"
 
 
-class Cloudflare(Edge):
+class Cloudflare(_cdn.CdnEdge):
     tag_header = "Cache-Tag"
+    control_header = "Cloudflare-CDN-Cache-Control"
     separator = ","
     #: "16 KB" in Cloudflare's words; 16,000 is under it whichever KB is meant.
     max_header_bytes = 16000
     #: Cloudflare documents "about 1,000" tags per response; more are coarsened.
-    max_tags: ClassVar[int] = 1000
+    max_labels = 1000
     #: Longest tag the purge API accepts.
-    max_tag_bytes: ClassVar[int] = 1024
+    max_label_bytes = 1024
     #: Tags per purge call, as documented today.
     max_batch = 100
     #: The older per-call limit: refused tag calls are resent in batches this size.
@@ -67,32 +64,12 @@ class Cloudflare(Edge):
         self.api_token = _cdn.required(self.label, "api_token", self.api_token)
         self.endpoint = _cdn.api_endpoint(self.label, self.endpoint)
 
-    def response_headers(self, names: Sequence[str], policy: CachePolicy | None) -> dict[str, str]:
-        """``Cache-Tag`` and, with a policy, ``Cloudflare-CDN-Cache-Control``.
-
-        A response Cloudflare must not store gets ``no-store`` and no tags.
-        """
-        names = [check_name(name) for name in names]  # refused even when not used
-        headers: dict[str, str] = {}
-        if names and _cdn.storable(policy):
-            headers["Cache-Tag"] = _cdn.labels(
-                names,
-                edge=self.label,
-                separator=self.separator,
-                max_header_bytes=self.max_header_bytes,
-                max_label_bytes=self.max_tag_bytes,
-                max_labels=self.max_tags,
-            )
-        if policy is not None:
-            headers["Cloudflare-CDN-Cache-Control"] = _cdn.cdn_control(policy)
-        return headers
-
     def purge(self, batch: PurgeBatch) -> None:
         """Purge everything, or the batch's tags (and coarse labels) and URLs."""
         if batch.everything:
             self._post({"purge_everything": True})
             return
-        tags = _cdn.purgeable(purge_names(batch.names), self.max_tag_bytes)
+        tags = _cdn.purgeable(purge_names(batch.names), self.max_label_bytes)
         for chunk in batches(tags, self.max_batch):
             self._post_tags(chunk)
         files = []

@@ -15,29 +15,26 @@ Provider facts this follows (Fastly API and header reference):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from cachesweeper.edges import _cdn
 from cachesweeper.edges.base import (
-    CachePolicy,
-    Edge,
     PurgeBatch,
     batches,
-    check_name,
     purge_names,
 )
 
 DEFAULT_ENDPOINT = "https://api.fastly.com"
 
 
-class Fastly(Edge):
+class Fastly(_cdn.CdnEdge):
     tag_header = "Surrogate-Key"
+    control_header = "Surrogate-Control"
     separator = " "
     max_header_bytes = 16384
     #: Fastly ignores surrogate keys longer than this.
-    max_key_bytes: ClassVar[int] = 1024
+    max_label_bytes = 1024
     #: Keys per batch purge call (the API refuses more).
     max_batch = 256
     options: ClassVar[dict[str, Any]] = {
@@ -59,33 +56,13 @@ class Fastly(Edge):
         self.endpoint = _cdn.api_endpoint(self.label, self.endpoint)
         self.soft = bool(self.soft)
 
-    def response_headers(self, names: Sequence[str], policy: CachePolicy | None) -> dict[str, str]:
-        """``Surrogate-Key`` and, with a policy, ``Surrogate-Control``.
-
-        A response Fastly must not store gets ``no-store`` and no keys: there
-        is nothing to label, and a page with too many names is not an error then.
-        """
-        names = [check_name(name) for name in names]  # refused even when not used
-        headers: dict[str, str] = {}
-        if names and _cdn.storable(policy):
-            headers["Surrogate-Key"] = _cdn.labels(
-                names,
-                edge=self.label,
-                separator=self.separator,
-                max_header_bytes=self.max_header_bytes,
-                max_label_bytes=self.max_key_bytes,
-            )
-        if policy is not None:
-            headers["Surrogate-Control"] = _cdn.cdn_control(policy)
-        return headers
-
     def purge(self, batch: PurgeBatch) -> None:
         """Purge everything, or the batch's keys (and coarse labels) and URLs."""
         service = f"{self.endpoint}/service/{quote(self.service_id, safe='')}"
         if batch.everything:
             self._post(f"{service}/purge_all", soft=False)
             return
-        keys = _cdn.purgeable(purge_names(batch.names), self.max_key_bytes)
+        keys = _cdn.purgeable(purge_names(batch.names), self.max_label_bytes)
         for chunk in batches(keys, self.max_batch):
             self._post(f"{service}/purge", {"surrogate_keys": chunk})
         for url in batch.urls:
