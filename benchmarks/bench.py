@@ -24,7 +24,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("1", "2", "3", "4", "5", "6", "7")
-KINDS = ("memcached", "django_redis", "redis")
+KINDS = ("memcached", "django_redis", "redis", "memcached_single_hasher")
+#: Scenarios that do not depend on the client's per-key cost: not run on the variant.
+HASHER_INDEPENDENT = {"4", "5"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +52,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="numbers of entries depending on the swept object",
     )
     parser.add_argument("--sweep-samples", type=int, default=300, help="timed sweeps per size")
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=0,
+        help="CPU that the benchmark and the cache servers share (see README: pinning)",
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the scheduler place the processes"
+    )
     parser.add_argument("--load-seconds", type=float, default=5, help="wrk duration per app")
     parser.add_argument("--no-load", action="store_true", help="skip the gunicorn + wrk load test")
     parser.add_argument(
@@ -73,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
 
     from benchmarks import load, scenarios
-    from benchmarks.harness import Env
+    from benchmarks.harness import Env, all_cpus, pin
     from benchmarks.report import markdown
     from benchmarks.timing import Plan
     from tests.servers import MemcachedServer, RedisServer
@@ -95,16 +106,21 @@ def main(argv: list[str] | None = None) -> int:
         ("4", lambda env: scenarios.sweep_cost(env, data, sizes, args.sweep_samples)),
     ]
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     results: list[dict[str, Any]] = []
     load_results: dict[str, Any] = {}
     # memcached needs room for two million small entries at the largest sweep size.
     with MemcachedServer(memory_mb=2048) as memcached, RedisServer() as redis:
         locations = {
             "memcached": memcached.location,
+            "memcached_single_hasher": memcached.location,
             "django_redis": redis.url,
             "redis": redis.url,
             "locmem": "cachesweeper-bench",  # no server: isolates the Python overhead
         }
+        if not args.no_pin:
+            for pid in (memcached.pid, redis.pid, 0):
+                pin(pid or 0, {args.cpu})
         for kind in kinds:
             env = Env(kind, locations[kind], plan)
             with env.stock():
@@ -114,11 +130,15 @@ def main(argv: list[str] | None = None) -> int:
             for number, step in steps:
                 if number not in wanted:
                     continue
+                if kind == "memcached_single_hasher" and number in HASHER_INDEPENDENT:
+                    continue
                 began = time.monotonic()
                 print(f"[{kind}] scenario {number} ...", end=" ", flush=True)
                 step(env)
                 print(f"{time.monotonic() - began:.1f} s", flush=True)
             results.append(env.as_dict())
+        for pid in (memcached.pid, redis.pid, 0):  # the load test spreads over every core
+            pin(pid or 0, all_cpus())
         if "6" in wanted and not args.no_load and "memcached" in kinds:
             reason = load.available()
             if reason is None:
@@ -135,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                 load_results = {"skipped": reason}
 
     report = {
-        "meta": meta(args, time.monotonic() - started),
+        "meta": {
+            **meta(args, time.monotonic() - started),
+            "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+        },
         "kinds": results,
         "load": load_results,
     }
@@ -182,6 +205,7 @@ def meta(args: argparse.Namespace, elapsed: float) -> dict[str, Any]:
         "loop_seconds": args.loop_seconds,
         "sweep_sizes": args.sweep_sizes,
         "sweep_samples": args.sweep_samples,
+        "pinned_to_cpu": None if args.no_pin else args.cpu,
         "elapsed_seconds": round(elapsed, 1),
         "command": "./benchmarks/run " + " ".join(sys.argv[1:]),
     }

@@ -8,15 +8,18 @@ round trip) and once on the *stock* backend (time). Both point at the same serve
 from __future__ import annotations
 
 import io
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.core.cache import caches
 from django.template import engines
 from django.test import override_settings
+from django.utils.module_loading import import_string
 
 from benchmarks.timing import Plan, Timing, compare
 from tests.servers import cache_settings
@@ -26,7 +29,16 @@ KIND_LABELS = {
     "memcached": "memcached (PyMemcacheCache)",
     "django_redis": "Redis (django-redis)",
     "redis": "Redis (Django's RedisCache)",
+    "memcached_single_hasher": "memcached, single-server hasher",
     "locmem": "LocMem (no server: Python overhead only)",
+}
+
+#: Kinds that are another kind with extra ``OPTIONS``: (the kind, its options).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "memcached_single_hasher": (
+        "memcached",
+        {"hasher": "benchmarks.hashers.SingleServerHasher"},
+    ),
 }
 
 #: Socket timeouts: generous, because setting up a million entries moves a lot of data.
@@ -68,11 +80,18 @@ class Env:
         return KIND_LABELS.get(self.kind, self.kind)
 
     def caches_setting(self, counting: bool) -> dict[str, Any]:
-        return {
-            "default": cache_settings(
-                self.kind, self.location, counting=counting, timeout=SOCKET_TIMEOUT
-            )
-        }
+        kind, options = VARIANTS.get(self.kind, (self.kind, {}))
+        if "hasher" in options:
+            options = {**options, "hasher": import_string(options["hasher"])}
+        entry = cache_settings(
+            kind, self.location, counting=counting, timeout=SOCKET_TIMEOUT, options=options
+        )
+        return {"default": entry}
+
+    @property
+    def base_kind(self) -> str:
+        """``memcached``, ``django_redis``, ``redis`` or ``locmem``."""
+        return VARIANTS.get(self.kind, (self.kind, {}))[0]
 
     @contextmanager
     def counting(self) -> Iterator[None]:
@@ -118,6 +137,20 @@ class Env:
             "rows": [asdict(row) for row in self.rows],
             "extra": self.extra,
         }
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Run every thread of process ``pid`` (0: this one) on ``cpus`` only (Linux)."""
+    tasks = Path(f"/proc/{pid or os.getpid()}/task")
+    for task in tasks.iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except (ProcessLookupError, PermissionError):  # a thread that just ended
+            pass
+
+
+def all_cpus() -> set[int]:
+    return set(range(os.cpu_count() or 1))
 
 
 def template(source: str) -> Callable[[dict[str, Any]], str]:

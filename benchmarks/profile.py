@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--kind", default="memcached", choices=kinds)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--html", type=Path, default=None)
+    parser.add_argument("--no-pin", action="store_true", help="do not share CPU 0")
     args = parser.parse_args()
     django.setup()
 
@@ -39,7 +40,7 @@ def main() -> None:
     from pyinstrument import Profiler
 
     from benchmarks import scenarios
-    from benchmarks.harness import Env, call, template
+    from benchmarks.harness import Env, call, pin, template
     from benchmarks.settings import STARTPROJECT_MIDDLEWARE
     from benchmarks.timing import Plan
     from cachesweeper.wsgi import PageCacheMiddleware
@@ -51,7 +52,7 @@ def main() -> None:
         location = "cachesweeper-profile"
 
         def __init__(self) -> None:
-            pass
+            self._process = None
 
         def __enter__(self) -> ServerProcess:
             return self
@@ -66,6 +67,9 @@ def main() -> None:
         server = NoServer()
     with server:
         location = server.url if isinstance(server, RedisServer) else server.location
+        if not args.no_pin:  # as the benchmark runs: see README, pinning
+            for pid in (server.pid, 0):
+                pin(pid or 0, {0})
         env = Env(args.kind, location, Plan())
         with env.stock():
             func: Callable[[], object]

@@ -33,10 +33,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"Run {meta['date']} on commit `{meta['commit']}`"
         + (" (with uncommitted library changes)" if meta["library_modified_since_commit"] else "")
         + f": Python {meta['python']}, Django {meta['django']}, {meta['cores']} cores "
-        f"({meta['cpu']}), {meta['elapsed_seconds']:.0f} s in all. "
+        f"({meta['cpu']}), {meta['elapsed_seconds']:.0f} s in all, load average "
+        f"{meta['load_average_1min']['before']:.2f} before and "
+        f"{meta['load_average_1min']['after']:.2f} after. "
         f"Command: `{meta['command'].strip()}`.",
         "",
-        f"Times are medians of {meta['repeat']} interleaved loops of ~{meta['loop_seconds']} s "
+        (
+            f"The benchmark process and the cache servers share CPU {meta['pinned_to_cpu']} "
+            "(loopback round trips are then steady; see the README). "
+            if meta.get("pinned_to_cpu") is not None
+            else "Processes not pinned to a CPU. "
+        )
+        + f"Times are medians of {meta['repeat']} interleaved loops of ~{meta['loop_seconds']} s "
         "each (sweeps: median of single timed sweeps); **ratio** = cachesweeper ÷ Django "
         "built-in for times (lower is better), or the throughput ratio for page hits "
         "(higher is better). **Round trips** are the outermost cache calls counted by the "

@@ -471,7 +471,7 @@ def page_hits(env: Env, data: Data) -> None:
         )
     edge_stack = handler(["cachesweeper.middleware.EdgeMiddleware", *STARTPROJECT_MIDDLEWARE])
     wsgi_cache = WSGIPageCache(edge_stack, [("/wsgi", 600, 0)], "default")
-    floor, prepare_floor = floor_app(env.kind, env.location)
+    floor, prepare_floor = floor_app(env.base_kind, env.location)
     prepare_floor()
 
     sides: dict[str, tuple[WSGIApp, str]] = {

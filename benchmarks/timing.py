@@ -39,6 +39,7 @@ class Timing:
     def as_dict(self) -> dict[str, object]:
         return {
             "median_us": round(self.median * 1e6, 3),
+            "min_us": round(min(self.samples) * 1e6, 3),
             "spread": round(self.spread, 4),
             "calls_per_loop": self.number,
             "loops": len(self.samples),
