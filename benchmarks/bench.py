@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     load_results: dict[str, Any] = {}
     # memcached needs room for two million small entries at the largest sweep size.
-    with MemcachedServer(memory_mb=2048) as memcached, RedisServer() as redis:
+    memcached, redis = MemcachedServer(memory_mb=2048), RedisServer()
+    with memcached, redis:
         locations = {
             "memcached": memcached.location,
             "memcached_single_hasher": memcached.location,

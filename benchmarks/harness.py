@@ -156,7 +156,7 @@ def all_cpus() -> set[int]:
 def template(source: str) -> Callable[[dict[str, Any]], str]:
     """Compile a Django template once; return its render function."""
     compiled = engines["django"].from_string(source)
-    return compiled.render  # type: ignore[no-any-return]
+    return compiled.render
 
 
 # -- WSGI --------------------------------------------------------------------------

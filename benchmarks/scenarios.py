@@ -231,7 +231,7 @@ def sweep_cost(env: Env, data: Data, sizes: list[int], samples: int) -> None:
     tracking them. Each of its samples re-creates the N entries first (untimed); it is
     measured up to :data:`DJANGO_DELETE_LIMIT` keys (a million takes about a minute).
     """
-    compiled = engines["django"].from_string(CS_SWEEP)
+    compiled: Any = engines["django"].from_string(CS_SWEEP)  # the backend's Template wrapper
     render = compiled.render
     (node,) = compiled.template.nodelist.get_nodes_by_type(CacheSweeperNode)
     place = node.place  # the fragment's identity: where it is written, a digest of its body
