@@ -366,6 +366,10 @@ def announce(slot: Slot, state: str) -> None:
 def _fetch(
     slot: Slot, keys: list[str], names: Mapping[str, None]
 ) -> tuple[dict[str, Any], dict[str, int]]:
+    if not names and len(keys) == 1:
+        # One entry and no counter (attribute tokens): a plain get, as Django's own tag.
+        value = slot.cache.get(keys[0])
+        return ({} if value is None else {keys[0]: value}), {}
     if slot.store is None and (slot.using or conf.CACHE) == conf.VERSION_CACHE:
         token_keys = {tokens.token_key(name): name for name in names}
         found = slot.cache.get_many([*keys, *token_keys])

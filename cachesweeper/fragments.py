@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +38,11 @@ def fragment_slot(
 
 
 def fragment_key(origin: str, dependencies: Sequence[Dependency], vary_on: Sequence[Any]) -> str:
-    parts: list[Any] = [origin, len(dependencies)]
-    parts += [f"{dep.name} {dep.scope}" for dep in dependencies]
-    parts += vary_on
-    return make_key("f", parts)
+    identity = (origin, *(f"{dep.name} {dep.scope}" for dep in dependencies))
+    return _key(conf.KEY_PREFIX, identity, tuple(map(str, vary_on)))
+
+
+@functools.lru_cache(maxsize=16_384)
+def _key(prefix: str, identity: tuple[str, ...], vary_on: tuple[str, ...]) -> str:
+    """Hashing is the costly part of a hit's key; the same fragments come back often."""
+    return make_key("f", [identity[0], len(identity) - 1, *identity[1:], *vary_on])

@@ -202,6 +202,10 @@ class _ClientStore:
     def __init__(self, client: Any) -> None:
         self.client = client
 
+    def get(self, key: str) -> Any:
+        value = self.client.get(key)
+        return None if value is None else pickle.loads(value)
+
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         many = getattr(self.client, "get_many", None) or getattr(self.client, "get_multi", None)
         if many is not None:
