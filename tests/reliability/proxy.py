@@ -1,0 +1,118 @@
+"""A TCP proxy that can cut the network between Django and a cache server.
+
+``cut()`` drops every open connection and refuses new ones, as a network
+partition or a firewall would, while the server behind keeps its contents;
+``restore()`` listens again on the same port. Unlike SIGSTOP, nothing sent
+during the cut reaches the server later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+
+from tests.servers import LOOPBACK, free_port
+
+
+class CuttableProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.host = LOOPBACK
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    @property
+    def location(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def restore(self) -> None:
+        """Accept connections again (same port)."""
+        deadline = time.monotonic() + 5
+        while True:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                listener.bind((self.host, self.port))
+                break
+            except OSError:  # a connection of the last round is still closing
+                listener.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        listener.listen(64)
+        with self._lock:
+            self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._sockets = self._sockets, set()
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (Linux)
+            listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                # Linger 0: the peer gets a reset, not a polite end of stream.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+
+    def close(self) -> None:
+        self.cut()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._listener is not listener:  # cut meanwhile
+                    client.close()
+                    return
+                self._sockets.add(client)
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets.add(upstream)
+            for source, destination in ((client, upstream), (upstream, client)):
+                threading.Thread(
+                    target=self._pump, args=(source, destination), daemon=True
+                ).start()
+
+    def _pump(self, source: socket.socket, destination: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                destination.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, destination):
+                with contextlib.suppress(OSError):
+                    sock.close()
+            with self._lock:
+                self._sockets.discard(source)
+                self._sockets.discard(destination)
