@@ -9,7 +9,11 @@ database (counter tokens are bumped instead of ``updated_at`` columns).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,6 +25,24 @@ class Author(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("blog:author_detail", kwargs={"pk": self.pk})
+
+
+# The author page is a cached page tagged with its author (`blog.author.2`, see views.py).
+cachesweeper.register(Author)
+
+
+@receiver(post_save, sender=Author)
+def author_renamed(sender: type[Author], instance: Author, **kwargs: Any) -> None:
+    """Every article fragment shows its author's name: sweep the author's articles too.
+
+    ``touch`` follows foreign keys from child to parent; this goes the other way,
+    so it is spelled out: one sweep (one round trip) of ``blog.article.N`` for each
+    of the author's articles, and of ``blog.article`` (the lists).
+    """
+    cachesweeper.invalidate_queryset(instance.articles.all())
 
 
 class Article(models.Model):

@@ -10,4 +10,5 @@ urlpatterns = [
     path("articles/<slug:slug>/edit/", views.article_edit, name="article_edit"),
     path("articles/<slug:slug>/comment/", views.add_comment, name="add_comment"),
     path("comments/<int:pk>/vote/", views.vote, name="vote"),
+    path("authors/<int:pk>/", views.author_detail, name="author_detail"),
 ]

@@ -7,21 +7,59 @@ fragments that depend on what changed.
 
 QuerySets are handed to templates unevaluated, so a fragment that hits never runs
 the query behind it.
+
+Two views are cached for the edge (``edge_cache``: ``EdgeMiddleware`` labels their
+responses with the names of everything they rendered, in ``X-LiteSpeed-Tag``), and
+the author page is cached whole (``cachesweeper.cache_page``). The article page is
+neither: its forms carry a CSRF token, which makes it personal.
 """
 
 from __future__ import annotations
 
+import time
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+import cachesweeper
+from cachesweeper.edges import edge_cache
+
 from .forms import ArticleForm, CommentForm
-from .models import Article, Comment, Vote
+from .models import Article, Author, Comment, Vote
 
 
+@edge_cache(60)  # LiteSpeed may keep it for a minute; every sweep of what it shows purges it
 def article_list(request: HttpRequest) -> HttpResponse:
     articles = Article.objects.select_related("author")
-    return render(request, "blog/article_list.html", {"articles": articles})
+    # The list shows titles and author names: it depends on both models (a list of
+    # model classes is one dependency argument to the tag).
+    context = {"articles": articles, "list_depends_on": [Article, Author]}
+    return render(request, "blog/article_list.html", context)
+
+
+def _author_of(request: HttpRequest, pk: int) -> Author:
+    """A tag callable gets the view's arguments; an unsaved instance with a pk will do."""
+    return Author(pk=pk)
+
+
+# edge_cache goes outside cache_page, so that hits served by cache_page are marked too.
+@edge_cache(300)
+# The page depends on its tags - its author (`blog.author.N`) and the Article model (a
+# new article must appear) - and on every fragment it renders. grace=30: for 30 s after
+# a sweep, one request re-renders while the others are served the previous page.
+@cachesweeper.cache_page(300, tags=[_author_of, Article], grace=30)
+def author_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    author = get_object_or_404(Author, pk=pk)
+    # An expensive page, made visible: this runs only when the page cache misses.
+    time.sleep(settings.EXAMPLE_SLOW_VIEW)
+    context = {
+        "author": author,
+        "articles": author.articles.all(),
+        "slow": settings.EXAMPLE_SLOW_VIEW,
+    }
+    return render(request, "blog/author_detail.html", context)
 
 
 def _detail(

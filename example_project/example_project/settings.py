@@ -7,9 +7,15 @@ instead, so the same demo shows the library against memcached or Redis:
     CACHESWEEPER_CACHE=memcached://127.0.0.1:11211 ./scripts/example
     CACHESWEEPER_CACHE=redis://127.0.0.1:6379/0    ./scripts/example
 
+The edge is LiteSpeed: its backend only adds response headers (``X-LiteSpeed-Tag``,
+``X-LiteSpeed-Cache-Control``, ``X-LiteSpeed-Purge``), so it needs no server either;
+each page's footer shows them.
+
 Other knobs: ``DJANGO_DEBUG`` (default on), ``DJANGO_SECRET_KEY``,
-``DJANGO_ALLOWED_HOSTS`` (comma-separated) and ``EXAMPLE_DB`` (SQLite path, used by
-the example's own test to run against a throw-away database).
+``DJANGO_ALLOWED_HOSTS`` (comma-separated), ``EXAMPLE_DB`` (SQLite path, used by the
+example's own test to run against a throw-away database), ``EXAMPLE_SLOW_VIEW``
+(seconds the cached author page takes to render, default 2) and ``EXAMPLE_TOOLBAR``
+(``1`` turns on django-debug-toolbar, with cachesweeper's panel).
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ def env_flag(name: str, default: bool) -> bool:
 def cache_from_url(url: str | None) -> dict[str, Any]:
     """Turn ``CACHESWEEPER_CACHE`` into a ``CACHES["default"]`` entry.
 
-    Unset means LocMem: per-process, which is fine for ``runserver`` (one process)
-    and is exactly what cachesweeper's system check warns about once DEBUG is off.
+    Unset means LocMem: per-process, which is fine for ``runserver`` (one process).
+    The backends are Django's own, subclassed in ``blog/cache.py`` only to count each
+    request's cache round trips for the footer; a real project names Django's classes
+    (``django.core.cache.backends.redis.RedisCache``, ...) directly.
     """
     if not url:
         return {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "BACKEND": "blog.cache.CountingLocMemCache",
             "LOCATION": "cachesweeper-example",
         }
     parts = urlsplit(url)
@@ -49,14 +57,14 @@ def cache_from_url(url: str | None) -> dict[str, Any]:
                 f"CACHESWEEPER_CACHE={url!r}: expected memcached://HOST:PORT"
             )
         return {
-            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+            "BACKEND": "blog.cache.CountingPyMemcacheCache",
             "LOCATION": f"{parts.hostname}:{parts.port or 11211}",
             "KEY_PREFIX": "cachesweeper-example",
         }
     if parts.scheme in {"redis", "rediss"}:
         # Django's RedisCache takes the URL as it is (host, port, /DB, password).
         return {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "blog.cache.CountingRedisCache",
             "LOCATION": url,
             "KEY_PREFIX": "cachesweeper-example",
         }
@@ -88,6 +96,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it sees the dependencies of everything the response rendered and labels the
+    # response for the edges (X-LiteSpeed-Tag), and puts the purges of this request's
+    # sweeps on it (X-LiteSpeed-Purge).
+    "cachesweeper.middleware.EdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -95,10 +107,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Innermost, so it can still leave a message ("this request swept ...") before
-    # MessageMiddleware stores messages on the way out.
-    "blog.middleware.CacheEventsMiddleware",
 ]
+# The footer of each page (what cachesweeper did for the request, and the headers above)
+# is not a middleware: it is filled in outside all of them, by example_project/wsgi.py.
 
 ROOT_URLCONF = "example_project.urls"
 WSGI_APPLICATION = "example_project.wsgi.application"
@@ -113,7 +124,6 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "blog.context_processors.cache_events",
             ],
         },
     },
@@ -129,9 +139,15 @@ DATABASES = {
 CACHES = {"default": cache_from_url(os.environ.get("CACHESWEEPER_CACHE"))}
 
 CACHESWEEPER = {
-    "CACHE": "default",  # where fragment entries live
+    "CACHE": "default",  # where fragment and page entries live
     "VERSION_CACHE": "default",  # where version counters live (same alias: one round trip per hit)
+    # LiteSpeed needs no server here: it only adds response headers, which the footer shows.
+    # Behind a real LiteSpeed or OpenLiteSpeed, those headers drive its cache.
+    "EDGES": [{"BACKEND": "cachesweeper.edges.LiteSpeed"}],
 }
+
+# Seconds the (cached) author page takes to render, so a cache hit is visibly faster.
+EXAMPLE_SLOW_VIEW = float(os.environ.get("EXAMPLE_SLOW_VIEW", "2"))
 
 # The messages framework keeps "this request swept ..." across the redirect in a
 # cookie, so showing it never touches the session.
@@ -155,3 +171,26 @@ LOGGING = {
     # error when a sweep cannot reach the version cache: make both visible.
     "loggers": {"cachesweeper": {"handlers": ["console"], "level": "INFO"}},
 }
+
+
+# django-debug-toolbar with cachesweeper's panel, on request: EXAMPLE_TOOLBAR=1 (which
+# TOOLBAR=1 ./scripts/example sets, after installing it) and DEBUG. The panel tells the
+# footer's story inside the toolbar. Off by default for a reason the footer shows when it
+# is on: the toolbar's Request panel reads the session, so every page becomes personal
+# and EdgeMiddleware no longer labels any of them for the edge.
+if DEBUG and env_flag("EXAMPLE_TOOLBAR", False):
+    try:
+        from debug_toolbar.settings import PANELS_DEFAULTS
+    except ImportError as error:
+        raise ImproperlyConfigured(
+            "EXAMPLE_TOOLBAR=1 needs django-debug-toolbar: pip install django-debug-toolbar"
+        ) from error
+    INSTALLED_APPS.append("debug_toolbar")
+    # Right after EdgeMiddleware, which must stay first (system check cachesweeper.W003).
+    MIDDLEWARE.insert(1, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    DEBUG_TOOLBAR_PANELS = [
+        *PANELS_DEFAULTS,
+        "cachesweeper.contrib.debug_toolbar.CacheSweeperPanel",
+    ]
+    DEBUG_TOOLBAR_CONFIG = {"SHOW_COLLAPSED": True}
+    INTERNAL_IPS = ["127.0.0.1", "::1"]
