@@ -51,6 +51,10 @@ def markdown(report: dict[str, Any]) -> str:
         "counting backends of `tests/counting.py` (deterministic). See "
         "`benchmarks/README.md` for what each scenario does.",
         "",
+        *summary(report),
+        "",
+        "## All measurements",
+        "",
         "| scenario | backend | case | cachesweeper | Django built-in | time | ratio "
         "| round trips: cachesweeper | round trips: Django | target | result |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -67,6 +71,40 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", *_load(report.get("load") or {}), ""]
     return "\n".join(lines)
+
+
+def summary(report: dict[str, Any]) -> list[str]:
+    """One line per target, one column per backend: the figure and whether it was met."""
+    backends = [kind["label"] for kind in report["kinds"]]
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for kind in report["kinds"]:
+        for row in kind["rows"]:
+            if row["met"] is None:
+                continue
+            if row["scenario"].startswith("4."):
+                figure = f"{len(row['ours_calls'] or [])} round trip, {row['note']}"
+                line = (row["scenario"], row["target"])
+                if line in cells and kind["label"] in cells[line]:
+                    continue
+            elif row["scenario"].startswith("5."):
+                figure = row["ours"]
+                line = (f"{row['scenario']}, {row['what']}", row["target"])
+            else:
+                figure = f"{_ratio(row['ratio'])}, {_calls(row['ours_calls'])}"
+                versus = f"{row['scenario']}: {row['what']} vs {row['baseline_name']}"
+                line = (versus, row["target"])
+            mark = "✅" if row["met"] else "❌"
+            cells.setdefault(line, {})[kind["label"]] = f"{mark} {figure}"
+    lines = [
+        "## Targets",
+        "",
+        "| scenario | target | " + " | ".join(backends) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in backends) + " |",
+    ]
+    for (scenario, target), by_backend in sorted(cells.items(), key=lambda item: item[0][0][:2]):
+        row = " | ".join(by_backend.get(backend, "—") for backend in backends)
+        lines.append(f"| {scenario} | {target} | {row} |")
+    return lines
 
 
 def _load(load: dict[str, Any]) -> list[str]:
