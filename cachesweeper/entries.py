@@ -255,9 +255,13 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
             slot.state = MISS
         return
 
+    if tokens.unconfirmed:
+        _distrust(slots, tokens.unconfirmed)
     now = time.time()
     won: list[Slot] = []
     for slot in slots:
+        if slot.cache_down:
+            continue
         slot.raw = found.get(slot.key)
         slot.counters = counters
         slot.state = _evaluate(slot, counters, now)
@@ -272,6 +276,22 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
                 won.append(slot)
     if won:
         _recheck(won)
+
+
+def _distrust(slots: Sequence[Slot], unconfirmed: frozenset[str]) -> None:
+    """Slots depending on a sweep that has not landed yet are rendered, not served or stored.
+
+    The cache answers again, so the pending sweeps are retried at once.
+    """
+    for slot in slots:
+        names = {dep.name for dep in slot.dependencies}
+        if slot.entry is not None:
+            names.update(slot.entry.counters)
+        if not unconfirmed.isdisjoint(names):
+            slot.cache_down = True
+            slot.state = MISS
+    if tokens.retry_now is not None:
+        tokens.retry_now()
 
 
 def _recheck(won: list[Slot]) -> None:

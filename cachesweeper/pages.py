@@ -22,6 +22,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 from django.utils.cache import get_conditional_response, has_vary_header, patch_cache_control
+from django.utils.http import urlencode
 
 from cachesweeper import collector
 from cachesweeper.conf import conf
@@ -47,8 +48,17 @@ _COMMA = re.compile(r"\s*,\s*")
 _KNOWN_LIMIT = 10_000
 #: Headers that describe one connection or one delivery, not the page: never replayed.
 HOP_BY_HOP = frozenset(
-    {"age", "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-     "trailer", "transfer-encoding", "upgrade"}
+    {
+        "age",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
 )
 _NOT_STORED = HOP_BY_HOP | {"set-cookie"}
 
@@ -98,11 +108,21 @@ def canonical_query(request: HttpRequest) -> str:
 
     ``?b=1&a=2`` and ``?a=2&b=1`` are one page; ``?a=1&a=2`` and ``?a=2&a=1``
     are not (``getlist`` would differ). Encodings of one value (``%41``,
-    ``A``) are one page, as Django decodes them alike.
+    ``A``) are one page, as Django decodes them alike; names and values are
+    encoded again, so ``?a=1%26b%3D2`` and ``?a=1&b=2`` stay two pages.
     """
-    return "&".join(
-        f"{name}={value}" for name, values in sorted(request.GET.lists()) for value in values
-    ).replace("\n", "%0A")
+    return sorted_query(request.GET.lists())
+
+
+def sorted_query(lists: Iterable[tuple[str, list[str]]]) -> str:
+    """``name=value`` pairs sorted by name, values in their order, each part encoded."""
+    return urlencode(
+        [
+            (name, value)
+            for name, values in sorted(lists, key=lambda item: item[0])
+            for value in values
+        ]
+    )
 
 
 # -- the policy ------------------------------------------------------------------
@@ -413,8 +433,9 @@ def _page(slot: Slot, response: HttpResponseBase, frame: collector.Frame) -> Sto
     tokens = sorted({**slot.declared_tokens(), **frame.tokens}.items())
     digest = hashlib.blake2b(repr((slot.key, tokens, stored_at)).encode(), digest_size=12)
     content = bytes(response.content)  # type: ignore[attr-defined]
-    return StoredPage(response.status_code, f'"cs-{digest.hexdigest()}"', headers, content, vary,
-                      stored_at)
+    return StoredPage(
+        response.status_code, f'"cs-{digest.hexdigest()}"', headers, content, vary, stored_at
+    )
 
 
 # -- keys ------------------------------------------------------------------------------

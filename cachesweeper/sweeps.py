@@ -153,15 +153,21 @@ class _RetryQueue:
     """Bumps that failed, retried with exponential backoff by a daemon thread."""
 
     def __init__(self) -> None:
-        self._names: dict[str, None] = {}
+        self._names: dict[str, int] = {}  # name -> how many times it was queued
+        self._queued = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._poked = 0.0
         self.first_delay = 0.5
         self.max_delay = 30.0
 
     def add(self, names: Iterable[str]) -> None:
         with self._lock:
-            self._names.update(dict.fromkeys(names))
+            for name in names:
+                self._queued += 1
+                self._names[name] = self._queued
+            tokens.unconfirmed = frozenset(self._names)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="cachesweeper-retry", daemon=True
@@ -173,22 +179,37 @@ class _RetryQueue:
             return list(self._names)
 
     def flush(self) -> list[str]:
-        """Try every pending bump once; return what still failed."""
+        """Try every pending bump once; return what still failed.
+
+        Names stay pending while the bump is under way, and a name queued
+        again meanwhile stays pending: only what this attempt covered is done.
+        """
         with self._lock:
-            names, self._names = list(self._names), {}
-        failed = _bump(names) if names else []
-        if failed:
-            with self._lock:
-                self._names.update(dict.fromkeys(failed))
-        else:
+            attempt = dict(self._names)
+        names = list(attempt)
+        failed = set(_bump(names)) if names else set()
+        with self._lock:
+            for name, queued in attempt.items():
+                if name not in failed and self._names.get(name) == queued:
+                    del self._names[name]
+            tokens.unconfirmed = frozenset(self._names)
+        if not failed:
             if names and signals.swept.receivers:
                 signals.swept.send(sender=None, dependencies=names)
-        return failed
+        return [name for name in names if name in failed]
+
+    def poke(self) -> None:
+        """The cache answers again: retry now rather than after the backoff (at most 10/s)."""
+        now = time.monotonic()
+        if now - self._poked >= 0.1:
+            self._poked = now
+            self._wake.set()
 
     def _run(self) -> None:
         delay = self.first_delay
         while True:
-            time.sleep(delay)
+            self._wake.wait(delay)
+            self._wake.clear()
             failed = self.flush()
             if failed:
                 delay = min(delay * 2, self.max_delay)
@@ -202,6 +223,13 @@ class _RetryQueue:
 
 
 _retries = _RetryQueue()
+
+
+def _retry_now() -> None:
+    _retries.poke()
+
+
+tokens.retry_now = _retry_now
 
 
 @atexit.register
@@ -391,6 +419,8 @@ def _names_to_sweep(
     """The instance, its model, its tags, and what it touches, recursively.
 
     The URLs of every instance met are added to ``urls`` (for URL purges).
+    The instance and its model are always swept; extras (tags, touched
+    targets) are each best effort, so one failing extra never costs the sweep.
     """
     name = instance_name(instance)
     if name in seen:
@@ -398,9 +428,15 @@ def _names_to_sweep(
     seen.add(name)
     urls.update(dict.fromkeys(_urls(instance, registration.purge_urls)))
     names = [name, model_name(type(instance))]
-    names += _tag_names(instance, registration.tags)
+    try:
+        names += _tag_names(instance, registration.tags)
+    except Exception:
+        logger.exception("cachesweeper: the tags of %r could not be found", instance)
     for field_name in registration.touch:
-        names += _touched(instance, field_name, database, seen, urls)
+        try:
+            names += _touched(instance, field_name, database, seen, urls)
+        except Exception:
+            logger.exception("cachesweeper: could not sweep %r's %s", instance, field_name)
     return names
 
 
@@ -469,7 +505,10 @@ def _purges_urls(model: type[models.Model], registration: Registration | None) -
     has_urls = (registration is not None and registration.purge_urls is not None) or any(
         hasattr(model, method) for method in ("get_purge_urls", "get_absolute_url")
     )
-    return has_urls and bool(configured())
+    try:
+        return has_urls and bool(configured())
+    except Exception:  # misconfigured edges are reported by the system checks
+        return False
 
 
 def _tag_names(instance: models.Model | None, tags: Tags | None) -> list[str]:

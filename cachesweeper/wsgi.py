@@ -37,7 +37,7 @@ from cachesweeper.entries import (
 )
 from cachesweeper.keys import make_key
 from cachesweeper.middleware import DEPS_HEADER, WSGI_FLAG
-from cachesweeper.pages import HOP_BY_HOP
+from cachesweeper.pages import HOP_BY_HOP, sorted_query
 from cachesweeper.rules import PageRule, compile_rules, match
 
 StartResponse = Callable[..., Any]
@@ -180,8 +180,10 @@ def _replay(environ: dict[str, Any], start_response: StartResponse, page: Any) -
 def _url(environ: dict[str, Any]) -> str:
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
-    pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    query = "&".join(f"{name}={value}" for name, value in sorted(pairs, key=lambda p: p[0]))
+    lists: dict[str, list[str]] = {}
+    for name, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+        lists.setdefault(name, []).append(value)
+    query = sorted_query(lists.items())
     return f"{scheme}://{host.lower()}{environ.get('PATH_INFO', '')}?{query}"
 
 

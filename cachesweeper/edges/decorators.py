@@ -7,12 +7,13 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.http import HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import patch_cache_control
 
 from cachesweeper.dependencies import name_of
 from cachesweeper.edges.base import CachePolicy, fit
 from cachesweeper.edges.litespeed import CONTROL_HEADER, TAG_HEADER, cache_control, purge_value
+from cachesweeper.pages import shareable
 
 #: Attribute on a response: the ``(policy, tag names)`` its view asked edges for.
 RESPONSE_ATTRIBUTE = "_cachesweeper_edge"
@@ -36,11 +37,14 @@ def edge_cache(
     policy = CachePolicy(max_age, cacheability)
     names = [name_of(tag) for tag in tags]
 
-    def mark(response: HttpResponseBase) -> HttpResponseBase:
+    def mark(response: HttpResponseBase, args: tuple[Any, ...]) -> HttpResponseBase:
         setattr(response, RESPONSE_ATTRIBUTE, (policy, names))
-        if policy.max_age > 0 and cacheability == "public":
+        request = next((arg for arg in args if isinstance(arg, HttpRequest)), None)
+        personal = request is None or not shareable(request, response)
+        if policy.max_age > 0 and cacheability == "public" and not personal:
             patch_cache_control(response, s_maxage=max_age)
-        elif cacheability != "public":
+        else:
+            # Logged in, credentials, cookies, a session...: no shared cache may keep it.
             patch_cache_control(response, private=True)
         return response
 
@@ -49,13 +53,13 @@ def edge_cache(
 
             @functools.wraps(view)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return mark(await view(*args, **kwargs))
+                return mark(await view(*args, **kwargs), args)
 
             return async_wrapper
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return mark(view(*args, **kwargs))
+            return mark(view(*args, **kwargs), args)
 
         return wrapper
 

@@ -219,13 +219,6 @@ def merged(query: list[tuple[str, str]], how: str) -> tuple[str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="pages.canonical_query (and wsgi._url) join decoded names and values with "
-    "'&' and '=' unescaped: ?a=1%26b%3D2 and ?a=1&b=2 (or ?a=b%3Dc and ?a%3Db=c, or "
-    "?a=%0A and ?a=%250A) get one page key, so one request is served the other's page",
-)
 def test_query_strings_that_mean_different_things_never_share_a_page(site: Client) -> None:
     @FUZZ
     @given(
@@ -255,12 +248,6 @@ def test_query_strings_that_mean_different_things_never_share_a_page(site: Clien
     check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cachesweeper.wsgi._url joins parse_qsl's decoded pairs with '&' and '=' "
-    "unescaped: ?a=1%26b%3D2 and ?a=1&b=2 share one page",
-)
 def test_the_wsgi_page_cache_keeps_query_strings_with_different_meanings_apart() -> None:
     from urllib.parse import parse_qsl
     from wsgiref.util import setup_testing_defaults

@@ -283,13 +283,6 @@ def test_a_sweep_that_failed_lands_once_the_cache_is_back(
 
 
 @pytest.mark.parametrize("kind", ["memcached", "django_redis"])
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a sweep that failed while the cache was cut off is only retried on the retry "
-    "queue's backoff (0.5 s doubling to 30 s): until then, entries stored before the "
-    "outage are served under the old tokens although the cache answers again",
-)
 def test_no_stale_read_once_a_cut_off_cache_answers_again(kind: str) -> None:
     sweeps._retries.first_delay = 60  # the retry has not come round yet (it can take 30 s)
     with behind_proxy(kind) as (_, proxy):

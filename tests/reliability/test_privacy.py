@@ -217,14 +217,6 @@ def test_personal_responses_never_reach_a_shared_cache(site: Site) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="edge_cache() sets Cache-Control: s-maxage on every response of the view, and "
-    "EdgeMiddleware only rewrites the edges' own headers: a response for a logged-in "
-    "user (no Vary: Cookie when the view did not touch the session) or for a request "
-    "with Authorization still tells Squid, nginx or any RFC 9111 shared cache to keep it",
-)
 def test_personal_responses_under_edge_cache_do_not_invite_other_shared_caches(
     site: Site,
 ) -> None:
