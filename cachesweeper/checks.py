@@ -10,12 +10,21 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from cachesweeper.conf import DEFAULTS
 from cachesweeper.rules import compile_rules
 
-_PER_PROCESS = (
-    "django.core.cache.backends.locmem.",
-    "django.core.cache.backends.filebased.",
-    "django.core.cache.backends.db.",
-    "django.core.cache.backends.dummy.",
-)
+def _per_process(backend: str) -> bool:
+    """A backend (or a subclass of one) that each process or machine keeps to itself."""
+    from django.core.cache.backends.db import DatabaseCache
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.filebased import FileBasedCache
+    from django.core.cache.backends.locmem import LocMemCache
+    from django.utils.module_loading import import_string
+
+    try:
+        backend_class = import_string(backend)
+    except ImportError:
+        return False
+    return isinstance(backend_class, type) and issubclass(
+        backend_class, (LocMemCache, FileBasedCache, DatabaseCache, DummyCache)
+    )
 
 
 @register(Tags.caches)
@@ -104,7 +113,7 @@ def _check_caches(user: dict[str, Any]) -> list[CheckMessage]:
             )
             continue
         backend = str(settings.CACHES[alias].get("BACKEND", ""))
-        if not settings.DEBUG and backend.startswith(_PER_PROCESS):
+        if not settings.DEBUG and _per_process(backend):
             messages.append(
                 Warning(
                     f'CACHESWEEPER["{key}"] uses {backend}, which each process keeps to '

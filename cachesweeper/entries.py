@@ -70,6 +70,7 @@ class Slot:
     counters: dict[str, int] = field(default_factory=dict)
     using: str | None = None
     store: Any = None  # a cache object to use instead of the ``using`` alias
+    _backend: BaseCache | None = field(default=None, repr=False)
     raw: Any = None
     locked: bool = False
     contended: bool = False
@@ -77,9 +78,12 @@ class Slot:
 
     @property
     def cache(self) -> BaseCache:
+        """The entry cache; looked up once per slot (``caches[...]`` is not free)."""
         if self.store is not None:
             return self.store  # type: ignore[no-any-return]
-        return caches[self.using or conf.CACHE]
+        if self._backend is None:
+            self._backend = caches[self.using or conf.CACHE]
+        return self._backend
 
     counter_names: list[str] = field(init=False)
     attributes: dict[str, Any] = field(init=False)

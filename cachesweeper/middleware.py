@@ -14,8 +14,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from cachesweeper import collector
 from cachesweeper.conf import conf
-from cachesweeper.edges.base import CachePolicy, TooManyNames
-from cachesweeper.edges.decorators import RESPONSE_ATTRIBUTE
+from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, TooManyNames
 from cachesweeper.edges.loading import configured, request_host
 from cachesweeper.pages import PagePolicy, aserve_page, serve_page, shareable
 from cachesweeper.rules import compile_rules, match

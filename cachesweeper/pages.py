@@ -41,6 +41,7 @@ from cachesweeper.entries import (
     served,
     wait_for_entry,
 )
+from cachesweeper.edges.base import RESPONSE_ATTRIBUTE
 from cachesweeper.keys import make_key
 
 _POINTER = "vary1"
@@ -78,6 +79,7 @@ class StoredPage(NamedTuple):
     content: bytes
     vary: tuple[str, ...]
     stored_at: float
+    edge: Any = None  # what ``edge_cache`` asked of the edges, replayed on hits
 
 
 def versioned(name: str) -> str:
@@ -299,6 +301,8 @@ def _response(
         response[name] = value
     if not response.has_header("ETag"):
         response["ETag"] = page.etag
+    if page.edge is not None:
+        setattr(response, RESPONSE_ATTRIBUTE, page.edge)
     response["Age"] = str(max(0, int(time.time() - page.stored_at)))
     if policy.cacheability == "private":
         patch_cache_control(response, private=True)
@@ -433,9 +437,9 @@ def _page(slot: Slot, response: HttpResponseBase, frame: collector.Frame) -> Sto
     tokens = sorted({**slot.declared_tokens(), **frame.tokens}.items())
     digest = hashlib.blake2b(repr((slot.key, tokens, stored_at)).encode(), digest_size=12)
     content = bytes(response.content)  # type: ignore[attr-defined]
-    return StoredPage(
-        response.status_code, f'"cs-{digest.hexdigest()}"', headers, content, vary, stored_at
-    )
+    etag = f'"cs-{digest.hexdigest()}"'
+    edge = getattr(response, RESPONSE_ATTRIBUTE, None)
+    return StoredPage(response.status_code, etag, headers, content, vary, stored_at, edge)
 
 
 # -- keys ------------------------------------------------------------------------------

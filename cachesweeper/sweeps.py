@@ -193,9 +193,8 @@ class _RetryQueue:
                 if name not in failed and self._names.get(name) == queued:
                     del self._names[name]
             tokens.unconfirmed = frozenset(self._names)
-        if not failed:
-            if names and signals.swept.receivers:
-                signals.swept.send(sender=None, dependencies=names)
+        if not failed and names and signals.swept.receivers:
+            signals.swept.send(sender=None, dependencies=names)
         return [name for name in names if name in failed]
 
     def poke(self) -> None:

@@ -101,3 +101,9 @@ def test_middleware_order() -> None:
     ]
     with override_settings(MIDDLEWARE=wrong):
         assert sorted(ids(messages())) == ["cachesweeper.E005", "cachesweeper.W003"]
+
+
+def test_a_subclass_of_a_per_process_backend_warns_too() -> None:
+    counting = {"BACKEND": "tests.counting.CountingLocMemCache"}
+    with override_settings(CACHES={"default": counting}):
+        assert ids(_production_messages()) == ["cachesweeper.W001", "cachesweeper.W001"]

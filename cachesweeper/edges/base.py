@@ -15,6 +15,9 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+#: Attribute on a response: the ``(CachePolicy, tag names)`` its view asked edges for.
+RESPONSE_ATTRIBUTE = "_cachesweeper_edge"
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._~:/%*-]+$")
 
 

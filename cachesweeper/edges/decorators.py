@@ -11,12 +11,9 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import patch_cache_control
 
 from cachesweeper.dependencies import name_of
-from cachesweeper.edges.base import CachePolicy, fit
+from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, fit
 from cachesweeper.edges.litespeed import CONTROL_HEADER, TAG_HEADER, cache_control, purge_value
-from cachesweeper.pages import shareable
 
-#: Attribute on a response: the ``(policy, tag names)`` its view asked edges for.
-RESPONSE_ATTRIBUTE = "_cachesweeper_edge"
 
 View = Callable[..., Any]
 
@@ -38,6 +35,8 @@ def edge_cache(
     names = [name_of(tag) for tag in tags]
 
     def mark(response: HttpResponseBase, args: tuple[Any, ...]) -> HttpResponseBase:
+        from cachesweeper.pages import shareable  # pages imports the edges' names
+
         setattr(response, RESPONSE_ATTRIBUTE, (policy, names))
         request = next((arg for arg in args if isinstance(arg, HttpRequest)), None)
         personal = request is None or not shareable(request, response)

@@ -142,3 +142,12 @@ def test_many_names_are_coarsened_under_the_header_limit(client: Client) -> None
     one.save()
     purge = client.get("/not-cached/")["X-LiteSpeed-Purge"]
     assert "tag=testapp.comment.**" in purge.split(", ")
+
+
+def test_edge_cache_inside_cache_page_keeps_its_policy_on_page_hits(client: Client) -> None:
+    miss = client.get("/page-cached/")
+    hit = client.get("/page-cached/")
+    assert hit["Age"] is not None  # served from the page cache
+    for response in (miss, hit):
+        assert response["X-LiteSpeed-Cache-Control"] == "public, max-age=120"
+        assert response["X-LiteSpeed-Tag"] == "cached"

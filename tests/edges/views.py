@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from cachesweeper import cache_page
 from cachesweeper.edges import edge_cache, lscache
 from tests.testapp.models import Comment
 
@@ -43,6 +44,12 @@ def many_names(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(request, "comment_list.html", {"comments": comments})
 
 
+@cache_page(60)
+@edge_cache(120, tags=["cached"])
+def page_cached(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("page")
+
+
 @lscache(300, tags=["blog", "frontpage"])
 def lscache_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ls")
@@ -60,5 +67,6 @@ urlpatterns = [
     path("cookie/", sets_cookie),
     path("many/", many_names),
     path("lscache/", lscache_view),
+    path("page-cached/", page_cached),
     path("lscache-admin/", lscache_admin),
 ]
