@@ -10,6 +10,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from cachesweeper.conf import DEFAULTS
 from cachesweeper.rules import compile_rules
 
+
 def _per_process(backend: str) -> bool:
     """A backend (or a subclass of one) that each process or machine keeps to itself."""
     from django.core.cache.backends.db import DatabaseCache

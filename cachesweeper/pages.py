@@ -27,6 +27,7 @@ from django.utils.http import urlencode
 from cachesweeper import collector
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency, resolve
+from cachesweeper.edges.base import RESPONSE_ATTRIBUTE
 from cachesweeper.entries import (
     MISS,
     Rendered,
@@ -41,7 +42,6 @@ from cachesweeper.entries import (
     served,
     wait_for_entry,
 )
-from cachesweeper.edges.base import RESPONSE_ATTRIBUTE
 from cachesweeper.keys import make_key
 
 _POINTER = "vary1"

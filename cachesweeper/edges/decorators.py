@@ -14,7 +14,6 @@ from cachesweeper.dependencies import name_of
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, fit
 from cachesweeper.edges.litespeed import CONTROL_HEADER, TAG_HEADER, cache_control, purge_value
 
-
 View = Callable[..., Any]
 
 
