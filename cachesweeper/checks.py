@@ -191,4 +191,3 @@ def check_middleware_order(**kwargs: Any) -> list[CheckMessage]:
                 )
             )
     return messages
-

@@ -132,4 +132,3 @@ def _on_request_finished(**kwargs: object) -> None:
 
 request_started.connect(_on_request_started, dispatch_uid="cachesweeper.request_started")
 request_finished.connect(_on_request_finished, dispatch_uid="cachesweeper.request_finished")
-

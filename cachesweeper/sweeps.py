@@ -439,9 +439,7 @@ def _names_to_sweep(
     return names
 
 
-def _urls(
-    instance: models.Model, purge_urls: Callable[[Any], Iterable[str]] | None
-) -> list[str]:
+def _urls(instance: models.Model, purge_urls: Callable[[Any], Iterable[str]] | None) -> list[str]:
     """Paths an edge caches this instance under: ``purge_urls``, ``get_purge_urls()``
     or ``get_absolute_url()``, the first that exists."""
     try:

@@ -1,7 +1,7 @@
 """The original django-cache-sweeper import paths.
 
-    from cachesweeper.utils import invalidate_cache_handler
-    post_save.connect(invalidate_cache_handler, sender=Comment)
+from cachesweeper.utils import invalidate_cache_handler
+post_save.connect(invalidate_cache_handler, sender=Comment)
 """
 
 from __future__ import annotations

@@ -242,5 +242,3 @@ def _expiry(timeout: float | None) -> int:
 
 
 __all__ = ["PageCacheMiddleware"]
-
-

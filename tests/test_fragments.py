@@ -156,7 +156,7 @@ def test_named_tags() -> None:
 def test_list_of_dependencies_is_swept_by_any_of_them() -> None:
     comment = make_comment()
     counter = Counter()
-    source = '{% cachesweeper deps 500 %}{{ counter.next }}{% endcachesweeper %}'
+    source = "{% cachesweeper deps 500 %}{{ counter.next }}{% endcachesweeper %}"
     deps = [comment, "frontpage"]
     assert render(source, deps=deps, counter=counter) == "1"
     cachesweeper.invalidate_tag("frontpage")

@@ -140,8 +140,9 @@ def test_pending_purges_are_flushed_at_exit(tmp_path: object) -> None:
         """
     )
     try:
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         assert received == ["goodbye"], result.stderr
     finally:

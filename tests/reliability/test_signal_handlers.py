@@ -198,7 +198,6 @@ FRAGMENT = (
 )
 
 
-
 @pytest.mark.usefixtures("article_registration")
 @pytest.mark.parametrize(
     ("edges", "registration", "saved"),
