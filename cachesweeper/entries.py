@@ -75,6 +75,7 @@ class Slot:
     locked: bool = False
     contended: bool = False
     cache_down: bool = False
+    loaded_at: float | None = None  # when the instances it depends on were loaded
 
     @property
     def cache(self) -> BaseCache:
@@ -143,6 +144,7 @@ def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tupl
                 continue
             announce(slot, MISS)
             with collector.collect() as frame:
+                frame.note_loaded(slot.loaded_at)
                 try:
                     outcome = render(index)
                 except Exception as error:
@@ -317,10 +319,13 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
     """Store freshly rendered payloads, each against the tokens it was built from.
 
     Content whose tokens are incomplete (the cache was down for an inner
-    fragment) or inconsistent (a sweep happened mid-render) is not stored.
+    fragment) or inconsistent (a sweep happened mid-render) is not stored,
+    nor is content a dependency of which was swept after the request began
+    or after an instance rendered in it was loaded: it may show older data
+    under the newer token.
     """
     now = time.time()
-    started = collector.request_started_at()
+    request_started = collector.request_started_at()
     timeout: float | None
     batch: dict[float | None, dict[str, Any]] = {}
     for slot, payload, frame in slots:
@@ -330,6 +335,7 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
             continue
         counters = {name: slot.counters[name] for name in slot.counter_names}
         counters.update((name, token) for name, token in frame.tokens.items() if token is not None)
+        started = _earliest(request_started, frame.loaded_at)
         if started is not None and _swept_since(counters, started):
             continue
         if slot.timeout is None:
@@ -407,8 +413,14 @@ def _fetch(
     return found, tokens.read_counters(version_cache(), names) if names else {}
 
 
+def _earliest(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first, second)
+
+
 def _swept_since(counters: Mapping[str, int], started: float) -> bool:
-    """A dependency was swept after the request began: its data may predate the sweep.
+    """A dependency was swept after ``started``: data loaded then may predate the sweep.
 
     Sweep times come from the sweeping server's clock: keep clocks in sync.
     """

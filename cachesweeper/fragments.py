@@ -10,6 +10,7 @@ from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency, resolve
 from cachesweeper.entries import Slot
 from cachesweeper.keys import make_key
+from cachesweeper.stamps import loaded_at
 
 
 def fragment_slot(
@@ -34,6 +35,7 @@ def fragment_slot(
         timeout=timeout,
         grace=conf.GRACE if grace is None else grace,
         using=using,
+        loaded_at=loaded_at(target),
     )
 
 

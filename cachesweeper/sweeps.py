@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 from django.utils import timezone
 
-from cachesweeper import signals, stats, tokens
+from cachesweeper import signals, stamps, stats, tokens
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import encode, instance_name, model_name, name_of, tag_name
 
@@ -75,20 +75,29 @@ def invalidate_queryset(queryset: models.QuerySet[Any]) -> None:
     sweep([*names, label], database=queryset.db)
 
 
-def sweep(names: Iterable[str], database: str | None = None, urls: Iterable[str] = ()) -> None:
+def sweep(
+    names: Iterable[str],
+    database: str | None = None,
+    urls: Iterable[str] = (),
+    saved: models.Model | None = None,
+) -> None:
     """Bump the tokens of ``names`` now, or when the current transaction commits.
 
     Edges are told after the bump: purges of ``names`` and of the URL paths
-    ``urls`` (for edges that purge by URL).
+    ``urls`` (for edges that purge by URL). ``saved`` is the instance whose
+    save caused the sweep: it holds what was committed, so it is stamped as
+    loaded after the bump.
     """
     names, urls = list(dict.fromkeys(names)), list(dict.fromkeys(urls))
     if not names and not urls:
         return
     connection = transaction.get_connection(database)
     if connection.in_atomic_block:
-        _defer(connection, names, urls)
+        _defer(connection, names, urls, saved)
     else:
         bump(names, urls)
+        if saved is not None:
+            stamps.restamp(saved)
 
 
 def bump(names: Sequence[str], urls: Sequence[str] = ()) -> None:
@@ -131,13 +140,22 @@ class _Pending:
     def __init__(self) -> None:
         self.names: dict[str, None] = {}
         self.urls: dict[str, None] = {}
+        self.saved: list[models.Model] = []
 
     def __call__(self) -> None:
         names, urls, self.names, self.urls = list(self.names), list(self.urls), {}, {}
+        saved, self.saved = self.saved, []
         bump(names, urls)
+        for instance in saved:
+            stamps.restamp(instance)
 
 
-def _defer(connection: BaseDatabaseWrapper, names: Iterable[str], urls: Iterable[str]) -> None:
+def _defer(
+    connection: BaseDatabaseWrapper,
+    names: Iterable[str],
+    urls: Iterable[str],
+    saved: models.Model | None = None,
+) -> None:
     pending: _Pending | None = getattr(connection, "_cachesweeper_pending", None)
     # After a rollback (of the transaction or of the savepoint that
     # registered it) Django forgets the callback: start a new batch then.
@@ -147,6 +165,8 @@ def _defer(connection: BaseDatabaseWrapper, names: Iterable[str], urls: Iterable
         transaction.on_commit(pending, using=connection.alias)
     pending.names.update(dict.fromkeys(names))
     pending.urls.update(dict.fromkeys(urls))
+    if saved is not None:
+        pending.saved.append(saved)
 
 
 class _RetryQueue:
@@ -302,6 +322,7 @@ def register(
     _registry[model] = Registration(using, touch, tags, purge_urls)
     tokens.set_strategy(model, using)
     _connect()
+    stamps.stamp_instances_of(model)
     if touch:
         uid = f"cachesweeper.post_init.{model._meta.label}"
         post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)
@@ -354,7 +375,10 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
     try:
         urls: dict[str, None] = {}
         names = _names_to_sweep(instance, registration, using, set(), urls)
-        sweep(names, database=using, urls=urls)
+        # After a full save (post_save, not post_delete) the instance holds
+        # exactly what was committed.
+        full_save = "created" in kwargs and not kwargs.get("update_fields")
+        sweep(names, database=using, urls=urls, saved=instance if full_save else None)
         if registration.touch:
             _remember_targets(sender, instance)
     except Exception:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.cache import caches
+from django.db.models import Model
 from django.template import engines
 
 
@@ -21,3 +22,16 @@ def calls(alias: str = "default") -> list[str]:
 
 def reset(alias: str = "default") -> None:
     caches[alias].reset_calls()  # type: ignore[attr-defined]
+
+
+M = TypeVar("M", bound=Model)
+
+
+def reloaded(instance: M) -> M:
+    """``instance`` loaded again, as the next request or task would load it.
+
+    Outside a request, content built from an instance loaded before a sweep
+    of something it depends on is rendered but not stored (it may be older
+    than the token): tests that expect storing after a sweep reload first.
+    """
+    return type(instance)._default_manager.get(pk=instance.pk)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import cachesweeper
-from tests.helpers import calls, render, reset
+from tests.helpers import calls, reloaded, render, reset
 from tests.test_fragments import Counter
 from tests.testapp.models import Article, Comment
 
@@ -21,7 +21,8 @@ LIST = (
 
 def make_comments(count: int) -> list[Comment]:
     article = Article.objects.create(title="Hello")
-    return [Comment.objects.create(article=article, text=f"c{i}") for i in range(count)]
+    created = [Comment.objects.create(article=article, text=f"c{i}") for i in range(count)]
+    return [reloaded(comment) for comment in created]
 
 
 def test_items_render_with_forloop_and_are_cached() -> None:
@@ -48,6 +49,7 @@ def test_cold_list_writes_all_misses_in_one_set_many() -> None:
     render(LIST, comments=comments[:10], counter=Counter())  # creates the tokens of 10
     for comment in comments[:10]:
         cachesweeper.invalidate_cache_for(comment)
+    comments = [reloaded(comment) for comment in comments]
     reset()
 
     render(LIST, comments=comments[:10], counter=Counter())

@@ -17,7 +17,7 @@ import cachesweeper
 from cachesweeper import pages, signals, stats
 from cachesweeper.edges import queue
 from tests.edges.recording import RecordingEdge
-from tests.helpers import render
+from tests.helpers import reloaded, render
 from tests.testapp import views
 from tests.testapp.models import Article, Page
 
@@ -92,6 +92,7 @@ def test_invalidate_instances_makes_their_fragments_render_again() -> None:
     assert output.strip() == (
         f"Invalidated testapp.article.{first.pk}, testapp.article.{third.pk}"
     )
+    first, third = reloaded(first), reloaded(third)
     assert render(ON_ARTICLE, article=first, counter=counter) == "one 4"
     assert render(ON_ARTICLE, article=second, counter=counter) == "two 2"  # untouched
     assert render(ON_ARTICLE, article=third, counter=counter) == "three 5"

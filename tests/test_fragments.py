@@ -10,7 +10,7 @@ from django.template import TemplateSyntaxError
 from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
-from tests.helpers import calls, render, reset
+from tests.helpers import calls, reloaded, render, reset
 from tests.testapp.models import Article, Comment, Page, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
@@ -35,7 +35,7 @@ class Counter:
 
 def make_comment(text: str = "First!") -> Comment:
     article = Article.objects.create(title="Hello")
-    return Comment.objects.create(article=article, text=text)
+    return reloaded(Comment.objects.create(article=article, text=text))
 
 
 def test_original_scenario_render_hit_vote_rerender() -> None:
@@ -47,6 +47,7 @@ def test_original_scenario_render_hit_vote_rerender() -> None:
     assert render(COMMENT, comment=comment, counter=counter) == "First! votes=0 rendered=1"
 
     Vote.objects.create(comment=comment, value=1)  # touches the comment
+    comment = reloaded(comment)  # as the next request would load it
 
     assert render(COMMENT, comment=comment, counter=counter) == "First! votes=1 rendered=2"
     assert render(COMMENT, comment=comment, counter=counter) == "First! votes=1 rendered=2"
@@ -66,6 +67,7 @@ def test_miss_reads_once_and_writes_once() -> None:
     comment = make_comment()
     render(COMMENT, comment=comment, counter=Counter())
     cachesweeper.invalidate_cache_for(comment)
+    comment = reloaded(comment)
     reset()
 
     render(COMMENT, comment=comment, counter=Counter())

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
 from cachesweeper.jinja2 import CacheSweeperExtension
-from tests.helpers import calls, reset
+from tests.helpers import calls, reloaded, reset
 from tests.test_fragments import Counter
 from tests.testapp.models import Article, Comment, Vote
 
@@ -65,7 +65,8 @@ def render(source: str, **context: Any) -> str:
 
 def make_comments(count: int) -> list[Comment]:
     article = Article.objects.create(title="Hello")
-    return [Comment.objects.create(article=article, text=f"c{i}") for i in range(count)]
+    created = [Comment.objects.create(article=article, text=f"c{i}") for i in range(count)]
+    return [reloaded(comment) for comment in created]
 
 
 # --- {% cachesweeper %} ------------------------------------------------------------------
@@ -79,6 +80,7 @@ def test_original_scenario_render_hit_vote_rerender() -> None:
     assert render(COMMENT, comment=comment, counter=counter) == "c0 votes=0 rendered=1"
 
     Vote.objects.create(comment=comment, value=1)  # touches the comment
+    comment = reloaded(comment)  # as the next request would load it
 
     assert render(COMMENT, comment=comment, counter=counter) == "c0 votes=1 rendered=2"
     assert render(COMMENT, comment=comment, counter=counter) == "c0 votes=1 rendered=2"
@@ -92,6 +94,7 @@ def test_hit_is_one_round_trip_and_a_miss_one_read_and_one_write() -> None:
     assert calls() == ["get_many"]
 
     cachesweeper.invalidate_cache_for(comment)
+    comment = reloaded(comment)
     reset()
     render(COMMENT, comment=comment, counter=Counter())
     assert calls() == ["get_many", "set_many"]
@@ -279,6 +282,7 @@ def test_cold_list_writes_all_misses_in_one_set_many() -> None:
     render(LIST, comments=comments, counter=Counter())  # creates the tokens
     for comment in comments:
         cachesweeper.invalidate_cache_for(comment)
+    comments = [reloaded(comment) for comment in comments]
     reset()
 
     render(LIST, comments=comments, counter=Counter())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import cachesweeper
-from tests.helpers import calls, render, reset
+from tests.helpers import calls, reloaded, render, reset
 from tests.test_fragments import Counter
 from tests.testapp.models import Article, Comment, Note, Page, Vote
 
@@ -22,7 +22,8 @@ ARTICLE = (
 def setup_article() -> tuple[Article, list[Comment]]:
     article = Article.objects.create(title="Hello")
     comments = [Comment.objects.create(article=article, text=f"c{i}") for i in range(2)]
-    return article, comments
+    # Creating the comments swept the article (touch): load both as a request would.
+    return reloaded(article), [reloaded(comment) for comment in comments]
 
 
 def test_sweeping_an_inner_object_rerenders_the_outer_fragment() -> None:

@@ -20,7 +20,7 @@ the snapshot is **stale**. Reads:
 ``eager_view``          a view (``/eager/<pk>/``) that loads the article in full and
                         then renders its fragment: data loaded *before* the token read
 ``eager_outside_request``  the same outside any request (a task, a command): the
-                        known window with counter tokens; reported, not asserted
+                        instance's load time stands in for the request's start
 
 Prints one JSON object: reads, stale reads and hit/miss counts per kind.
 ``CS_MODE=presweep`` sweeps *before* commit (pitfall 2 of DESIGN.md), a
