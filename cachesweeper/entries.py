@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from django.core.cache import BaseCache, caches
 
-from cachesweeper import collector, signals, stats, tokens
+from cachesweeper import collector, reads, signals, stats, tokens
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency
 
@@ -398,18 +398,18 @@ def _fetch(
 ) -> tuple[dict[str, Any], dict[str, int]]:
     if not names and len(keys) == 1:
         # One entry and no counter (attribute tokens): a plain get, as Django's own tag.
-        value = slot.cache.get(keys[0])
+        value = reads.get(slot.cache, keys[0])
         return ({} if value is None else {keys[0]: value}), {}
     if slot.store is None and (slot.using or conf.CACHE) == conf.VERSION_CACHE:
         token_keys = {tokens.token_key(name): name for name in names}
-        found = slot.cache.get_many([*keys, *token_keys])
+        found = reads.get_many(slot.cache, [*keys, *token_keys])
         counters = {
             token_keys[key]: value
             for key, value in found.items()
             if key in token_keys and isinstance(value, int)
         }
         return found, counters
-    found = slot.cache.get_many(keys)
+    found = reads.get_many(slot.cache, keys)
     return found, tokens.read_counters(version_cache(), names) if names else {}
 
 

@@ -52,6 +52,7 @@ from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.memcached import PyMemcacheCache
 from django.core.cache.backends.redis import RedisCache
+from django.utils.functional import cached_property
 from django_redis.cache import RedisCache as DjangoRedisCache
 
 #: Sync cache API methods that are logged when called from outside the backend.
@@ -172,7 +173,36 @@ class CountingLocMemCache(CountingCacheMixin, LocMemCache):
 
 
 class CountingPyMemcacheCache(CountingCacheMixin, PyMemcacheCache):
-    """Django's memcached backend (pymemcache) with a call log."""
+    """Django's memcached backend (pymemcache) with a call log.
+
+    ``get`` and ``get_many`` are logged where the request leaves for the
+    server, at pymemcache's per-server client: cachesweeper reads a single
+    server's client directly (``cachesweeper.reads``), and those reads are
+    round trips too. The backend's own ``get``/``get_many`` stay Django's, so
+    that direct path is the one under test.
+    """
+
+    get = PyMemcacheCache.get
+    get_many = PyMemcacheCache.get_many
+
+    @cached_property
+    def _cache(self) -> Any:
+        ring = super()._cache
+        for client in ring.clients.values():
+            for name in ("get", "get_many"):
+                setattr(client, name, self._counted_read(name, getattr(client, name)))
+        return ring
+
+    def _counted_read(self, name: str, read: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            token = self._record(name)
+            try:
+                return read(*args, **kwargs)
+            finally:
+                if token is not None:
+                    _active.reset(token)
+
+        return call
 
 
 class CountingDjangoRedisCache(CountingCacheMixin, DjangoRedisCache):  # type: ignore[misc]

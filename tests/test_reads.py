@@ -1,0 +1,137 @@
+"""Reads of a single memcached server go to its client directly (``cachesweeper.reads``).
+
+Same answers as Django's ``get``/``get_many``, without pymemcache's per-key
+server hashing; with several servers, a failing server or a backend that
+overrides its reads, Django's path is taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+from django.core.cache.backends.memcached import PyMemcacheCache
+from django.test import override_settings
+
+from cachesweeper import reads
+from tests.helpers import render
+from tests.servers import MemcachedServer, cache_settings, free_port
+from tests.test_fragments import Counter
+from tests.testapp.models import Article
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Hashing:
+    """Counts how often pymemcache picks a server for a key."""
+
+    def __init__(self, cache: Any) -> None:
+        self.ring = cache._cache
+        self.calls = 0
+        self.original = self.ring.hasher.get_node
+
+    def __enter__(self) -> Hashing:
+        def get_node(key: str) -> Any:
+            self.calls += 1
+            return self.original(key)
+
+        self.ring.hasher.get_node = get_node
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ring.hasher.get_node = self.original
+
+
+@pytest.fixture
+def stock(memcached_server: MemcachedServer) -> Iterator[PyMemcacheCache]:
+    """Django's own PyMemcacheCache on the test server, with a prefix and a version."""
+    entry = cache_settings("memcached", memcached_server.location, counting=False)
+    entry.update(KEY_PREFIX="site", VERSION=3)
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        assert type(cache) is PyMemcacheCache
+        cache.clear()
+        yield cache
+
+
+def test_a_single_server_is_read_without_hashing_keys(stock: PyMemcacheCache) -> None:
+    stock.set_many({"a": 1, "b": "two"})
+    with Hashing(stock) as hashing:
+        assert reads.get_many(stock, ["a", "b", "missing"]) == {"a": 1, "b": "two"}
+        assert reads.get(stock, "b") == "two"
+        assert reads.get(stock, "missing") is None
+    assert hashing.calls == 0
+
+
+def test_the_answers_are_django_s_own(stock: PyMemcacheCache) -> None:
+    """Prefix and version apply: what Django stored is what the direct read finds."""
+    stock.set("entry", ("payload", 1))
+    stock.set("entry", "other version", version=4)
+
+    assert (
+        reads.get_many(stock, ["entry"]) == stock.get_many(["entry"]) == {"entry": ("payload", 1)}
+    )
+    assert reads.get(stock, "entry") == stock.get("entry") == ("payload", 1)
+
+
+def test_a_fragment_hit_reads_the_server_directly(stock: PyMemcacheCache) -> None:
+    article = Article.objects.create(title="t")
+    source = (
+        '{% cachesweeper article 60 "r" %}{{ article.title }} {{ counter.next }}'
+        "{% endcachesweeper %}"
+    )
+    counter = Counter()
+    assert render(source, article=article, counter=counter) == "t 1"
+    with Hashing(stock) as hashing:
+        assert render(source, article=article, counter=counter) == "t 1"
+    assert hashing.calls == 0
+
+
+def test_several_servers_go_through_the_hash_ring(memcached_server: MemcachedServer) -> None:
+    port = memcached_server.location.rsplit(":", 1)[1]
+    entry = cache_settings("memcached", memcached_server.location, counting=False)
+    entry["LOCATION"] = [f"127.0.0.1:{port}", f"localhost:{port}"]  # one server, two names
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        cache.set_many({"a": 1, "b": 2})
+        with Hashing(cache) as hashing:
+            assert reads.get_many(cache, ["a", "b"]) == {"a": 1, "b": 2}
+        assert hashing.calls == 2
+
+
+def test_a_connection_error_is_counted_by_the_hash_ring() -> None:
+    """Then HashClient's retry and dead-server handling decide, as without the direct path."""
+    entry = cache_settings("memcached", f"127.0.0.1:{free_port()}", counting=False)
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        with pytest.raises(OSError):
+            reads.get_many(cache, ["a"])
+        ring = cache._cache  # type: ignore[attr-defined]
+        assert list(ring._failed_clients) == [next(iter(ring.clients.values())).server]
+        with Hashing(cache) as hashing:
+            # The ring now decides: within its retry_timeout it answers "nothing".
+            assert reads.get_many(cache, ["a"]) == {}
+        assert hashing.calls == 1
+
+
+class Audited(PyMemcacheCache):
+    """A project's subclass that adds to ``get_many``."""
+
+    audited: list[list[str]] = []
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict[str, Any]:
+        self.audited.append(list(keys))
+        return super().get_many(keys, version=version)
+
+
+def test_a_subclass_that_overrides_reads_is_respected(memcached_server: MemcachedServer) -> None:
+    entry = cache_settings("memcached", memcached_server.location, counting=False)
+    entry["BACKEND"] = f"{__name__}.Audited"
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        cache.set("a", 1)
+        Audited.audited.clear()
+        assert reads.get_many(cache, ["a"]) == {"a": 1}
+    assert Audited.audited == [["a"]]
