@@ -15,6 +15,7 @@ the version cache (one more round trip otherwise).
 
 from __future__ import annotations
 
+import functools
 import pickle
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from cachesweeper import collector
+from cachesweeper.conf import conf
 from cachesweeper.entries import (
     MISS,
     Rendered,
@@ -47,6 +49,7 @@ StoredPage = tuple[str, tuple[Header, ...], bytes, float]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _PRIVATE = ("private", "no-store", "no-cache")
+_DEPS = DEPS_HEADER.lower()
 
 
 class PageCacheMiddleware:
@@ -77,7 +80,7 @@ class PageCacheMiddleware:
     def _serve(
         self, environ: dict[str, Any], start_response: StartResponse, rule: PageRule
     ) -> Iterable[bytes]:
-        slot = Slot(make_key("w", [_url(environ)]), (), rule.ttl, rule.grace)
+        slot = Slot(_page_key(conf.KEY_PREFIX, _url(environ)), (), rule.ttl, rule.grace)
         if isinstance(self.cache, str):
             slot.using = self.cache
         else:
@@ -110,9 +113,11 @@ class PageCacheMiddleware:
             return False
         if "HTTP_AUTHORIZATION" in environ:
             return False
+        if not environ.get("HTTP_COOKIE"):
+            return True
         cookies = SimpleCookie()
         try:
-            cookies.load(environ.get("HTTP_COOKIE", ""))
+            cookies.load(environ["HTTP_COOKIE"])
         except Exception:
             return False
         return not self.session_cookies & set(cookies)
@@ -136,9 +141,10 @@ class PageCacheMiddleware:
                 close()
         headers = []
         for name, value in captured["headers"]:
-            if name.lower() == DEPS_HEADER.lower():
+            lower = name.lower()
+            if lower == _DEPS:
                 _report(value)
-            else:
+            elif lower not in HOP_BY_HOP:  # dropped once, here, not on every replay
                 headers.append((name, value))
         return captured["status"], tuple(headers), body, time.time()
 
@@ -171,20 +177,29 @@ def _report(header: str) -> None:
 
 def _replay(environ: dict[str, Any], start_response: StartResponse, page: Any) -> Iterable[bytes]:
     status, headers, body, stored_at = page
-    headers = [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP]
-    headers.append(("Age", str(max(0, int(time.time() - stored_at)))))
-    start_response(status, headers)
+    start_response(status, [*headers, ("Age", str(max(0, int(time.time() - stored_at))))])
     return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
 def _url(environ: dict[str, Any]) -> str:
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
-    lists: dict[str, list[str]] = {}
-    for name, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
-        lists.setdefault(name, []).append(value)
-    query = sorted_query(lists.items())
+    query = environ.get("QUERY_STRING", "")
+    if query:
+        lists: dict[str, list[str]] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            lists.setdefault(name, []).append(value)
+        query = sorted_query(lists.items())
     return f"{scheme}://{host.lower()}{environ.get('PATH_INFO', '')}?{query}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _page_key(prefix: str, url: str) -> str:
+    """Hashing the URL is a good part of a hit; the same pages come back often.
+
+    ``prefix`` (which ``make_key`` reads from the settings) keys the memo too.
+    """
+    return make_key("w", [url])
 
 
 def _store(cache: Any) -> Any:

@@ -200,6 +200,31 @@ def test_host_and_query_are_part_of_the_key(client: Any) -> None:
     assert app.calls["/page"] == 3
 
 
+def test_hop_by_hop_headers_are_neither_stored_nor_replayed(client: Any) -> None:
+    app = App()
+    app.headers = [("Connection", "keep-alive"), ("Keep-Alive", "timeout=5"), ("X-Kept", "1")]
+    cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
+
+    _, first, _ = call(cached, "/page")
+    _, replayed, body = call(cached, "/page")
+
+    assert body == b"/page #1"
+    for headers in (first, replayed):
+        assert headers["X-Kept"] == "1"
+        assert "Connection" not in headers and "Keep-Alive" not in headers
+
+
+def test_an_empty_cookie_header_is_a_visitor_without_a_session(client: Any) -> None:
+    app = App()
+    cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
+    call(cached, "/page", HTTP_COOKIE="")
+    call(cached, "/page")
+    call(cached, "/page", HTTP_COOKIE="theme=dark")
+    assert app.calls["/page"] == 1
+    call(cached, "/page", HTTP_COOKIE="theme=dark; sessionid=abc")
+    assert app.calls["/page"] == 2
+
+
 # -- in front of Django -------------------------------------------------------------
 
 
