@@ -42,6 +42,7 @@ instance per thread, and every instance with the same class, ``LOCATION`` and
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar, Token
@@ -126,16 +127,19 @@ class CountingCacheMixin:
         self.calls.append(name)
         return _active.set(active | {id(self)})
 
-
-def _counted_sync(name: str) -> Callable[..., Any]:
-    def method(self: CountingCacheMixin, *args: Any, **kwargs: Any) -> Any:
-        inner = getattr(super(CountingCacheMixin, self), name)
+    def _logged(self, name: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``call(*args, **kwargs)``, logged as ``name`` if it is an outermost call."""
         token = self._record(name)
         try:
-            return inner(*args, **kwargs)
+            return call(*args, **kwargs)
         finally:
             if token is not None:
                 _active.reset(token)
+
+
+def _counted_sync(name: str) -> Callable[..., Any]:
+    def method(self: CountingCacheMixin, *args: Any, **kwargs: Any) -> Any:
+        return self._logged(name, getattr(super(CountingCacheMixin, self), name), *args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
     return method
@@ -190,19 +194,9 @@ class CountingPyMemcacheCache(CountingCacheMixin, PyMemcacheCache):
         ring = super()._cache
         for client in ring.clients.values():
             for name in ("get", "get_many"):
-                setattr(client, name, self._counted_read(name, getattr(client, name)))
+                read = functools.partial(self._logged, name, getattr(client, name))
+                setattr(client, name, read)
         return ring
-
-    def _counted_read(self, name: str, read: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            token = self._record(name)
-            try:
-                return read(*args, **kwargs)
-            finally:
-                if token is not None:
-                    _active.reset(token)
-
-        return call
 
 
 class CountingDjangoRedisCache(CountingCacheMixin, DjangoRedisCache):  # type: ignore[misc]

@@ -32,18 +32,12 @@ from django.test import Client, override_settings
 
 from tests.reliability import views
 from tests.reliability.figures import record
+from tests.reliability.workload import KINDS
 from tests.servers import MemcachedServer, RedisServer
 from tests.testapp.models import Article, Page
 
 ROOT = Path(__file__).resolve().parents[2]
-SAFE_KINDS = (
-    "queryset_fragment",
-    "instance_fragment",
-    "page",
-    "page_with_fragment",
-    "eager_view",
-    "eager_outside_request",
-)
+SAFE_KINDS = KINDS  # every kind of read, in a request or not
 
 
 def run_workload(kind: str, location: str, tmp_path: Path, **extra: str) -> dict[str, Any]:
