@@ -161,7 +161,8 @@ def served(slot: Slot) -> tuple[str, Any]:
     """Serve a slot from its entry (a hit, or stale during grace)."""
     assert slot.entry is not None
     announce(slot, slot.state)
-    collector.report(slot.seen_tokens())
+    if collector.current() is not None:
+        collector.report(slot.seen_tokens())
     return slot.state, slot.entry.payload
 
 
@@ -246,8 +247,10 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
                     _remember(slot.key, entry.counters)
         if more:
             counters.update(tokens.read_counters(version_cache(), more))
-        declared = {dep.name for slot in slots for dep in slot.dependencies}
-        missing = [name for name in needed if name not in counters and name in declared]
+        missing = [name for name in needed if name not in counters]
+        if missing:
+            declared = {dep.name for slot in slots for dep in slot.dependencies}
+            missing = [name for name in missing if name in declared]
         if missing:
             counters.update(tokens.create_counters(version_cache(), missing))
             if any(name not in counters for name in missing):

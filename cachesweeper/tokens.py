@@ -120,4 +120,7 @@ def bump(cache: BaseCache, names: Iterable[str]) -> list[str]:
 
 def tokens_match(stored: Mapping[str, object], current: Mapping[str, object]) -> bool:
     """True when every stored token is present and equal in ``current``."""
-    return all(name in current and current[name] == token for name, token in stored.items())
+    for name, token in stored.items():
+        if current.get(name) != token:  # stored tokens are integers, never None
+            return False
+    return True

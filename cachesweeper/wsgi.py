@@ -67,6 +67,7 @@ class PageCacheMiddleware:
         self.app = app
         self.rules = compile_rules(cached_urls)
         self.cache = cache
+        self._alias: str | None = cache if isinstance(cache, str) else None
         self.statuses = frozenset(statuses)
         self.session_cookies = frozenset(session_cookies)
 
@@ -81,8 +82,8 @@ class PageCacheMiddleware:
         self, environ: dict[str, Any], start_response: StartResponse, rule: PageRule
     ) -> Iterable[bytes]:
         slot = Slot(_page_key(conf.KEY_PREFIX, _url(environ)), (), rule.ttl, rule.grace)
-        if isinstance(self.cache, str):
-            slot.using = self.cache
+        if self._alias is not None:
+            slot.using = self._alias
         else:
             slot.store = _store(self.cache)
         lookup([slot])
