@@ -120,7 +120,5 @@ def bump(cache: BaseCache, names: Iterable[str]) -> list[str]:
 
 def tokens_match(stored: Mapping[str, object], current: Mapping[str, object]) -> bool:
     """True when every stored token is present and equal in ``current``."""
-    for name, token in stored.items():
-        if current.get(name) != token:  # stored tokens are integers, never None
-            return False
-    return True
+    # Stored tokens are integers, never None: a missing one cannot compare equal.
+    return all(current.get(name) == token for name, token in stored.items())
