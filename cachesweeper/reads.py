@@ -12,35 +12,52 @@ takes the ordinary path, and a connection error is recorded with
 ``HashClient`` as it would have been. So does a subclass that overrides
 ``get`` or ``get_many``: what it adds is kept.
 
+Django's own ``RedisCache`` builds a new ``redis.Redis`` client object for
+every call (about 50 µs); with one server, the read uses one client object
+per backend instead, over the same connection pool, and the backend's
+serializer.
+
 Keys are made with the backend's ``make_key`` (prefix, version, key
-function). They are not run through Django's memcached key validation: the
-library's keys are hex digests, and pymemcache checks every key it sends.
+function). They are not run through Django's key validation: the library's
+keys are hex digests, and the clients check every key they send.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from django.core.cache import BaseCache
 from django.core.cache.backends.memcached import PyMemcacheCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 
 def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
     """``cache.get_many(keys)``, in one round trip."""
     node = _single_server(cache)
-    if node is None:
-        return cache.get_many(keys)
-    made = {cache.make_key(key): key for key in keys}
-    found = _guarded(cache, node, node.get_many, list(made))
-    return {made[key]: value for key, value in found.items()}
+    if node is not None:
+        made = {cache.make_key(key): key for key in keys}
+        found = _guarded(cache, node, node.get_many, list(made))
+        return {made[key]: value for key, value in found.items()}
+    redis = _redis_client(cache)
+    if redis is not None:
+        made_keys = [cache.make_key(key) for key in keys]
+        loads = cache._cache._serializer.loads  # type: ignore[attr-defined]
+        values = redis.mget(made_keys)
+        return {key: loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
+    return cache.get_many(keys)
 
 
 def get(cache: BaseCache, key: str) -> Any:
     """``cache.get(key)``; ``None`` when missing."""
     node = _single_server(cache)
-    if node is None:
-        return cache.get(key)
-    return _guarded(cache, node, node.get, cache.make_key(key))
+    if node is not None:
+        return _guarded(cache, node, node.get, cache.make_key(key))
+    redis = _redis_client(cache)
+    if redis is not None:
+        raw = redis.get(cache.make_key(key))
+        return None if raw is None else cache._cache._serializer.loads(raw)  # type: ignore[attr-defined]
+    return cache.get(key)
 
 
 def _single_server(cache: BaseCache) -> Any:
@@ -72,3 +89,29 @@ def _guarded(cache: BaseCache, node: Any, read: Any, argument: Any) -> Any:
         # server's failures, so its retry and dead-server logic applies.
         cache._cache._mark_failed_server(node.server)  # type: ignore[attr-defined]
         raise
+
+
+# One redis.Redis per RedisCacheClient (backends are per thread; the client
+# object is thread-safe anyway, its connections come from the pool).
+_redis_clients: weakref.WeakKeyDictionary[RedisCacheClient, Any] = weakref.WeakKeyDictionary()
+
+
+def _redis_client(cache: BaseCache) -> Any:
+    """A reusable client for a single-server ``RedisCache`` that reads the stock way."""
+    if (
+        not isinstance(cache, RedisCache)
+        or type(cache).get_many is not RedisCache.get_many
+        or type(cache).get is not RedisCache.get
+    ):
+        return None
+    client: Any = cache._cache
+    if (
+        type(client).get_many is not RedisCacheClient.get_many
+        or type(client).get is not RedisCacheClient.get
+        or len(client._servers) != 1
+    ):
+        return None
+    redis = _redis_clients.get(client)
+    if redis is None:
+        redis = _redis_clients[client] = client.get_client()
+    return redis

@@ -204,7 +204,28 @@ class CountingDjangoRedisCache(CountingCacheMixin, DjangoRedisCache):  # type: i
 
 
 class CountingRedisCache(CountingCacheMixin, RedisCache):
-    """Django's own ``RedisCache`` (Django 4.0+) with a call log."""
+    """Django's own ``RedisCache`` (Django 4.0+) with a call log.
+
+    As for memcached, ``get`` and ``get_many`` are logged at the redis-py
+    client (``GET`` and ``MGET``), where cachesweeper's direct reads go too.
+    """
+
+    get = RedisCache.get
+    get_many = RedisCache.get_many
+
+    @cached_property
+    def _cache(self) -> Any:
+        client = super()._cache
+        make_client = client.get_client
+
+        def get_client(*args: Any, **kwargs: Any) -> Any:
+            redis = make_client(*args, **kwargs)
+            redis.get = functools.partial(self._logged, "get", redis.get)
+            redis.mget = functools.partial(self._logged, "get_many", redis.mget)
+            return redis
+
+        client.get_client = get_client
+        return client
 
 
 def counting(alias: str = "default") -> CountingCacheMixin:

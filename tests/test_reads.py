@@ -1,8 +1,9 @@
-"""Reads of a single memcached server go to its client directly (``cachesweeper.reads``).
+"""Direct reads of a single cache server (``cachesweeper.reads``).
 
-Same answers as Django's ``get``/``get_many``, without pymemcache's per-key
-server hashing; with several servers, a failing server or a backend that
-overrides its reads, Django's path is taken.
+Same answers as Django's ``get``/``get_many``: on memcached without
+pymemcache's per-key server hashing, on Django's RedisCache without a new
+client object per call. With several servers, a failing server or a backend
+that overrides its reads, Django's path is taken.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 import pytest
 from django.core.cache import caches
 from django.core.cache.backends.memcached import PyMemcacheCache
+from django.core.cache.backends.redis import RedisCache
 from django.test import override_settings
 
 from cachesweeper import reads
 from tests.helpers import render
-from tests.servers import MemcachedServer, cache_settings, free_port
+from tests.servers import MemcachedServer, RedisServer, cache_settings, free_port
 from tests.test_fragments import Counter
 from tests.testapp.models import Article
 
@@ -135,3 +137,62 @@ def test_a_subclass_that_overrides_reads_is_respected(memcached_server: Memcache
         Audited.audited.clear()
         assert reads.get_many(cache, ["a"]) == {"a": 1}
     assert Audited.audited == [["a"]]
+
+
+# -- Django's RedisCache: one client object per backend, not one per call -------------
+
+
+class ClientsMade:
+    """Counts the redis-py client objects a RedisCache makes."""
+
+    def __init__(self, cache: Any) -> None:
+        self.client = cache._cache
+        self.made = 0
+        self.original = self.client.get_client
+
+    def __enter__(self) -> ClientsMade:
+        def get_client(*args: Any, **kwargs: Any) -> Any:
+            self.made += 1
+            return self.original(*args, **kwargs)
+
+        self.client.get_client = get_client
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.get_client = self.original
+
+
+def redis_entry(redis_server: RedisServer, **extra: Any) -> dict[str, Any]:
+    entry = cache_settings("redis", redis_server.url, counting=False)
+    entry.update(extra)
+    return entry
+
+
+def test_django_redis_cache_reads_reuse_one_client(redis_server: RedisServer) -> None:
+    with override_settings(CACHES={"default": redis_entry(redis_server, KEY_PREFIX="site")}):
+        cache = caches["default"]
+        assert type(cache) is RedisCache
+        cache.clear()
+        cache.set_many({"a": 1, "b": ("two", 2)})
+        cache.set("a", "other version", version=2)
+        with ClientsMade(cache) as clients:
+            for _ in range(5):
+                assert reads.get_many(cache, ["a", "b", "missing"]) == {"a": 1, "b": ("two", 2)}
+                assert reads.get(cache, "b") == ("two", 2)
+                assert reads.get(cache, "missing") is None
+        assert clients.made <= 1
+        assert cache.get_many(["a", "b"]) == {"a": 1, "b": ("two", 2)}
+
+
+def test_django_redis_cache_with_replicas_reads_as_django_does(
+    redis_server: RedisServer,
+) -> None:
+    entry = redis_entry(redis_server)
+    entry["LOCATION"] = [redis_server.url, redis_server.url]  # a primary and a "replica"
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        cache.set("a", 1)
+        with ClientsMade(cache) as clients:
+            assert reads.get_many(cache, ["a"]) == {"a": 1}
+            assert reads.get_many(cache, ["a"]) == {"a": 1}
+        assert clients.made == 2
