@@ -34,4 +34,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("slow/", views.slow),
     path("slow-raises/", views.slow_raises),
     path("wsgi/fragment/<int:pk>/", views.fragment_plain),
+    path("no-cache/", views.no_cache),
+    path("instance-tag/", views.instance_tag),
+    path("listed-tags/", views.listed_tags),
+    path("slow-expiring/", views.slow_expiring),
+    path("gated/", views.gated),
+    path("async-slow/", views.async_slow),
+    path("site/slow/", views.site_slow),
+    path("site/<str:kind>/", views.site_page),
+    path("unruled/<str:kind>/", views.site_page),
 ]

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.template.response import TemplateResponse
 from django.utils.cache import patch_cache_control, patch_vary_headers
@@ -16,7 +16,7 @@ from django.views import View
 
 from cachesweeper import cache_page, versioned
 from cachesweeper.pages import path_key
-from tests.testapp.models import Article, Comment
+from tests.testapp.models import Article, Author, Comment
 
 CALLS: Counter[str] = Counter()
 _lock = threading.Lock()
@@ -201,3 +201,90 @@ def fragment_plain(request: HttpRequest, pk: int) -> TemplateResponse:
     called("fragment_plain")
     comment = Comment.objects.get(pk=pk)
     return TemplateResponse(request, "page_with_fragment.html", {"comment": comment})
+
+
+@cache_page(60)
+def no_cache(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(f"no-cache {called('no_cache')}")
+    patch_cache_control(response, no_cache=True)
+    return response
+
+
+#: The article ``instance_tag`` depends on; the tests create it with this pk.
+TAGGED_ARTICLE_PK = 4242
+
+
+@cache_page(60, tags=Article(pk=TAGGED_ARTICLE_PK))
+def instance_tag(request: HttpRequest) -> HttpResponse:
+    """A model instance given directly as ``tags=``, not in a list nor from a callable."""
+    return HttpResponse(f"instance {called('instance_tag')}")
+
+
+@cache_page(60, tags=[lambda request: ["sidebar", Author]])
+def listed_tags(request: HttpRequest) -> HttpResponse:
+    """A callable in ``tags=`` that returns a list of tags."""
+    return HttpResponse(f"listed {called('listed_tags')}")
+
+
+@cache_page(1, tags=["slow"], grace=30)
+def slow_expiring(request: HttpRequest) -> HttpResponse:
+    """Fresh for one second, then served stale for up to 30 while one request renders."""
+    count = called("slow_expiring")
+    time.sleep(SLOW["delay"])
+    return HttpResponse(f"expiring {count}")
+
+
+#: ``gated``'s first render waits for ``GATE``; ``ENTERED`` says it has begun.
+GATE = threading.Event()
+ENTERED = threading.Event()
+
+
+@cache_page(60, tags=["gated"], grace=30)
+def gated(request: HttpRequest) -> HttpResponse:
+    """A cold page whose first render is held until the test opens ``GATE``."""
+    count = called("gated")
+    if count == 1:
+        ENTERED.set()
+        GATE.wait(10)
+    return HttpResponse(f"gated {count}")
+
+
+@cache_page(60, tags=["slow"], grace=30)
+async def async_slow(request: HttpRequest) -> HttpResponse:
+    count = called("async_slow")
+    await asyncio.sleep(SLOW["delay"])
+    return HttpResponse(f"async-slow {count}")
+
+
+def _site_response(kind: str, count: int, request: HttpRequest) -> HttpResponseBase:
+    """What ``site_page`` answers for each kind of response the site-wide cache must judge."""
+    text = f"{kind} {count}"
+    if kind == "streaming":
+        return StreamingHttpResponse(iter([text.encode()]))
+    if kind.isdigit():
+        return HttpResponse(text, status=int(kind))
+    if kind == "whoami":
+        user = request.user
+        return HttpResponse(f"{user.username if user.is_authenticated else 'anonymous'} {count}")
+    if kind == "opts-out":
+        request.do_not_cache = True  # type: ignore[attr-defined]
+    response = HttpResponse(text)
+    if kind == "cookie":
+        response.set_cookie("flavour", "oatmeal")
+    elif kind in ("private", "no-cache", "no-store"):
+        patch_cache_control(response, **{kind.replace("-", "_"): True})
+    elif kind == "vary-cookie":
+        patch_vary_headers(response, ["Cookie"])
+    return response
+
+
+def site_page(request: HttpRequest, kind: str) -> HttpResponseBase:
+    """No cache_page: for the site-wide ``PageCacheMiddleware``. Counts ``site_<kind>``."""
+    return _site_response(kind, called(f"site_{kind}"), request)
+
+
+def site_slow(request: HttpRequest) -> HttpResponse:
+    """No cache_page: a slow page for the site-wide cache's grace."""
+    count = called("site_slow")
+    time.sleep(SLOW["delay"])
+    return HttpResponse(f"site-slow {count}")
