@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client, override_settings
 
 import cachesweeper
+from cachesweeper import pages
 from tests.testapp import views
-from tests.testapp.models import Article, Comment
+from tests.testapp.models import Article, Author, Comment
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -24,6 +29,43 @@ def _fresh_counts() -> Iterator[None]:
 
 def body(response: object) -> str:
     return response.content.decode()  # type: ignore[attr-defined,no-any-return]
+
+
+def wsgi(method: str, path: str) -> tuple[str, dict[str, str], bytes]:
+    """Call Django's WSGI handler directly: unlike the test client, it keeps HEAD bodies."""
+    environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": path}
+    setup_testing_defaults(environ)
+    environ["HTTP_HOST"] = "testserver"  # the test client's host: the same page key
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        captured["status"], captured["headers"] = status, dict(headers)
+
+    result = WSGIHandler()(environ, start_response)
+    try:
+        content = b"".join(result)
+    finally:
+        result.close()  # type: ignore[attr-defined]
+    return captured["status"], captured["headers"], content
+
+
+class Clock:
+    """Stands in for the ``time`` module in ``cachesweeper.pages``: its clock, moved at will."""
+
+    def __init__(self, frozen: float | None = None) -> None:
+        self.frozen = frozen
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return (time.time() if self.frozen is None else self.frozen) + self.offset
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The clock pages are stamped and aged with (entries still expire in real time)."""
+    moved = Clock()
+    monkeypatch.setattr(pages, "time", moved)
+    return moved
 
 
 def test_repeated_gets_run_the_view_once(client: Client) -> None:
@@ -78,6 +120,36 @@ def test_view_runs_again_after_a_sweep_of_each_kind(
     assert views.CALLS[view] == 2
 
 
+def test_a_model_instance_given_directly_as_tags(client: Client) -> None:
+    article = Article.objects.create(pk=views.TAGGED_ARTICLE_PK, title="tagged")
+    assert body(client.get("/instance-tag/")) == "instance 1"
+    assert body(client.get("/instance-tag/")) == "instance 1"
+
+    Article.objects.create(title="another article")  # sweeps Article, not this instance
+    assert body(client.get("/instance-tag/")) == "instance 1"
+
+    article.save()
+
+    assert body(client.get("/instance-tag/")) == "instance 2"
+
+
+@pytest.mark.parametrize(
+    "sweep",
+    [
+        lambda: cachesweeper.invalidate_tag("sidebar"),
+        lambda: cachesweeper.invalidate_model(Author),
+    ],
+    ids=["first-item", "second-item"],
+)
+def test_a_callable_in_tags_may_return_a_list(client: Client, sweep: Callable[[], None]) -> None:
+    assert body(client.get("/listed-tags/")) == "listed 1"
+    assert body(client.get("/listed-tags/")) == "listed 1"
+
+    sweep()
+
+    assert body(client.get("/listed-tags/")) == "listed 2"
+
+
 def test_instance_tag_from_a_callable(client: Client) -> None:
     article = Article.objects.create(title="a")
     other = Article.objects.create(title="b")
@@ -112,13 +184,15 @@ def test_post_is_never_served_from_or_stored_in_the_cache(client: Client) -> Non
 
 
 def test_head_is_answered_from_a_get_entry_but_never_stored(client: Client) -> None:
-    response = client.head("/plain/")
+    client.head("/plain/")
     assert views.CALLS["plain"] == 1
     # The HEAD response was not stored: the next GET runs the view.
     assert body(client.get("/plain/")) == "plain 2 "
-    response = client.head("/plain/")
-    assert response.content == b""
-    assert response["Content-Length"] == str(len("plain 2 "))
+
+    status, headers, content = wsgi("HEAD", "/plain/")
+
+    assert status == "200 OK" and content == b""  # the stored body is not sent
+    assert headers["Content-Length"] == str(len("plain 2 "))
     assert views.CALLS["plain"] == 2
     assert body(client.get("/plain/")) == "plain 2 "
 
@@ -129,6 +203,7 @@ def test_head_is_answered_from_a_get_entry_but_never_stored(client: Client) -> N
         ("/cookie/", "cookie"),
         ("/private-header/", "private_header"),
         ("/no-store/", "no_store"),
+        ("/no-cache/", "no_cache"),
         ("/vary-cookie/", "vary_cookie"),
         ("/vary-star/", "vary_star"),
         ("/session/", "session"),
@@ -220,14 +295,41 @@ def test_etag_changes_when_the_page_is_swept(client: Client) -> None:
     assert response["ETag"] != etag
 
 
-def test_bytes_and_headers_are_stored_faithfully_and_age_is_recomputed(client: Client) -> None:
+def test_etag_follows_the_tokens_even_for_pages_stored_at_the_same_instant(
+    client: Client, clock: Clock
+) -> None:
+    clock.frozen = time.time()  # only the swept token can tell the two renders apart
+    old = client.get("/tagged/")["ETag"]
+
+    cachesweeper.invalidate_tag("frontpage")
+
+    swept = client.get("/tagged/", HTTP_IF_NONE_MATCH=old)
+    assert (swept.status_code, body(swept)) == (200, "tagged 2")
+    assert swept["ETag"] != old
+    # Now served from the cache: the old ETag still gets the new page in full.
+    again = client.get("/tagged/", HTTP_IF_NONE_MATCH=old)
+    assert (again.status_code, body(again)) == (200, "tagged 2")
+    assert client.get("/tagged/", HTTP_IF_NONE_MATCH=swept["ETag"]).status_code == 304
+    assert views.CALLS["tagged"] == 2
+
+
+def test_bytes_and_headers_are_stored_faithfully(client: Client) -> None:
     first = client.get("/binary/")
     second = client.get("/binary/")
     assert views.CALLS["binary"] == 1
     assert second.content == bytes(range(256)) * 4
     for header in ("Content-Type", "Content-Disposition", "X-Custom", "Link", "ETag"):
         assert second[header] == first[header]
-    assert int(second["Age"]) >= 0
+
+
+def test_age_is_how_long_ago_the_page_was_stored(client: Client, clock: Clock) -> None:
+    client.get("/binary/")
+    assert int(client.get("/binary/")["Age"]) <= 1
+
+    clock.offset = 5  # five seconds later
+
+    assert 5 <= int(client.get("/binary/")["Age"]) <= 6
+    assert views.CALLS["binary"] == 1
 
 
 def test_vary_headers_separate_variants(client: Client) -> None:
