@@ -104,7 +104,8 @@ class PageCacheMiddleware:
                 return _replay(environ, start_response, value)
             status, headers, body, _ = value
             start_response(status, list(headers))
-            return [body]
+            # The app ran as GET (so its headers are a GET's): a HEAD gets them, not the body.
+            return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
         finally:
             release([slot])
 

@@ -190,6 +190,34 @@ def test_head_gets_headers_without_body(client: Any) -> None:
     assert app.calls["/page"] == 1
 
 
+def test_head_miss_sends_no_body_and_is_not_stored(client: Any) -> None:
+    app = App()
+    cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
+
+    status, headers, body = call(cached, "/page", "HEAD")
+
+    assert status == "200 OK" and body == b"" and headers["Content-Type"] == "text/plain"
+    # The next GET gets the full page, and later requests are served from it.
+    assert call(cached, "/page")[2] == b"/page #2"
+    assert call(cached, "/page", "HEAD")[2] == b""
+    assert call(cached, "/page")[2] == b"/page #2"
+    assert app.calls["/page"] == 2
+
+
+def test_a_head_response_is_never_replayed_to_a_get(client: Any) -> None:
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Answers HEAD itself, without the body, as some applications do."""
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"the page"]
+
+    cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
+    call(cached, "/page", "HEAD")
+    call(cached, "/page", "HEAD")
+
+    assert call(cached, "/page")[2] == b"the page"
+    assert call(cached, "/page")[2] == b"the page"
+
+
 def test_host_and_query_are_part_of_the_key(client: Any) -> None:
     app = App()
     cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
