@@ -8,9 +8,15 @@ is a memcache-style client (``get``/``set``/``add``/``delete``, ``get_many``
 when it has one), a Django cache, or a Django cache alias. Around a Django
 app with :class:`cachesweeper.middleware.EdgeMiddleware`, Django reports each
 page's dependencies and their tokens in an internal header that this layer
-reads and strips, so Django-side sweeps reach pages stored here too; a hit
-checks their tokens in the same round trip when ``cache`` is the alias of
-the version cache (one more round trip otherwise).
+reads and strips, so Django-side sweeps reach pages stored here too, whatever
+``cache`` is.
+
+Round trips per hit on such a page: **one** only when ``cache`` is the alias
+(the string) of ``CACHESWEEPER["VERSION_CACHE"]``, because then the page and
+its tokens are read in one ``get_many``. Given a client, a Django cache
+object or another alias, a hit costs **two**: the page from ``cache``, then
+its tokens from the version cache. Pages with no dependencies (a plain WSGI
+app) cost one either way.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -13,6 +14,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.test import override_settings
 from pymemcache.client.base import Client as MemcacheClient
 
+from cachesweeper import entries
 from cachesweeper.wsgi import PageCacheMiddleware
 from tests.helpers import calls, reset
 from tests.testapp import views
@@ -322,3 +324,66 @@ def test_plain_wsgi_app_without_django_settings(memcached_server: Any) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+class Counted:
+    """A cache client that notes the name of every call made on it (one call, one round trip)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def in_own_context(app: Any) -> Any:
+    """``app`` run in a fresh ``contextvars`` context: nothing it renders reaches the
+    caller's collector, so only the dependencies header can tell the WSGI layer."""
+
+    def isolated(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return contextvars.Context().run(app, environ, start_response)  # type: ignore[no-any-return]
+
+    return isolated
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("cache_backend")
+@pytest.mark.parametrize("isolated", [False, True], ids=["same-context", "header-only"])
+def test_django_sweeps_reach_pages_kept_by_a_memcache_client(
+    memcache: MemcacheClient, isolated: bool
+) -> None:
+    views.CALLS.clear()
+    comment = Comment.objects.create(article=Article.objects.create(title="a"), text="before")
+    client = Counted(memcache)
+    with override_settings(MIDDLEWARE=["cachesweeper.middleware.EdgeMiddleware"]):
+        django_app = in_own_context(WSGIHandler()) if isolated else WSGIHandler()
+        app = PageCacheMiddleware(django_app, [("/wsgi", 60, 0)], client)
+        url = f"/wsgi/fragment/{comment.pk}/"
+        assert b"before" in call(app, url, HTTP_HOST="testserver")[2]
+        call(app, url, HTTP_HOST="testserver")
+        assert views.CALLS["fragment_plain"] == 1
+
+        client.calls.clear()
+        reset()
+        call(app, url, HTTP_HOST="testserver")
+        # The page from the client, its tokens from the version cache: two round trips.
+        assert client.calls == ["get_many"] and calls() == ["get_many"]
+
+        entries._known.clear()  # as in another worker process, which learns the names anew
+        call(app, url, HTTP_HOST="testserver")
+        assert views.CALLS["fragment_plain"] == 1
+
+        comment.text = "after"
+        comment.save()
+
+        assert b"after" in call(app, url, HTTP_HOST="testserver")[2]
+        assert views.CALLS["fragment_plain"] == 2
+        assert b"after" in call(app, url, HTTP_HOST="testserver")[2]
+        assert views.CALLS["fragment_plain"] == 2
