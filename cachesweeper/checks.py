@@ -11,25 +11,57 @@ from cachesweeper.conf import DEFAULTS
 from cachesweeper.rules import compile_rules
 
 
-def _per_process(backend: str) -> bool:
-    """A backend (or a subclass of one) that each process or machine keeps to itself."""
+def _backend_class(backend: str) -> type | None:
+    from django.utils.module_loading import import_string
+
+    try:
+        found = import_string(backend)
+    except ImportError:
+        return None
+    return found if isinstance(found, type) else None
+
+
+def _kind(backend: str) -> str | None:
+    """Which of Django's unshared or unstoring backends ``backend`` is (or subclasses)."""
     from django.core.cache.backends.db import DatabaseCache
     from django.core.cache.backends.dummy import DummyCache
     from django.core.cache.backends.filebased import FileBasedCache
     from django.core.cache.backends.locmem import LocMemCache
-    from django.utils.module_loading import import_string
 
-    try:
-        backend_class = import_string(backend)
-    except ImportError:
-        return False
-    return isinstance(backend_class, type) and issubclass(
-        backend_class, (LocMemCache, FileBasedCache, DatabaseCache, DummyCache)
+    backend_class = _backend_class(backend)
+    if backend_class is None:
+        return None
+    kinds: tuple[tuple[type, str], ...] = (
+        (DummyCache, "dummy"),
+        (LocMemCache, "locmem"),
+        (FileBasedCache, "file"),
+        (DatabaseCache, "database"),
     )
+    for base, kind in kinds:
+        if issubclass(backend_class, base):
+            return kind
+    return None
+
+
+#: W001: why each kind is a poor home for entries and tokens in a deployment.
+_W001_WHY = {
+    "locmem": "which each process keeps to itself: with several worker processes, a "
+    "sweep in one process is not seen by the others, which keep serving stale content.",
+    "file": "which lives on one machine's disk: processes on other machines do not see "
+    "its sweeps and keep serving stale content.",
+    "database": "which every process shares, but each read is a query on the cache table "
+    "(the round trip caching is meant to save), it culls arbitrary rows, counters "
+    "included, past MAX_ENTRIES (300 by default), and set() drops database errors without "
+    "a word, so a sweep that meets a concurrent write to the same key is lost.",
+}
 
 
 @register(Tags.caches)
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    """E001/E002/E003/E006, W001/W004: the ``CACHESWEEPER`` dict and the caches it names.
+
+    Types are checked first: cache aliases are only looked at once the settings parse.
+    """
     user = getattr(settings, "CACHESWEEPER", {})
     if not isinstance(user, dict):
         return [
@@ -54,6 +86,8 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
             errors.append(
                 Error(
                     f'CACHESWEEPER["{key}"] must be a non-empty string, not {user[key]!r}.',
+                    hint=f"Set it to a string such as {DEFAULTS[key]!r} (the default), "
+                    "or leave the key out.",
                     id="cachesweeper.E002",
                 )
             )
@@ -62,6 +96,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         errors.append(
             Error(
                 f'CACHESWEEPER["GRACE"] must be a whole number of seconds >= 0, not {grace!r}.',
+                hint='Use an int such as "GRACE": 30 (0, the default, turns grace off).',
                 id="cachesweeper.E002",
             )
         )
@@ -81,6 +116,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         errors.append(
             Error(
                 f'CACHESWEEPER["COLD_WAIT"] must be seconds >= 0, not {wait!r}.',
+                hint='Use a number such as "COLD_WAIT": 2.0 (the default); 0 never waits.',
                 id="cachesweeper.E002",
             )
         )
@@ -91,6 +127,8 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
             Error(
                 f'CACHESWEEPER["CACHEABLE_STATUSES"] must be a list of HTTP status codes, '
                 f"not {statuses!r}.",
+                hint='Use a list of ints from 100 to 599, e.g. "CACHEABLE_STATUSES": [200, 301, '
+                "404] (the default is [200]).",
                 id="cachesweeper.E002",
             )
         )
@@ -101,6 +139,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
 
 def _check_caches(user: dict[str, Any]) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
+    kinds: dict[str, str | None] = {}
     for key in ("CACHE", "VERSION_CACHE"):
         alias = user.get(key, DEFAULTS[key])
         if alias not in settings.CACHES:
@@ -114,18 +153,55 @@ def _check_caches(user: dict[str, Any]) -> list[CheckMessage]:
             )
             continue
         backend = str(settings.CACHES[alias].get("BACKEND", ""))
-        if not settings.DEBUG and _per_process(backend):
+        kind = kinds[key] = _kind(backend)
+        if not settings.DEBUG and kind in _W001_WHY:
             messages.append(
                 Warning(
-                    f'CACHESWEEPER["{key}"] uses {backend}, which each process keeps to '
-                    "itself: with several worker processes, a sweep in one process is "
-                    "not seen by the others, which keep serving stale content.",
+                    f'CACHESWEEPER["{key}"] uses {backend}, {_W001_WHY[kind]}',
                     hint="Use memcached or Redis (PyMemcacheCache, RedisCache or "
                     "django-redis), or serve the site from a single process.",
                     id="cachesweeper.W001",
                 )
             )
+    messages.extend(_check_version_cache(user, kinds))
     return messages
+
+
+def _check_version_cache(user: dict[str, Any], kinds: dict[str, str | None]) -> list[CheckMessage]:
+    """Counters need a store that keeps them and an ``add()`` that two creators cannot both win.
+
+    ``tokens.create_counters`` relies on ``add()`` never overwriting: a counter being
+    created while a sweep writes it must either keep the sweep's token or lose to it.
+    """
+    if "VERSION_CACHE" not in kinds:  # unknown alias, reported as E001
+        return []
+    alias = user.get("VERSION_CACHE", DEFAULTS["VERSION_CACHE"])
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    kind = kinds["VERSION_CACHE"]
+    if kind == "dummy" and kinds.get("CACHE") != "dummy":
+        return [
+            Error(
+                f'CACHESWEEPER["VERSION_CACHE"] uses {backend}, which stores nothing: every '
+                "token reads as missing, so every entry written to CACHE is a miss on its "
+                "next read and sweeps have nowhere to go.",
+                hint="Point VERSION_CACHE at a cache that stores (ideally Redis), or make "
+                "CACHE a DummyCache too to turn caching off on purpose.",
+                id="cachesweeper.E006",
+            )
+        ]
+    if kind == "file" and not settings.DEBUG:
+        return [
+            Warning(
+                f'CACHESWEEPER["VERSION_CACHE"] uses {backend}, whose add() checks for the '
+                "file and then writes it, not atomically: a counter created while a sweep "
+                "writes it can overwrite the sweep, and content rendered from data read "
+                "before that sweep is then served as fresh until the next one.",
+                hint="Keep counters in a cache with an atomic add(): Redis, memcached or "
+                "(one process only) LocMem; FileBasedCache can still hold CACHE.",
+                id="cachesweeper.W004",
+            )
+        ]
+    return []
 
 
 _EDGE = "cachesweeper.middleware.EdgeMiddleware"
@@ -138,6 +214,7 @@ _NEEDED_BEFORE_PAGES = (
 
 @register(Tags.caches)
 def check_edges(**kwargs: Any) -> list[CheckMessage]:
+    """E004/W002: ``EDGES`` loads, and ``EdgeMiddleware`` is there to emit its headers."""
     from django.core.exceptions import ImproperlyConfigured
 
     from cachesweeper.edges.loading import configured
@@ -167,6 +244,7 @@ def check_edges(**kwargs: Any) -> list[CheckMessage]:
 
 @register(Tags.caches)
 def check_middleware_order(**kwargs: Any) -> list[CheckMessage]:
+    """W003/E005: the middleware order the edge headers and page cache depend on."""
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
     messages: list[CheckMessage] = []
     if _EDGE in middleware and middleware.index(_EDGE) != 0:
