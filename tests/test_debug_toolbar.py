@@ -11,17 +11,20 @@ import importlib.util
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
 from django.template import engines
 from django.test import Client, RequestFactory, override_settings
 from django.urls import URLPattern, URLResolver, clear_url_caches, include, path
 
 from cachesweeper import cache_page, signals
+from tests.helpers import calls, reset
 from tests.testapp.models import Article
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
@@ -43,7 +46,16 @@ TEMPLATE = (
 
 def fragments(request: HttpRequest) -> HttpResponse:
     article = Article.objects.get(pk=int(request.GET["pk"]))
+    if "rename" in request.GET:  # an edit made by this request: swept on save
+        article.title = request.GET["rename"]
+        article.save()
     return HttpResponse(engines["django"].from_string(TEMPLATE).render({"article": article}))
+
+
+def own_cache_call(request: HttpRequest) -> HttpResponse:
+    """The site's own cache use, on the same alias: not cachesweeper's round trip."""
+    caches["default"].get("the-site's-own-key")
+    return fragments(request)
 
 
 @cache_page(60, tags=["pages"])
@@ -90,6 +102,7 @@ def toolbar(cache_backend: str) -> Iterator[None]:
     ):
         urlpatterns[:] = [
             path("fragments/", fragments),
+            path("own-cache-call/", own_cache_call),
             path("page/", cached_page),
             path("__debug__/", include("debug_toolbar.urls")),
         ]
@@ -223,7 +236,9 @@ def test_the_panel_unit(keys: list[tuple[str, str]]) -> None:
     assert stats["records"][0]["dependencies"] == [f"testapp.article.{article.pk}"]
     assert stats["records"][1]["dependencies"] == ["frontpage"]
     assert stats["predicted_edge_headers"] == []  # no EdgeMiddleware around, no edges
-    assert panel.nav_subtitle == "0 hits, 2 misses, 0 stale"
+    # Missing token for "frontpage" (article's was made by the save's sweep): one add.
+    assert stats["round_trips_by_call"] == [("add", 1), ("get_many", 2), ("set_many", 2)]
+    assert panel.nav_subtitle == "0 hits, 2 misses, 0 stale, 5 round trips"
     assert "No cached fragment" not in html
     assert keys[0][1] in html
 
@@ -248,3 +263,148 @@ def test_the_panel_module_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) 
 
     with pytest.raises(ImportError, match="pip install django-debug-toolbar"):
         importlib.import_module("cachesweeper.contrib.debug_toolbar")
+
+
+def summary(html: str) -> list[str]:
+    """The cells of the panel's summary row: served, hits, misses, stale, trips, ms, saved."""
+    row = html.split("<h4>Summary</h4>", 1)[1].split("<tbody>", 1)[1].split("</tr>", 1)[0]
+    return [cell.split("</td>")[0].strip() for cell in row.split("<td>")[1:]]
+
+
+@needs_toolbar
+@pytest.mark.usefixtures("toolbar")
+def test_round_trips_are_the_cache_calls_cachesweeper_made(client: Client) -> None:
+    article = Article.objects.create(title="Hello")
+    url = f"/own-cache-call/?pk={article.pk}"
+    client.get(url)
+    reset()
+
+    html = client.get(url).content.decode()
+
+    # The backend logged the site's own get and one get_many per fragment hit.
+    assert sorted(calls()) == ["get", "get_many", "get_many"]
+    assert summary(html)[4] == "2 (2 get_many)"
+    assert "2 hits, 0 misses, 0 stale, 2 round trips" in html
+
+
+@needs_toolbar
+@pytest.mark.usefixtures("toolbar")
+def test_a_sweep_in_the_request_is_one_more_round_trip(client: Client) -> None:
+    article = Article.objects.create(title="Hello")
+    client.get(f"/fragments/?pk={article.pk}")
+    reset()
+
+    html = client.get(f"/fragments/?pk={article.pk}&rename=Bye").content.decode()
+
+    assert "<h1>Bye</h1>" in html
+    logged = Counter(calls())
+    assert logged["set_many"] >= 1  # the save's sweep: fresh tokens in one set_many
+    by_call = ", ".join(f"{count} {name}" for name, count in sorted(logged.items()))
+    assert summary(html)[4] == f"{logged.total()} ({by_call})"
+
+
+class Slow:
+    """Renders as text after sleeping, the next of ``delays`` each time: what a hit saves."""
+
+    def __init__(self, *delays: float) -> None:
+        self.delays = list(delays)
+
+    def __str__(self) -> str:
+        import time
+
+        delay = self.delays.pop(0)
+        time.sleep(delay)
+        return f"slept {delay}"
+
+
+SLOW = (
+    "{% load cachesweeper %}"
+    '{% cachesweeper "slow" 60 %}{{ slow }}{% endcachesweeper %}'
+    '{% cachesweeper_for tag in tags 60 "item" %}{{ items }};{% endcachesweeper_for %}'
+)
+
+
+def slow_view(request: HttpRequest) -> HttpResponse:
+    context = {"slow": Slow(0.1), "tags": ["first", "second"], "items": Slow(0.01, 0.2)}
+    return HttpResponse(engines["django"].from_string(SLOW).render(context))
+
+
+def watched(view: Any) -> dict[str, Any]:
+    """One request through the panel, as the toolbar drives it; the panel's stats."""
+    request = RequestFactory().get("/slow/")
+    with (
+        override_settings(STATIC_URL="/static/"),
+        override_settings(
+            INSTALLED_APPS=[*settings.INSTALLED_APPS, "debug_toolbar"],
+            DEBUG_TOOLBAR_PANELS=[PANEL],
+            DEBUG_TOOLBAR_CONFIG={"IS_RUNNING_TESTS": False},
+        ),
+    ):
+        from debug_toolbar.toolbar import DebugToolbar
+
+        toolbar = DebugToolbar(request, view)
+        panel = toolbar.get_panel_by_id("CacheSweeperPanel")
+        panel.enable_instrumentation()
+        try:
+            response = toolbar.process_request(request)
+        finally:
+            panel.disable_instrumentation()
+        panel.generate_stats(request, response)
+        stats: dict[str, Any] = panel.get_stats()
+        stats["html"] = panel.content
+        return stats
+
+
+@needs_toolbar
+@pytest.mark.parametrize("cache_backend", ["locmem"], indirect=True)
+def test_time_saved_is_what_building_the_entry_took(cache_backend: str) -> None:
+    built = watched(slow_view)
+    slow, first, second = built["records"]
+    assert [r["state"] for r in built["records"]] == ["miss"] * 3
+    assert slow["built_ms"] >= 100
+    # Items of one loop are stored together; each is timed to where the next began.
+    assert 10 <= first["built_ms"] < 150 and second["built_ms"] >= 200
+
+    served = watched(slow_view)
+
+    assert [r["state"] for r in served["records"]] == ["hit"] * 3
+    assert [r["saved_ms"] for r in served["records"]] == [
+        slow["built_ms"],
+        first["built_ms"],
+        second["built_ms"],
+    ]
+    assert served["saved_ms"] == pytest.approx(sum(r["built_ms"] for r in built["records"]))
+    assert served["saved_unknown"] == 0
+    assert f"saved {second['built_ms']:.2f} ms" in served["html"]
+
+
+@needs_toolbar
+@pytest.mark.parametrize("cache_backend", ["locmem"], indirect=True)
+def test_time_saved_is_unknown_for_entries_built_unwatched(cache_backend: str) -> None:
+    from cachesweeper.contrib.debug_toolbar import _build_times
+
+    _build_times.clear()  # what earlier tests' panels measured for the same keys
+    slow_view(RequestFactory().get("/slow/"))  # built without the toolbar
+
+    served = watched(slow_view)
+
+    assert [r["saved_ms"] for r in served["records"]] == [None, None, None]
+    assert served["saved_ms"] == 0 and served["saved_unknown"] == 3
+    assert "(3 serves unknown)" in served["html"]
+
+
+@needs_toolbar
+@pytest.mark.parametrize("cache_backend", ["locmem"], indirect=True)
+def test_reads_sent_straight_to_the_client_are_counted(
+    cache_backend: str, memcached_server: Any
+) -> None:
+    """A stock PyMemcacheCache with one server: hits skip the cache object (reads.py)."""
+    from tests.servers import cache_settings
+
+    stock = cache_settings("memcached", memcached_server.location, counting=False)
+    with override_settings(CACHES={"default": stock}):
+        caches["default"].clear()
+        watched(slow_view)
+        served = watched(slow_view)
+    assert [r["state"] for r in served["records"]] == ["hit"] * 3
+    assert served["round_trips_by_call"] == [("get_many", 2)]

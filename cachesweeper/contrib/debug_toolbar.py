@@ -7,22 +7,44 @@
 
 For every fragment and page the request served it lists the state (hit,
 miss, stale), the entry key (give it to ``manage.py cachesweeper inspect
---key``) and the dependency names, with counts in the side bar; and the
-cache and edge headers of the response. Only this module imports
-django-debug-toolbar; ``import cachesweeper`` never does. Round trips are in
-the toolbar's own Cache panel.
+--key``), the dependency names and the time measured for it; the cache round
+trips cachesweeper made; and the cache and edge headers of the response.
+Only this module imports django-debug-toolbar; ``import cachesweeper`` never
+does.
+
+**Round trips** are cachesweeper's own calls to its caches during the
+request: calls on a key under ``KEY_PREFIX`` (entries, tokens, locks), one per
+call whatever the number of keys, nested calls (a backend's ``get_many`` made
+of ``get`` calls) counted once. The site's other cache calls are not counted
+(the toolbar's Cache panel shows every call, but not the reads cachesweeper
+sends straight to a memcached or Redis client). As the toolbar's Cache panel
+does, the cache objects of an instrumented request keep a thin wrapper that
+does nothing outside one.
+
+**Time saved** by a hit or stale serve is how long building that entry took
+(from its miss to its store) the last time this process built it while the
+panel watched; "unknown" when it was built elsewhere or unwatched. It is what
+the hit skipped, before the cost of the hit's own read (in the round trips).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpRequest, HttpResponseBase
 
-from cachesweeper import collector, signals
+from cachesweeper import collector, reads, signals
+from cachesweeper.conf import conf
 from cachesweeper.edges.loading import configured
 from cachesweeper.entries import HIT, MISS, STALE
 from cachesweeper.middleware import DEPS_HEADER, edge_headers
@@ -56,22 +78,85 @@ CACHE_HEADERS = (
     DEPS_HEADER,
 )
 
+#: The cache methods whose calls on cachesweeper's keys are counted as round trips.
+CACHE_METHODS = (
+    "get",
+    "get_many",
+    "set",
+    "set_many",
+    "add",
+    "delete",
+    "delete_many",
+    "touch",
+    "incr",
+    "decr",
+    "has_key",
+)
+
 _SIGNALS = {HIT: signals.fragment_hit, MISS: signals.fragment_miss, STALE: signals.fragment_stale}
 
-# The records of the request being served: signals are global, the ContextVar
-# keeps concurrent requests (threads or asyncio tasks) apart.
-_records: ContextVar[list[Record] | None] = ContextVar("cachesweeper_toolbar", default=None)
+_BUILD_TIMES_LIMIT = 10_000
+#: Entry key -> seconds its last watched build took in this process (see "Time saved").
+_build_times: dict[str, float] = {}
+
+
+@dataclass
+class Watch:
+    """What one instrumented request saw: serves, builds and cache round trips."""
+
+    records: list[Record] = field(default_factory=list)
+    #: Entry key -> (time of its miss, its record), until the entry is stored.
+    pending: dict[str, tuple[float, Record]] = field(default_factory=dict)
+    round_trips: Counter[str] = field(default_factory=Counter)
+    cache_seconds: float = 0.0
+
+    def stored(self, keys: list[str], at: float) -> None:
+        """Entries stored in one ``set_many``: each was built from its miss until the next.
+
+        The misses of one batch (a ``cachesweeper_for`` loop) render one after the
+        other and are stored together, so one entry's build ends where the next
+        one's miss begins, and the last one's where the store begins.
+        """
+        batch = sorted(
+            ((*self.pending.pop(key), key) for key in keys if key in self.pending),
+            key=lambda item: item[0],
+        )
+        for index, (missed_at, record, key) in enumerate(batch):
+            ended = batch[index + 1][0] if index + 1 < len(batch) else at
+            seconds = max(0.0, ended - missed_at)
+            record["built_ms"] = seconds * 1000
+            if len(_build_times) >= _BUILD_TIMES_LIMIT:
+                _build_times.clear()
+            _build_times[key] = seconds
+
+
+# The watch of the request being served: signals and caches are shared, the
+# ContextVar keeps concurrent requests (threads or asyncio tasks) apart.
+_watch: ContextVar[Watch | None] = ContextVar("cachesweeper_toolbar", default=None)
+# Inside a counted call: the calls it makes in turn are the same round trip.
+_inside: ContextVar[bool] = ContextVar("cachesweeper_toolbar_inside", default=False)
 _listening = 0
 _lock = threading.Lock()
 
 
 def _receiver(state: str) -> Any:
     def receive(sender: Any, key: str = "", dependencies: Any = (), **kwargs: Any) -> None:
-        records = _records.get()
-        if records is not None:
-            records.append(
-                {"state": state, "kind": kind(key), "key": key, "dependencies": list(dependencies)}
-            )
+        watch = _watch.get()
+        if watch is None:
+            return
+        record: Record = {
+            "state": state,
+            "kind": kind(key),
+            "key": key,
+            "dependencies": list(dependencies),
+            "built_ms": None,
+            "saved_ms": None,
+        }
+        if state == MISS:
+            watch.pending[key] = (time.perf_counter(), record)
+        elif key in _build_times:
+            record["saved_ms"] = _build_times[key] * 1000
+        watch.records.append(record)
 
     return receive
 
@@ -79,8 +164,59 @@ def _receiver(state: str) -> Any:
 _RECEIVERS = {state: _receiver(state) for state in _SIGNALS}
 
 
+def _ours(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a cache call is about cachesweeper's keys (entries, tokens, locks)."""
+    target = args[0] if args else kwargs.get("key", kwargs.get("keys", kwargs.get("data")))
+    prefix = f"{conf.KEY_PREFIX}:"
+    if isinstance(target, str):
+        return target.startswith(prefix)
+    if not isinstance(target, (list, tuple, set, dict)):
+        return False
+    return any(isinstance(key, str) and key.startswith(prefix) for key in target)
+
+
+def _counted(name: str, method: Callable[..., Any], check: bool = True) -> Callable[..., Any]:
+    """``method``, counting its calls as round trips while a request is watched."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        watch = _watch.get()
+        if watch is None or _inside.get() or (check and not _ours(args, kwargs)):
+            return method(*args, **kwargs)
+        inside = _inside.set(True)
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _inside.reset(inside)
+            watch.cache_seconds += time.perf_counter() - started
+            watch.round_trips[name] += 1
+            if name == "set_many" and args and isinstance(args[0], dict):
+                watch.stored([key for key in args[0] if isinstance(key, str)], started)
+
+    call._cachesweeper_counted = True  # type: ignore[attr-defined]
+    return call
+
+
+def _count_cache_calls() -> None:
+    """Wrap the methods of this context's cache objects once (inert outside a watch)."""
+    for alias in settings.CACHES:
+        try:
+            cache = caches[alias]
+        except Exception:  # a backend that cannot load; not ours to report here
+            continue
+        for name in CACHE_METHODS:
+            method = getattr(cache, name, None)
+            if method is not None and not getattr(method, "_cachesweeper_counted", False):
+                setattr(cache, name, _counted(name, method))
+
+
+# The read path's own calls (hits may skip the cache object for its client).
+_READS: dict[str, Callable[..., Any]] = {"get_many": reads.get_many, "get": reads.get}
+
+
 def _listen() -> None:
-    """Connect the receivers while at least one panel instruments a request."""
+    """Connect the receivers and count reads while at least one panel watches a request."""
     global _listening
     with _lock:
         _listening += 1
@@ -89,6 +225,9 @@ def _listen() -> None:
                 signal.connect(
                     _RECEIVERS[state], weak=False, dispatch_uid=f"cachesweeper.toolbar.{state}"
                 )
+            for name, read in _READS.items():
+                # reads.get_many(cache, keys): the keys are the second argument.
+                setattr(reads, name, _counted(name, read, check=False))
 
 
 def _stop_listening() -> None:
@@ -98,6 +237,8 @@ def _stop_listening() -> None:
         if _listening == 0:
             for state, signal in _SIGNALS.items():
                 signal.disconnect(dispatch_uid=f"cachesweeper.toolbar.{state}")
+            for name, read in _READS.items():
+                setattr(reads, name, read)
 
 
 def kind(key: str) -> str:
@@ -107,7 +248,7 @@ def kind(key: str) -> str:
 
 
 class CacheSweeperPanel(Panel):  # type: ignore[misc]
-    """The fragments and pages this request served, and the response's cache headers."""
+    """The fragments and pages this request served, its round trips, time saved and headers."""
 
     title = "cachesweeper"
     template = "cachesweeper/debug_toolbar_panel.html"
@@ -115,22 +256,25 @@ class CacheSweeperPanel(Panel):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._collected: list[Record] = []
-        self._token: Token[list[Record] | None] | None = None
+        self._collected = Watch()
+        self._token: Token[Watch | None] | None = None
 
     @property
     def nav_subtitle(self) -> str:
-        counts = self.get_stats().get("counts", {})
+        stats = self.get_stats()
+        counts = stats.get("counts", {})
+        trips = stats.get("round_trips", 0)
         return (
             f"{counts.get(HIT, 0)} hits, {counts.get(MISS, 0)} misses, "
-            f"{counts.get(STALE, 0)} stale"
+            f"{counts.get(STALE, 0)} stale, {trips} round trip{'' if trips == 1 else 's'}"
         )
 
     def enable_instrumentation(self) -> None:
         if self._token is not None:
             return
-        self._collected = []
-        self._token = _records.set(self._collected)
+        self._collected = Watch()
+        self._token = _watch.set(self._collected)
+        _count_cache_calls()
         _listen()
 
     def disable_instrumentation(self) -> None:
@@ -139,12 +283,13 @@ class CacheSweeperPanel(Panel):  # type: ignore[misc]
             return
         _stop_listening()
         try:
-            _records.reset(token)
+            _watch.reset(token)
         except ValueError:  # disabled from another context than it was enabled in
-            _records.set(None)
+            _watch.set(None)
 
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
-        records = self._collected
+        watch = self._collected
+        records = watch.records
         counts = {state: sum(1 for r in records if r["state"] == state) for state in _SIGNALS}
         frame = collector.current()
         if frame is not None:
@@ -155,6 +300,7 @@ class CacheSweeperPanel(Panel):  # type: ignore[misc]
         shown = dict.fromkeys([*CACHE_HEADERS, *(e.tag_header for e in edges if e.tag_header)])
         headers = [[name, response[name]] for name in shown if response.has_header(name)]
         predicted = _predicted_edge_headers(request, response, frame) if frame else []
+        served = [r for r in records if r["state"] != MISS]
         self.record_stats(
             {
                 "records": records,
@@ -164,6 +310,11 @@ class CacheSweeperPanel(Panel):  # type: ignore[misc]
                 "response_headers": headers,
                 "edges": [edge.label for edge in edges],
                 "predicted_edge_headers": predicted,
+                "round_trips": sum(watch.round_trips.values()),
+                "round_trips_by_call": sorted(watch.round_trips.items()),
+                "cache_ms": watch.cache_seconds * 1000,
+                "saved_ms": sum(r["saved_ms"] for r in served if r["saved_ms"] is not None),
+                "saved_unknown": sum(1 for r in served if r["saved_ms"] is None),
             }
         )
 
