@@ -317,6 +317,65 @@ def test_inspect_a_fragment_with_an_attribute_token(keys: list[str]) -> None:
     assert "state          stale: tokens moved" in stale
 
 
+def test_inspect_a_dependency_shows_its_token_and_last_sweep() -> None:
+    article = Article.objects.create(title="a")  # the save's sweep sets a fresh token
+    name = f"testapp.article.{article.pk}"
+
+    swept = run("inspect", "--model", "testapp.Article", str(article.pk))
+    assert f"dependency     {name} (also its edge tag)" in swept
+    found = re.search(r"token          counter (\d+)", swept)
+    assert found is not None
+    token = int(found.group(1))
+    assert "last swept     " in swept and "s ago)" in swept
+
+    cachesweeper.invalidate_cache_for(article)
+    again = run("inspect", "--model", "testapp.Article", str(article.pk))
+    assert f"token          counter {token}" not in again  # the sweep replaced it
+    assert "last swept     " in again
+
+
+def test_inspect_a_dependency_never_swept_nor_read() -> None:
+    output = run("inspect", "--tag", "never-used")
+    assert "dependency     never-used" in output
+    assert "none in the version cache" in output and "last swept     unknown" in output
+
+    render('{% cachesweeper "never-used" 60 %}x{% endcachesweeper %}')  # creates the counter
+    created = run("inspect", "--tag", "never-used")
+    assert "token          counter " in created
+    assert "last swept     not since the counter was created at " in created
+
+    cachesweeper.invalidate_tag("never-used")
+    assert "last swept     not since" not in run("inspect", "--tag", "never-used")
+
+
+def test_inspect_the_model_level_dependency_and_several_tags() -> None:
+    cachesweeper.invalidate_model(Article)
+    assert "dependency     testapp.article (also" in run("inspect", "--model", "testapp.article")
+    output = run("inspect", "--tag", "front page", "side")
+    assert "dependency     front%20page" in output and "dependency     side" in output
+
+
+def test_inspect_an_attribute_versioned_instance() -> None:
+    page = Page.objects.create(title="p")
+    output = run("inspect", "--model", "testapp.Page", str(page.pk))
+    assert f"dependency     testapp.page.{page.pk}" in output
+    assert f"attribute updated_at = {page.updated_at!r}" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--model", "testapp.Nope"), "unknown model"),
+        (("--model", "testapp.Article", "999999"), "no row with pk 999999"),
+        (("--tag", "bad\ntag"), "control characters"),
+        (("--key", "cs:f:0", "12"), "primary keys go with --model"),
+    ],
+)
+def test_inspect_a_dependency_errors(args: tuple[str, ...], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("inspect", *args)
+
+
 def test_inspect_an_unknown_key() -> None:
     output = run("inspect", "--key", "cs:f:0000")
     assert "entry          none" in output

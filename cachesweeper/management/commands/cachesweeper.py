@@ -8,6 +8,8 @@ manage.py cachesweeper purge --all
 manage.py cachesweeper stats [--json]                  # this process's counters only
 manage.py cachesweeper inspect --url https://example.com/blog/?page=2
 manage.py cachesweeper inspect --key cs:f:0123abcd...  # a key from the signals / toolbar
+manage.py cachesweeper inspect --model blog.Article 42 # a dependency: token, last sweep
+manage.py cachesweeper inspect --tag frontpage
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from django.urls import Resolver404, resolve
 
 from cachesweeper import stats, tokens
 from cachesweeper.conf import conf
-from cachesweeper.dependencies import instance_name, model_name
+from cachesweeper.dependencies import instance_name, model_name, tag_name
 from cachesweeper.edges.base import Edge
 from cachesweeper.edges.loading import configured, dispatch, request_host
 from cachesweeper.edges.queue import purges
@@ -67,11 +69,22 @@ subcommands:
   stats [--json]                        this process's counters (not your web workers')
   inspect --url URL                     the page-cache entry of an anonymous GET of URL
   inspect --key KEY                     any entry key shown by the signals or toolbar panel
+  inspect --model app_label.Model [pk ...]
+                                        a dependency (instances, or the model-level one):
+                                        its name, current token and when it was last swept
+  inspect --tag NAME [NAME ...]         the same for named tags
 
 Run "manage.py cachesweeper SUBCOMMAND --help" for each one's options."""
 
 
 class Command(BaseCommand):
+    """``manage.py cachesweeper SUBCOMMAND``: the operator's view of the tokens and edges.
+
+    Every subcommand works on this process's settings and caches; errors a user
+    can fix (unknown model, pk or alias, bad tag, undeliverable purge) are
+    ``CommandError`` with the fix in the message.
+    """
+
     help = HELP
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -137,12 +150,14 @@ class Command(BaseCommand):
 
         inspect = commands.add_parser(
             "inspect",
-            help="what the cache holds for a URL or an entry key",
+            help="what the cache holds for a URL, an entry key or a dependency",
             description="--url: the page-cache entries (PAGE_RULES, then the view's "
             "cache_page) of an anonymous GET of URL, keyed as the page cache keys them. "
             "--key: any entry key, as the fragment_* signals and the debug toolbar panel "
             "show it. Prints the key, whether an entry exists, its dependency names with "
-            "stored and current tokens, fresh or stale (and why), and its expiry.",
+            "stored and current tokens, fresh or stale (and why), and its expiry. "
+            "--model / --tag: a dependency instead of an entry: its name (also its edge "
+            "tag), its current token and when it was last swept.",
         )
         target = inspect.add_mutually_exclusive_group(required=True)
         target.add_argument(
@@ -155,6 +170,16 @@ class Command(BaseCommand):
             metavar="KEY",
             help="an entry key (cs:f:..., cs:p:...)",
         )
+        target.add_argument(
+            "--model",
+            dest="model",
+            metavar="app_label.Model",
+            help="a model dependency; with pks, its instances' dependencies",
+        )
+        target.add_argument(
+            "--tag", nargs="+", dest="tags", metavar="NAME", help="named tag dependencies"
+        )
+        inspect.add_argument("pks", nargs="*", metavar="pk", help="primary keys (with --model)")
         inspect.add_argument(
             "--header",
             action="append",
@@ -309,6 +334,12 @@ class Command(BaseCommand):
     # -- inspect -------------------------------------------------------------------
 
     def inspect(self, options: dict[str, Any]) -> None:
+        if options["pks"] and not options["model"]:
+            raise CommandError("primary keys go with --model app_label.Model")
+        if options["model"] or options["tags"]:
+            blocks = _dependency_blocks(options["model"], options["pks"], options["tags"] or [])
+            self.stdout.write("\n\n".join("\n".join(block) for block in blocks))
+            return
         if options["key"]:
             alias = options["cache"] or conf.CACHE
             try:
@@ -358,6 +389,72 @@ class Command(BaseCommand):
             values = ", ".join(f"{name}={request.headers.get(name, '')!r}" for name in vary)
             lines.append(f"  varies on {', '.join(vary)}; this variant: {values} (see --header)")
         return lines + ["  " + line for line in describe(key, cache)]
+
+
+# -- describing a dependency -----------------------------------------------------------
+
+
+def _dependency_blocks(
+    label: str | None, pks: Sequence[str], tags: Sequence[str]
+) -> list[list[str]]:
+    """One described block per dependency: a model, its instances, or named tags."""
+    if label is None:
+        for tag in tags:
+            _check_tag(tag)
+        return describe_dependencies([(tag_name(tag), None) for tag in tags])
+    model = _model(label)
+    if not pks:
+        return describe_dependencies([(model_name(model), None)])
+    using = tokens.strategy_for(model)
+    found = []
+    for instance in _instances(model, pks, DEFAULT_DB_ALIAS):
+        attribute = None if using == tokens.COUNTER else using
+        if attribute is not None and not hasattr(instance, attribute):
+            attribute = None  # as dependencies.resolve does: a counter after all
+        value = getattr(instance, attribute) if attribute else None
+        found.append((instance_name(instance), (attribute, value) if attribute else None))
+    return describe_dependencies(found)
+
+
+def describe_dependencies(
+    found: Sequence[tuple[str, tuple[str, Any] | None]],
+) -> list[list[str]]:
+    """Name, token strategy, current token and when it was last swept, per dependency.
+
+    ``found`` pairs each name with ``(attribute, value)`` for attribute tokens, or
+    ``None`` for counters; counters are read, never created.
+    """
+    counters = _current_counters([name for name, attribute in found if attribute is None])
+    blocks = []
+    for name, attribute in found:
+        lines = [f"dependency     {name} (also its edge tag)"]
+        if attribute is not None:
+            lines += [
+                f"token          attribute {attribute[0]} = {attribute[1]!r} (read from the row)",
+                "last swept     when the row last changed: saving it changes the token",
+            ]
+            blocks.append(lines)
+            continue
+        token = counters.get(name)
+        if token is None:
+            lines += [
+                "token          counter, none in the version cache (never read since the "
+                "cache was emptied, or evicted): the next read creates one and misses",
+                "last swept     unknown",
+            ]
+        else:
+            made = _when((token >> 11) / 1_000_000)
+            swept = tokens.swept_at(token)
+            lines.append(f"token          counter {token}")
+            if swept is None:
+                lines.append(
+                    f"last swept     not since the counter was created at {made} "
+                    "(by the first read after it went missing)"
+                )
+            else:
+                lines.append(f"last swept     {_when(swept)} ({time.time() - swept:.0f}s ago)")
+        blocks.append(lines)
+    return blocks
 
 
 # -- describing an entry ---------------------------------------------------------------
