@@ -2,6 +2,12 @@ from django.apps import AppConfig
 
 
 class CacheSweeperConfig(AppConfig):
+    """Registers the system checks when Django starts.
+
+    Registered models connect their signals in ``register()`` itself, so
+    nothing else waits for ``ready()``.
+    """
+
     name = "cachesweeper"
     verbose_name = "cachesweeper"
 

@@ -33,6 +33,11 @@ DEFAULT_ENDPOINT = "https://api.cloudflare.com/client/v4"
 
 
 class Cloudflare(_cdn.CdnEdge):
+    """Cloudflare: ``Cache-Tag`` on responses, purges by tag through the v4 API.
+
+    OPTIONS: ``zone_id`` and ``api_token`` (required), ``endpoint`` (the v4 API).
+    """
+
     tag_header = "Cache-Tag"
     control_header = "Cloudflare-CDN-Cache-Control"
     separator = ","

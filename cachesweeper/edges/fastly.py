@@ -29,6 +29,12 @@ DEFAULT_ENDPOINT = "https://api.fastly.com"
 
 
 class Fastly(_cdn.CdnEdge):
+    """Fastly: ``Surrogate-Key`` on responses, purges by key through the API.
+
+    OPTIONS: ``service_id`` and ``api_token`` (required), ``soft`` (default
+    ``True``: mark stale rather than evict), ``endpoint`` (Fastly's API).
+    """
+
     tag_header = "Surrogate-Key"
     control_header = "Surrogate-Control"
     separator = " "

@@ -20,6 +20,12 @@ PURGE_HEADER = "X-LiteSpeed-Purge"
 
 
 class LiteSpeed(Edge):
+    """LiteSpeed: ``X-LiteSpeed-Tag`` on responses; purges ride on the next response.
+
+    OPTIONS: ``stale`` (default ``True``: purged pages may be served stale while
+    LiteSpeed refetches them).
+    """
+
     tag_header = TAG_HEADER
     separator = ","
     max_header_bytes = 8192
