@@ -393,6 +393,7 @@ def test_list_depends_on_the_article_and_author_models(flow: dict[str, Any]) -> 
     after_edit = _roles(pages["after_edit"]["events"], flow["article_pk"])
     assert after_edit["article"] != "hit"
     assert "Edited body." in pages["after_edit"]["html"]
+    assert "Edited title" in pages["after_edit"]["html"]  # the next view of the article
 
 
 # ---- round trips
@@ -513,3 +514,62 @@ if __name__ == "__main__" and sys.argv[1:] == ["--flow"]:
 elif __name__ == "__main__" and sys.argv[1:] == ["--toolbar-flow"]:
     result = run_toolbar_flow()
     print(RESULT_MARKER + json.dumps(result))
+
+
+# ---- one environment variable picks the cache
+
+_SHOW_CACHES = """
+import json, django
+from django.conf import settings
+from django.utils.module_loading import import_string
+django.setup()
+entry = settings.CACHES["default"]
+bases = [f"{k.__module__}.{k.__qualname__}" for k in import_string(entry["BACKEND"]).__mro__]
+print(json.dumps({"entry": entry, "bases": bases}))
+"""
+
+
+def _caches_with(url: str | None) -> subprocess.CompletedProcess[str]:
+    env = _env(Path(os.devnull))
+    if url is not None:
+        env["CACHESWEEPER_CACHE"] = url
+    return subprocess.run(
+        [sys.executable, "-c", _SHOW_CACHES],
+        cwd=EXAMPLE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "django_backend", "location"),
+    [
+        (None, "django.core.cache.backends.locmem.LocMemCache", "cachesweeper-example"),
+        (
+            "memcached://10.0.0.5:11212",
+            "django.core.cache.backends.memcached.PyMemcacheCache",
+            "10.0.0.5:11212",
+        ),
+        (
+            "redis://10.0.0.6:6380/3",
+            "django.core.cache.backends.redis.RedisCache",
+            "redis://10.0.0.6:6380/3",
+        ),
+    ],
+)
+def test_cachesweeper_cache_selects_the_backend(
+    url: str | None, django_backend: str, location: str
+) -> None:
+    done = _caches_with(url)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert django_backend in shown["bases"]  # Django's class, under the footer's counting
+    assert shown["entry"]["LOCATION"] == location
+
+
+def test_an_unknown_cache_url_is_refused() -> None:
+    done = _caches_with("memcache://10.0.0.5")
+    assert done.returncode != 0
+    assert "use memcached://HOST:PORT or redis://HOST:PORT/DB" in done.stderr
