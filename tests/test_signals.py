@@ -1,4 +1,4 @@
-"""Signals report hits, misses, stale serves and sweeps with their dependency names."""
+"""Signals report hits, misses, stale serves, sweeps and edge purges, with dependency names."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
 import cachesweeper
 from cachesweeper import signals
@@ -46,3 +47,64 @@ def test_miss_hit_and_sweep_are_signalled(received: list[tuple[str, list[str]]])
         ("fragment_hit", [name]),
         ("swept", [name]),
     ]
+
+
+EDGES = [{"BACKEND": "tests.edges.recording.RecordingEdge"}]
+
+
+@pytest.fixture
+def purge_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """``purge_sent`` / ``purge_failed`` as a receiver gets them, with fast retries."""
+    from cachesweeper.edges import queue
+    from tests.edges.recording import RecordingEdge
+
+    monkeypatch.setattr(queue, "FIRST_DELAY", 0.05)
+    RecordingEdge.reset()
+    events: list[dict[str, Any]] = []
+
+    def sent(sender: Any, **kwargs: Any) -> None:
+        events.append({**kwargs, "which": "purge_sent", "sender": sender})
+
+    def failed(sender: Any, **kwargs: Any) -> None:
+        events.append({**kwargs, "which": "purge_failed", "sender": sender})
+
+    signals.purge_sent.connect(sent)
+    signals.purge_failed.connect(failed)
+    yield events
+    signals.purge_sent.disconnect(sent)
+    signals.purge_failed.disconnect(failed)
+    RecordingEdge.reset()
+
+
+def test_a_delivered_purge_is_signalled_with_its_edge_and_names(
+    purge_events: list[dict[str, Any]],
+) -> None:
+    from cachesweeper.edges.queue import purges
+    from tests.edges.recording import RecordingEdge
+
+    with override_settings(CACHESWEEPER={"EDGES": EDGES}):
+        cachesweeper.invalidate_tag("frontpage")
+        assert purges.flush(5)
+
+    [event] = purge_events
+    assert event["which"] == "purge_sent" and event["sender"] is RecordingEdge
+    assert isinstance(event["edge"], RecordingEdge)
+    assert event["dependencies"] == ["frontpage"]
+
+
+def test_a_failed_purge_is_signalled_with_the_error_then_sent_on_retry(
+    purge_events: list[dict[str, Any]],
+) -> None:
+    from cachesweeper.edges.queue import purges
+    from tests.edges.recording import RecordingEdge
+
+    RecordingEdge.reset(failures=1)
+    with override_settings(CACHESWEEPER={"EDGES": EDGES}):
+        cachesweeper.invalidate_tag("frontpage")
+        assert purges.flush(5)
+
+    assert [event["which"] for event in purge_events] == ["purge_failed", "purge_sent"]
+    failed = purge_events[0]
+    assert isinstance(failed["error"], ConnectionRefusedError)
+    assert failed["dependencies"] == ["frontpage"]
+    assert isinstance(failed["edge"], RecordingEdge)
