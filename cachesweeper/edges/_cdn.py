@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from cachesweeper.edges.base import CachePolicy, Edge, TooManyNames, check_name, coarse, fit
+from cachesweeper.edges.httppurge import default_host
 
 logger = logging.getLogger("cachesweeper")
 
@@ -157,6 +158,8 @@ def _is_loopback(host: str) -> bool:
 def page(url: str, host: str | None, edge: str) -> tuple[str, str] | None:
     """``(host, path)`` of a URL to purge: a path on ``host``, or an absolute URL.
 
+    Without the host of a request (a sweep from a command or a worker), paths
+    go to the first plain ``ALLOWED_HOSTS`` entry, as Varnish's URL purges do.
     ``None`` (logged) when there is no usable host: the purge cannot be
     addressed, and retrying would not change that.
     """
@@ -165,6 +168,7 @@ def page(url: str, host: str | None, edge: str) -> tuple[str, str] | None:
         host, path = parts.netloc, parts.path + (f"?{parts.query}" if parts.query else "")
     else:
         path = url.split("#", 1)[0]
+        host = host or default_host()
     if not host:
         logger.warning("cachesweeper: %s cannot purge %r: no host is known", edge, url)
         return None

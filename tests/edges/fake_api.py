@@ -4,7 +4,9 @@ A :class:`FakeAPI` is a real HTTP server on 127.0.0.1 (a free port) that
 records every request (method, path, headers, JSON body) and answers the way
 the real API does, including its refusals: a wrong token, an unknown path,
 a body that is not the documented JSON, or more keys / tags / URLs in one
-call than the API accepts. So a backend that builds a request the real API
+call than the API accepts (Cloudflare: 100 tags, but 30 URLs, the limit of
+free plans), a ``Fastly-Soft-Purge`` other than ``1``, an ``Accept`` header
+that rules out JSON. So a backend that builds a request the real API
 would refuse fails here too, on top of what the tests assert explicitly.
 
 ``mode`` makes it misbehave on purpose: ``"error"`` answers 500,
@@ -54,8 +56,10 @@ class FakeAPI:
     requests: list[Request] = field(default_factory=list)
     mode: str = "ok"
     delay: float = 0.0
-    #: Most items one call may carry (Fastly keys; Cloudflare tags and URLs).
+    #: Most items one call may carry (Fastly keys; Cloudflare tags).
     limit: int = 0
+    #: Most URLs one Cloudflare call may carry (free plans allow 30).
+    files_limit: int = 30
 
     def __post_init__(self) -> None:
         self.limit = self.limit or (256 if self.kind == "fastly" else 100)
@@ -82,6 +86,10 @@ class FakeAPI:
             return 401, {"msg": "Provided credentials are missing or invalid"}
         if request.method != "POST":
             return 405, {"msg": "Method not allowed"}
+        if not _accepts_json(request):
+            return 406, {"msg": "Not Acceptable"}
+        if request.header("Fastly-Soft-Purge") not in (None, "1"):
+            return 400, {"msg": "Bad request", "detail": "Fastly-Soft-Purge must be 1"}
         if self.mode == "unsuccessful":
             return 200, {"status": "fail", "reason": "purge refused"}
         service = f"/service/{FASTLY_SERVICE}"
@@ -108,6 +116,8 @@ class FakeAPI:
             return 403, _failure(10000, "Authentication error")
         if request.method != "POST" or request.path != f"/zones/{CLOUDFLARE_ZONE}/purge_cache":
             return 404, _failure(7003, "No route for the URI")
+        if not _accepts_json(request):
+            return 406, _failure(10000, "Not Acceptable")
         body = request.body
         if request.header("Content-Type") != "application/json" or not isinstance(body, dict):
             return 400, _failure(1012, "Request must be JSON")
@@ -115,14 +125,28 @@ class FakeAPI:
         if len(kinds) != 1 or set(body) != set(kinds):
             return 400, _failure(1015, "Unsupported purge")
         items = body.get("tags") or body.get("files") or []
-        if len(items) > self.limit:
-            return 400, _failure(1134, f"Only {self.limit} items per call")
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            return 400, _failure(1012, "tags and files must be lists of strings")
+        limit = self.files_limit if "files" in body else self.limit
+        if len(items) > limit:
+            return 400, _failure(1134, f"Only {limit} items per call")
+        if "files" in body and not all(f.startswith(("http://", "https://")) for f in items):
+            return 400, _failure(1012, "files must be absolute URLs")
         if self.mode == "unsuccessful":
             return 200, _failure(1100, "Purge failed")
         return 200, _envelope(True, result={"id": f"{next(self._ids):032x}"})
 
     def bodies(self) -> list[Any]:
         return [request.body for request in self.requests]
+
+
+def _accepts_json(request: Request) -> bool:
+    """No ``Accept`` header, or one that allows JSON (the APIs answer nothing else)."""
+    accept = request.header("Accept")
+    if accept is None:
+        return True
+    types = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return bool(types & {"application/json", "application/*", "*/*"})
 
 
 def _envelope(success: bool, *, errors: Any = (), result: Any = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
 from cachesweeper.edges import _cdn
 from cachesweeper.edges.base import CachePolicy, PurgeBatch, TooManyNames, coarse, purge_names
@@ -207,13 +208,24 @@ def test_url_forms(fake: FakeAPI) -> None:
     ]
 
 
+@override_settings(ALLOWED_HOSTS=["*", ".example.com"])
 def test_url_purges_without_a_host_are_skipped(
     fake: FakeAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """No request host and no plain ALLOWED_HOSTS entry: nothing to address the purge to."""
     with caplog.at_level(logging.WARNING, logger="cachesweeper"):
         cloudflare(fake).purge(PurgeBatch(urls=["/a/"]))
     assert fake.requests == []
     assert "no host" in caplog.text
+
+
+@override_settings(ALLOWED_HOSTS=["*", "www.example.com", "example.com"])
+def test_url_purges_outside_a_request_go_to_the_first_plain_allowed_host(fake: FakeAPI) -> None:
+    """A sweep from a command or a worker has no request host; its URLs still get purged."""
+    cloudflare(fake).purge(PurgeBatch(urls=["/a/", "http://other.example.com/b"]))
+    assert fake.bodies() == [
+        {"files": ["https://www.example.com/a/", "http://other.example.com/b"]}
+    ]
 
 
 def test_bad_host_is_not_used(fake: FakeAPI, caplog: pytest.LogCaptureFixture) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
 from cachesweeper.edges import _cdn
 from cachesweeper.edges.base import CachePolicy, PurgeBatch, TooManyNames, coarse, purge_names
@@ -213,9 +214,11 @@ def test_absolute_urls_carry_their_host(fake: FakeAPI) -> None:
     assert [r.path for r in fake.requests] == ["/purge/cdn.example.org/a.css"]
 
 
+@override_settings(ALLOWED_HOSTS=["*", ".example.com"])
 def test_url_purges_without_a_host_are_skipped(
     fake: FakeAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """No request host and no plain ALLOWED_HOSTS entry: nothing to address the purge to."""
     with caplog.at_level(logging.WARNING, logger="cachesweeper"):
         fastly(fake).purge(PurgeBatch(urls=["/blog/1/"]))
     assert fake.requests == []
@@ -296,3 +299,11 @@ def test_worker_delivers_and_retries_until_fastly_answers(fake: FakeAPI) -> None
     fake.mode = "ok"
     assert queue.flush(timeout=5)
     assert fake.requests[-1].body == {"surrogate_keys": purge_names(["blog.article.1"])}
+
+
+@override_settings(ALLOWED_HOSTS=["*", "www.example.com", "example.com"])
+def test_url_purges_outside_a_request_go_to_the_first_plain_allowed_host(fake: FakeAPI) -> None:
+    """A sweep from a command or a worker has no request host; its URLs still get purged."""
+    fastly(fake).purge(PurgeBatch(urls=["/blog/1/"]))
+    [request] = fake.requests
+    assert (request.method, request.path) == ("POST", "/purge/www.example.com/blog/1/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -50,6 +51,38 @@ def page_cached(request: HttpRequest) -> HttpResponse:
     return HttpResponse("page")
 
 
+@csrf_exempt
+def save_comment_atomically(request: HttpRequest, pk: int) -> HttpResponse:
+    """Saves inside a transaction: the sweep (and the purge) waits for the commit."""
+    with transaction.atomic():
+        comment = Comment.objects.get(pk=pk)
+        comment.text = request.POST.get("text", "edited")
+        comment.save()
+    return HttpResponse("saved")
+
+
+@cache_page(60, tags=["listing"])
+@edge_cache(90, tags=["edge-tag"])
+def tagged_page(request: HttpRequest, pk: int) -> TemplateResponse:
+    """Tags from ``cache_page`` and from ``edge_cache`` both label the response."""
+    comment = Comment.objects.get(pk=pk)
+    return TemplateResponse(request, "page_with_fragment.html", {"comment": comment})
+
+
+@edge_cache(60, tags=["async-page"])
+async def async_comment_page(request: HttpRequest, pk: int) -> TemplateResponse:
+    comment = await Comment.objects.aget(pk=pk)
+    return TemplateResponse(request, "page_with_fragment.html", {"comment": comment})
+
+
+@csrf_exempt
+async def async_save_comment(request: HttpRequest, pk: int) -> HttpResponse:
+    comment = await Comment.objects.aget(pk=pk)
+    comment.text = "saved asynchronously"
+    await comment.asave()
+    return HttpResponse("saved")
+
+
 @lscache(300, tags=["blog", "frontpage"])
 def lscache_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ls")
@@ -63,6 +96,10 @@ def lscache_admin(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("comment/<int:pk>/", comment_page),
     path("comment/<int:pk>/save/", save_comment),
+    path("comment/<int:pk>/save-atomically/", save_comment_atomically),
+    path("comment/<int:pk>/tagged/", tagged_page),
+    path("async/comment/<int:pk>/", async_comment_page),
+    path("async/comment/<int:pk>/save/", async_save_comment),
     path("not-cached/", not_cached),
     path("cookie/", sets_cookie),
     path("many/", many_names),
