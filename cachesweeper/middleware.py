@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponseBase
 from cachesweeper import collector
 from cachesweeper.conf import conf
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, TooManyNames
+from cachesweeper.edges.decorators import aload_user
 from cachesweeper.edges.loading import configured, request_host
 from cachesweeper.pages import PagePolicy, aserve_page, serve_page, shareable
 from cachesweeper.rules import compile_rules, match
@@ -97,6 +98,7 @@ class EdgeMiddleware(_Middleware):
         try:
             with collector.collect(wants_tokens=_wsgi(request)) as frame:
                 response = await self.get_response(request)
+            await aload_user(request)
             return _annotate(request, response, frame)
         finally:
             request_host.reset(host)

@@ -7,6 +7,8 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import patch_cache_control
 
@@ -15,6 +17,21 @@ from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, fit
 from cachesweeper.edges.litespeed import CONTROL_HEADER, TAG_HEADER, cache_control, purge_value
 
 View = Callable[..., Any]
+
+
+async def aload_user(request: HttpRequest | None) -> None:
+    """Load ``request.user`` in a thread, so judging the response from async code needs no query.
+
+    Whether a response may be shared depends on whether the visitor is logged
+    in; with a session cookie that loads the session and the user, which
+    Django refuses to do from an event loop (``SynchronousOnlyOperation``).
+    Without a session cookie nothing is loaded, so nothing is done here.
+    """
+    if request is None or settings.SESSION_COOKIE_NAME not in request.COOKIES:
+        return
+    user = getattr(request, "user", None)
+    if user is not None:
+        await sync_to_async(lambda: user.is_authenticated)()
 
 
 def edge_cache(
@@ -51,7 +68,9 @@ def edge_cache(
 
             @functools.wraps(view)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return mark(await view(*args, **kwargs), args)
+                response = await view(*args, **kwargs)
+                await aload_user(next((a for a in args if isinstance(a, HttpRequest)), None))
+                return mark(response, args)
 
             return async_wrapper
 

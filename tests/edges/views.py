@@ -75,6 +75,11 @@ async def async_comment_page(request: HttpRequest, pk: int) -> TemplateResponse:
     return TemplateResponse(request, "page_with_fragment.html", {"comment": comment})
 
 
+async def async_plain(request: HttpRequest) -> HttpResponse:
+    """No ``edge_cache``: only ``EdgeMiddleware`` judges whether it may be shared."""
+    return HttpResponse("plain")
+
+
 @csrf_exempt
 async def async_save_comment(request: HttpRequest, pk: int) -> HttpResponse:
     comment = await Comment.objects.aget(pk=pk)
@@ -100,6 +105,7 @@ urlpatterns = [
     path("comment/<int:pk>/tagged/", tagged_page),
     path("async/comment/<int:pk>/", async_comment_page),
     path("async/comment/<int:pk>/save/", async_save_comment),
+    path("async/plain/", async_plain),
     path("not-cached/", not_cached),
     path("cookie/", sets_cookie),
     path("many/", many_names),
