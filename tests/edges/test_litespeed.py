@@ -151,3 +151,26 @@ def test_edge_cache_inside_cache_page_keeps_its_policy_on_page_hits(client: Clie
     for response in (miss, hit):
         assert response["X-LiteSpeed-Cache-Control"] == "public, max-age=120"
         assert response["X-LiteSpeed-Tag"] == "cached"
+
+
+def test_cache_page_and_edge_cache_tags_label_litespeed_and_varnish(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Explicit tags reach the edge headers, on the page cache's miss and on its hits."""
+    from cachesweeper.edges import queue
+
+    monkeypatch.setattr(queue, "purges", queue.PurgeQueue())  # the Varnish below is not there
+    varnish = {
+        "BACKEND": "cachesweeper.edges.Varnish",
+        "OPTIONS": {"servers": ["http://127.0.0.1:9"]},
+    }
+    edges = {"EDGES": [*litespeed()["EDGES"], varnish]}  # type: ignore[misc]
+    with override_settings(CACHESWEEPER=edges):
+        target = comment()
+        miss = client.get(f"/comment/{target.pk}/tagged/")
+        hit = client.get(f"/comment/{target.pk}/tagged/")
+    assert hit.has_header("Age")  # the view did not run
+    for response in (miss, hit):
+        for labels in (response["X-LiteSpeed-Tag"].split(","), response["xkey"].split(" ")):
+            assert {"listing", "edge-tag", f"testapp.comment.{target.pk}"} <= set(labels)
+        assert response["X-LiteSpeed-Cache-Control"] == "public, max-age=90"

@@ -263,6 +263,35 @@ def test_soft_url_purges_ask_varnish_for_a_soft_purge(recorder: RecordingServer)
     assert request.headers["x-purge-soft"] == "1"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_get_purge_urls_is_used_instead_of_get_absolute_url_also_when_touched(
+    recorder: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving a comment touches its article: the article's own purge URLs go to Squid."""
+    from cachesweeper.edges import queue
+    from tests.testapp.models import Article, Comment
+
+    monkeypatch.setattr(queue, "purges", queue.PurgeQueue())
+    monkeypatch.setattr(
+        Article, "get_purge_urls", lambda self: [f"/a/{self.pk}/", "/feed/"], raising=False
+    )
+    options = {"servers": [recorder.url], "host": PUBLIC_HOST}
+    with override_settings(
+        CACHESWEEPER={"EDGES": [{"BACKEND": "cachesweeper.edges.Squid", "OPTIONS": options}]}
+    ):
+        article = Article.objects.create(title="t")
+        assert queue.purges.flush(5)
+        assert sorted(r.path for r in recorder.received) == [f"/a/{article.pk}/", "/feed/"]
+        recorder.received.clear()
+
+        Comment.objects.create(article=article, text="first")
+        assert queue.purges.flush(5)
+    assert sorted((r.method, r.path, r.host) for r in recorder.received) == [
+        ("PURGE", f"/a/{article.pk}/", PUBLIC_HOST),
+        ("PURGE", "/feed/", PUBLIC_HOST),
+    ]
+
+
 # -- failures ----------------------------------------------------------------------------
 
 
@@ -684,6 +713,50 @@ def test_a_save_purges_the_urls_registered_for_it(fresh: Site) -> None:
             assert (page.cache, page.body) == ("MISS", "topic desert")
     finally:
         cachesweeper.register(Topic)
+
+
+@pytest.mark.servers
+def test_a_save_purges_the_urls_of_get_purge_urls(
+    fresh: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.testapp.models import Topic
+
+    topic = Topic.objects.create(name="ocean")
+    path = f"/topic/{topic.pk}/"
+    monkeypatch.setattr(Topic, "get_purge_urls", lambda self: [path], raising=False)
+    with override_settings(CACHESWEEPER=fresh.edges()):
+        assert [fetch(fresh.varnish, path).cache for _ in range(2)] == ["MISS", "HIT"]
+
+        topic.name = "desert"
+        topic.save()  # the page has no tags: only get_purge_urls() can name it
+        flush()
+
+        page = fetch(fresh.varnish, path)
+        assert (page.cache, page.body) == ("MISS", "topic desert")
+
+
+@pytest.mark.servers
+def test_cache_page_and_edge_cache_tags_let_varnish_purge_the_page(fresh: Site) -> None:
+    from tests.testapp.models import Topic
+
+    topic = Topic.objects.create(name="ocean")
+    path = f"/tagged-topic/{topic.pk}/"
+    with override_settings(CACHESWEEPER=fresh.edges()):
+        assert [fetch(fresh.varnish, path).cache for _ in range(2)] == ["MISS", "HIT"]
+        debug = fetch(fresh.varnish, path, **{"X-Cachesweeper-Debug": "1"})
+        assert debug.xkey is not None
+        assert {f"testapp.topic.{topic.pk}", "topics"} <= set(debug.xkey.split(" "))
+
+        topic.name = "desert"
+        topic.save()  # the instance named by cache_page(tags=...)
+        flush()
+        page = fetch(fresh.varnish, path)
+        assert (page.cache, page.body) == ("MISS", "tagged topic desert")
+
+        assert fetch(fresh.varnish, path).cache == "HIT"
+        cachesweeper.invalidate_tag("topics")  # the tag named by edge_cache(tags=...)
+        flush()
+        assert fetch(fresh.varnish, path).cache == "MISS"
 
 
 @pytest.mark.servers

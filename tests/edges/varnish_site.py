@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from cachesweeper import cache_page
 from cachesweeper.edges import edge_cache
 from tests.testapp.models import Comment, Topic
 
@@ -38,6 +39,14 @@ def topic(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse(f"topic {Topic.objects.get(pk=pk).name}")
 
 
+@cache_page(60, tags=[lambda request, pk: Topic.objects.get(pk=pk)])
+@edge_cache(60, tags=["topics"])
+def tagged_topic(request: HttpRequest, pk: int) -> HttpResponse:
+    """No fragment: its labels are the ``cache_page`` and ``edge_cache`` tags alone."""
+    CALLS["tagged_topic"] += 1
+    return HttpResponse(f"tagged topic {Topic.objects.get(pk=pk).name}")
+
+
 def uncached(request: HttpRequest) -> HttpResponse:
     """No ``edge_cache``, no Cache-Control: the shipped VCL must not cache it."""
     CALLS["uncached"] += 1
@@ -59,6 +68,7 @@ def many_tags(request: HttpRequest) -> HttpResponse:
 urlpatterns: list[URLPattern] = [
     path("comment/<int:pk>/", comment),
     path("topic/<int:pk>/", topic),
+    path("tagged-topic/<int:pk>/", tagged_topic),
     path("uncached/", uncached),
     path("many-tags/", many_tags),
 ]
