@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from django.db.models import Model, QuerySet
 
-from cachesweeper.tokens import COUNTER, strategy_for
+from cachesweeper.tokens import attribute_for
 
 _SAFE = "._~:/-"
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + _SAFE)
@@ -104,9 +104,9 @@ def _instance_dependency(instance: Model) -> Dependency:
         # Nothing can sweep an unsaved instance; depend on its model instead.
         return Dependency(model_name(type(instance)))
     name = instance_name(instance)
-    using = strategy_for(type(instance))
-    if using != COUNTER and hasattr(instance, using):
-        return Dependency(name, attribute=using, value=getattr(instance, using))
+    attribute = attribute_for(type(instance))
+    if attribute is not None:
+        return Dependency(name, attribute=attribute, value=getattr(instance, attribute))
     return Dependency(name)
 
 

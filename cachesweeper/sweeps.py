@@ -40,15 +40,31 @@ Tags = Iterable[Any] | Callable[[Any], Iterable[Any]]
 def invalidate_cache_for(instance: models.Model, using: str | None = None) -> None:
     """Sweep one instance: content depending on it is rendered afresh.
 
-    ``using`` picks the token strategy: ``None`` for the configured one,
+    ``using`` picks the token strategy: ``None`` for the model's own,
     ``"counter"``, or an attribute name such as ``"updated_at"`` (which is then
-    set to now with one ``UPDATE``, as Rails' ``touch`` does).
+    set to now with one ``UPDATE``, as Rails' ``touch`` does, and the counter
+    is bumped as well). The instance in memory keeps its old value: load it
+    again to render it afresh.
+
+    ``using="counter"`` on a model versioned by an attribute raises
+    ``ValueError``: its fragments compare the attribute, which a counter bump
+    does not move, so that sweep would silently leave them stale.
     """
-    strategy = using or tokens.strategy_for(type(instance))
-    database = instance._state.db or router.db_for_write(type(instance))
-    if strategy != tokens.COUNTER:
-        _touch_attribute(type(instance), [instance.pk], strategy, database)
-    registration = registration_for(type(instance))
+    model = type(instance)
+    attribute = tokens.attribute_for(model)
+    if using == tokens.COUNTER and attribute is not None:
+        raise ValueError(
+            f"cachesweeper: {model.__name__} is versioned by its {attribute!r} attribute, "
+            "which a counter sweep does not move, so its fragments would stay stale; "
+            f"call invalidate_cache_for({model.__name__.lower()}) without using= (it "
+            f"updates {attribute}), or register {model.__name__} with using='counter'"
+        )
+    if using is not None and using != tokens.COUNTER:
+        attribute = using
+    database = instance._state.db or router.db_for_write(model)
+    if attribute is not None:
+        _touch_attribute(model, [instance.pk], attribute, database)
+    registration = registration_for(model)
     urls = _urls(instance, registration.purge_urls if registration else None)
     sweep([instance_name(instance)], database=database, urls=urls)
 
@@ -67,11 +83,22 @@ def invalidate_queryset(queryset: models.QuerySet[Any]) -> None:
     """Sweep every instance ``queryset`` matches, and their model.
 
     ``QuerySet.update()``, ``bulk_create()`` and ``bulk_update()`` send no
-    signals; call this with the affected rows (before an update that changes
-    which rows the filter matches).
+    signals; call this with the affected rows, in the same
+    ``transaction.atomic()`` as the bulk write (the sweep then waits for the
+    commit), and before an update that changes which rows the filter matches.
+
+    For a model versioned by an attribute, the matched rows' attribute is
+    moved on with one ``UPDATE`` (as ``touch`` does): their fragments compare
+    that attribute, so a token bump alone would leave them stale.
     """
-    label = model_name(queryset.model)
-    names = [f"{label}.{encode(str(pk))}" for pk in queryset.values_list("pk", flat=True)]
+    model = queryset.model
+    label = model_name(model)
+    pks = list(queryset.values_list("pk", flat=True))
+    attribute = tokens.attribute_for(model)
+    if attribute is not None:
+        database = queryset._db or router.db_for_write(model)  # type: ignore[attr-defined]
+        _touch_attribute(model, pks, attribute, database)
+    names = [f"{label}.{encode(str(pk))}" for pk in pks]
     sweep([*names, label], database=queryset.db)
 
 
@@ -488,7 +515,7 @@ def _touched(
     field = instance._meta.get_field(field_name)
     target_model: type[models.Model] = field.related_model  # type: ignore[assignment]
     target_registration = registration_for(target_model)
-    strategy = tokens.strategy_for(target_model)
+    attribute = tokens.attribute_for(target_model)
     loaded = instance.__dict__.get("_cachesweeper_loaded", {}).get(field_name)
     current = getattr(instance, field.attname)  # type: ignore[union-attr]
     ids = [value for value in dict.fromkeys((current, loaded)) if value is not None]
@@ -501,9 +528,9 @@ def _touched(
         )
         or _purges_urls(target_model, target_registration)
     )
-    if strategy != tokens.COUNTER:
+    if attribute is not None:
         lookup = field.target_field.attname  # type: ignore[union-attr]
-        _touch_attribute(target_model, ids, strategy, database, lookup)
+        _touch_attribute(target_model, ids, attribute, database, lookup)
     names: list[str] = []
     if not needs_instance:
         label = model_name(target_model)

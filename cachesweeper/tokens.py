@@ -54,6 +54,18 @@ def strategy_for(model: type[Model]) -> str:
     return conf.USING
 
 
+def attribute_for(model: type[Model]) -> str | None:
+    """The attribute that versions ``model``'s instances, or ``None`` for counters.
+
+    A strategy naming an attribute the model does not have (a site-wide
+    ``USING = "updated_at"``) means counters for it, as its fragments use.
+    """
+    strategy = strategy_for(model)
+    if strategy == COUNTER or not hasattr(model, strategy):
+        return None
+    return strategy
+
+
 def token_key(name: str) -> str:
     """The version-cache key holding the counter token of dependency ``name``."""
     return _token_key(conf.KEY_PREFIX, name)

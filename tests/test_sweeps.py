@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
+from django.conf import settings
 from django.core.cache import caches
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from django.db.models.signals import post_save
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
+from cachesweeper import signals, sweeps, tokens
 from cachesweeper.tokens import token_key
 from cachesweeper.utils import invalidate_cache_handler
-from tests.helpers import calls, render, reset
+from tests.helpers import calls, reloaded, render, reset
 from tests.test_fragments import COMMENT, Counter
-from tests.testapp.models import Article, Author, Comment, Legacy, Topic, Vote
+from tests.testapp.models import Article, Author, Comment, Legacy, Page, Topic, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -23,6 +33,71 @@ ON_ARTICLE = (
 
 def token(name: str) -> object:
     return caches["default"].get(token_key(name))
+
+
+@contextmanager
+def missed_keys() -> Iterator[list[str]]:
+    """The entry keys of the fragments rendered (not served from an entry) inside the block."""
+    keys: list[str] = []
+
+    def receiver(key: str, **kwargs: Any) -> None:
+        keys.append(key)
+
+    signals.fragment_miss.connect(receiver)
+    try:
+        yield keys
+    finally:
+        signals.fragment_miss.disconnect(receiver)
+
+
+@contextmanager
+def registered(model: type[Model], **options: Any) -> Iterator[None]:
+    """``register(model, **options)`` for the block; the registration it had comes back."""
+    previous = sweeps._registry.get(model)
+    cachesweeper.register(model, **options)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del sweeps._registry[model]
+            tokens.set_strategy(model, None)
+        else:
+            cachesweeper.register(
+                model,
+                using=previous.using,
+                touch=previous.touch,
+                tags=previous.tags,
+                purge_urls=previous.purge_urls,
+            )
+
+
+def ttl_of(kind: str, key: str, alias: str = "default") -> float | None:
+    """Seconds until ``key`` expires in the real store of ``alias``; ``None``: never.
+
+    Asked of the server itself (memcached's ``mg``, Redis' ``TTL``), so an
+    absolute timestamp passed as a timeout, or ``0``, shows as what it does.
+    """
+    cache = caches[alias]
+    raw = cache.make_key(key)
+    if kind == "locmem":
+        expiry = cache._expire_info[raw]  # type: ignore[attr-defined]
+        return None if expiry is None else float(expiry - time.time())
+    if kind == "memcached":
+        from pymemcache.client.base import Client
+
+        host, port = settings.CACHES[alias]["LOCATION"].rsplit(":", 1)
+        client = Client((host, int(port)))
+        try:
+            answer = client.raw_command(f"mg {raw} t".encode(), b"\r\n").decode()
+        finally:
+            client.close()
+        assert answer.startswith("HD t"), answer
+        seconds = int(answer.removeprefix("HD t"))
+        return None if seconds == -1 else float(seconds)
+    client = cache.client.get_client() if kind == "django_redis" else cache._cache.get_client(raw)  # type: ignore[attr-defined]
+    seconds = client.ttl(raw)
+    assert seconds != -2, f"{key} is not stored"
+    return None if seconds == -1 else float(seconds)
 
 
 def test_sweep_inside_a_transaction_waits_for_commit() -> None:
@@ -115,20 +190,34 @@ def test_missing_counter_is_recreated_from_a_random_seed() -> None:
     assert isinstance(new, int) and new > 2**32 and new != old
 
 
-def test_eviction_never_brings_back_older_content() -> None:
-    article = Article.objects.create(title="old")
-    counter = Counter()
-    name = f"testapp.article.{article.pk}"
-    assert render(ON_ARTICLE, article=article, counter=counter) == "old1"
+@pytest.mark.parametrize("origin", ["created", "swept"])
+def test_eviction_never_brings_back_older_content(origin: str) -> None:
+    """The old entry is still in the cache when its counter goes: it must never match again.
 
-    # Many sweeps later, the counter is evicted; it must not restart anywhere
-    # near the value the old entry was stored with.
-    article.title = "new"
-    article.save()
-    assert render(ON_ARTICLE, article=article, counter=counter) == "new2"
-    for _ in range(3):
-        caches["default"].delete(token_key(name))
-        assert render(ON_ARTICLE, article=article, counter=counter).startswith("new")
+    The entry is stored against a counter made by ``add()`` (first read) or
+    by a sweep; either way, the counter made after the eviction must differ.
+    """
+    article = Article.objects.create(title="old")
+    name = f"testapp.article.{article.pk}"
+    if origin == "created":
+        caches["default"].delete(token_key(name))  # the first render creates it
+    else:
+        cachesweeper.invalidate_cache_for(article)
+    counter = Counter()
+    with missed_keys() as keys:
+        assert render(ON_ARTICLE, article=reloaded(article), counter=counter) == "old1"
+    (key,) = keys
+    assert render(ON_ARTICLE, article=reloaded(article), counter=counter) == "old1"
+
+    # The row changes without a sweep reaching the cache, and the counter is evicted
+    # (or the version cache restarted) while the entry built from the old row survives.
+    Article.objects.filter(pk=article.pk).update(title="new")
+    caches["default"].delete(token_key(name))
+    assert caches["default"].get(key) is not None
+
+    # The recreated counter matches no token an old entry was stored with.
+    assert render(ON_ARTICLE, article=reloaded(article), counter=counter) == "new2"
+    assert render(ON_ARTICLE, article=reloaded(article), counter=counter) == "new2"
 
 
 def test_register_touch_cascades_vote_to_comment_to_article() -> None:
@@ -145,9 +234,6 @@ def test_register_touch_cascades_vote_to_comment_to_article() -> None:
 
 
 def test_touch_in_counter_mode_writes_nothing_to_the_database() -> None:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     article = Article.objects.create(title="Hello")
     comment = Comment.objects.create(article=article, text="c")
     with CaptureQueriesContext(connection) as queries:
@@ -217,14 +303,155 @@ def test_invalidate_queryset_for_bulk_writes() -> None:
     assert render(ON_ARTICLE, article=refreshed[articles[2].pk], counter=counter) == "a23"
 
 
-def test_invalidate_cache_for_attribute_strategy_updates_the_row() -> None:
-    from tests.testapp.models import Page
+ON_PAGE = "{% cachesweeper page 500 %}{{ page.title }}{{ counter.next }}{% endcachesweeper %}"
 
+
+def updates(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+
+
+def test_invalidate_cache_for_attribute_strategy_updates_the_row() -> None:
     page = Page.objects.create(title="p")
+    counter = Counter()
+    assert render(ON_PAGE, page=page, counter=counter) == "p1"
+    Page.objects.filter(pk=page.pk).update(title="q")  # no signal, updated_at unchanged
     before = page.updated_at
+
     cachesweeper.invalidate_cache_for(page)
-    page.refresh_from_db()
+
+    page = reloaded(page)
     assert page.updated_at > before
+    assert render(ON_PAGE, page=page, counter=counter) == "q2"
+
+
+def test_invalidate_queryset_on_an_attribute_model_rerenders_its_fragments() -> None:
+    """Its fragments compare ``updated_at``: the rows' attribute moves, in one UPDATE."""
+    pages = [Page.objects.create(title=f"p{i}") for i in range(3)]
+    counter = Counter()
+    outer = '{% cachesweeper "site" 500 %}[' + ON_PAGE + "]{% endcachesweeper %}"
+    for page in pages:
+        render(ON_PAGE, page=page, counter=counter)
+    assert render(outer, page=pages[0], counter=counter) == "[p01]"  # inner: a hit
+
+    queryset = Page.objects.filter(pk__in=[pages[0].pk, pages[1].pk])
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        queryset.update(title="bulk")
+        cachesweeper.invalidate_queryset(queryset)
+    assert len(updates(queries)) == 2  # the bulk write's and the sweep's
+
+    fresh = {page.pk: page for page in Page.objects.all()}
+    assert render(ON_PAGE, page=fresh[pages[0].pk], counter=counter) == "bulk4"
+    assert render(ON_PAGE, page=fresh[pages[1].pk], counter=counter) == "bulk5"
+    assert render(ON_PAGE, page=fresh[pages[2].pk], counter=counter) == "p23"
+    assert render(outer, page=fresh[pages[0].pk], counter=counter) == "[bulk4]"
+
+
+def test_invalidate_queryset_on_a_counter_model_writes_nothing() -> None:
+    article = Article.objects.create(title="a")
+    with CaptureQueriesContext(connection) as queries:
+        cachesweeper.invalidate_queryset(Article.objects.filter(pk=article.pk))
+    assert updates(queries) == []
+
+
+def test_a_counter_sweep_of_an_attribute_model_is_refused() -> None:
+    """A counter bump cannot reach fragments that compare ``updated_at``: say so, loudly."""
+    page = Page.objects.create(title="p")
+    counter = Counter()
+    render(ON_PAGE, page=page, counter=counter)
+    reset()
+
+    with pytest.raises(ValueError, match="versioned by its 'updated_at' attribute"):
+        cachesweeper.invalidate_cache_for(page, using="counter")
+    assert calls() == []
+
+
+def test_invalidate_cache_for_using_an_attribute_on_a_counter_model() -> None:
+    """Moves the attribute (one UPDATE) and bumps the counter its fragments compare."""
+    with registered(Page):  # counters for Page, whose row has an updated_at to move
+        page = Page.objects.create(title="p")
+        counter = Counter()
+        page = reloaded(page)
+        assert render(ON_PAGE, page=page, counter=counter) == "p1"
+        before = page.updated_at
+
+        with CaptureQueriesContext(connection) as queries:
+            cachesweeper.invalidate_cache_for(page, using="updated_at")
+
+        assert len(updates(queries)) == 1
+        page = reloaded(page)
+        assert page.updated_at > before
+        assert render(ON_PAGE, page=page, counter=counter) == "p2"
+
+
+def test_original_invalidate_cache_for_import_path() -> None:
+    from cachesweeper.utils import invalidate_cache_for
+
+    article = Article.objects.create(title="a")
+    counter = Counter()
+    assert render(ON_ARTICLE, article=reloaded(article), counter=counter) == "a1"
+
+    invalidate_cache_for(article)
+
+    assert render(ON_ARTICLE, article=reloaded(article), counter=counter) == "a2"
+
+
+def test_default_using_setting_versions_models_by_their_attribute() -> None:
+    """``USING = "updated_at"``: models that have it need no token; the others use counters."""
+    with registered(Page), override_settings(CACHESWEEPER={"USING": "updated_at"}):
+        page = Page.objects.create(title="About")
+        article = Article.objects.create(title="Hello")
+        comment = Comment.objects.create(article=article, text="c")
+        counter = Counter()
+        assert render(ON_PAGE, page=page, counter=counter) == "About1"
+        reset()
+        assert render(ON_PAGE, page=page, counter=counter) == "About1"
+        assert calls() == ["get"]  # the entry only: the token is the attribute
+
+        page.title = "About us"
+        page.save()
+        assert render(ON_PAGE, page=page, counter=counter) == "About us2"
+
+        # Article has no updated_at: counters, and touch still reaches it.
+        article = reloaded(article)
+        assert render(ON_ARTICLE, article=article, counter=counter) == "Hello3"
+        Vote.objects.create(comment=comment)
+        article = reloaded(article)
+        assert render(ON_ARTICLE, article=article, counter=counter) == "Hello4"
+        cachesweeper.invalidate_cache_for(article)
+        assert render(ON_ARTICLE, article=reloaded(article), counter=counter) == "Hello5"
+
+
+ON_TAGS = (
+    '{% cachesweeper "menu" 500 %}m{{ counter.next }}{% endcachesweeper %} '
+    '{% cachesweeper "footer" 500 %}f{{ counter.next }}{% endcachesweeper %}'
+)
+
+
+def test_register_tags_list_sweeps_those_tags_on_save_and_delete() -> None:
+    with registered(Topic, tags=["menu"]):
+        counter = Counter()
+        assert render(ON_TAGS, counter=counter) == "m1 f2"
+        assert render(ON_TAGS, counter=counter) == "m1 f2"
+
+        topic = Topic.objects.create(name="django")
+        assert render(ON_TAGS, counter=counter) == "m3 f2"
+
+        topic.delete()
+        assert render(ON_TAGS, counter=counter) == "m4 f2"
+
+
+def test_register_tags_callable_sweeps_the_instances_tags() -> None:
+    with registered(Topic, tags=lambda topic: [f"topic-{topic.name}"]):
+        counter = Counter()
+        source = "{% cachesweeper tag 500 %}{{ tag }}{{ counter.next }}{% endcachesweeper %}"
+        Topic.objects.create(name="django")
+        assert render(source, tag="topic-django", counter=counter) == "topic-django1"
+        assert render(source, tag="topic-flask", counter=counter) == "topic-flask2"
+
+        Topic.objects.get(name="django").save()
+
+        assert render(source, tag="topic-django", counter=counter) == "topic-django3"
+        assert render(source, tag="topic-flask", counter=counter) == "topic-flask2"
 
 
 def test_original_invalidate_cache_handler_receiver() -> None:
@@ -274,25 +501,17 @@ def test_register_rejects_a_touch_that_is_not_a_foreign_key() -> None:
 
 
 def test_counters_are_stored_without_expiry(cache_backend: str) -> None:
-    """Pitfall: ``timeout=0`` means "do not store" since Django 1.6; counters use ``None``."""
-    article = Article.objects.create(title="a")
-    render(ON_ARTICLE, article=article, counter=Counter())
-    cache = caches["default"]
-    key = cache.make_key(token_key(f"testapp.article.{article.pk}"))
-    assert isinstance(cache.get(token_key(f"testapp.article.{article.pk}")), int)
+    """Pitfall: ``timeout=0`` means "do not store" since Django 1.6; counters use ``None``.
 
-    if cache_backend == "locmem":
-        assert cache._expire_info[key] is None  # type: ignore[attr-defined]
-    elif cache_backend == "memcached":
-        from django.conf import settings
-        from pymemcache.client.base import Client
+    Both ways a counter is written: bumped by a sweep (``set_many``), and
+    created with ``add()`` when a fragment first meets a dependency.
+    """
+    article = Article.objects.create(title="a")  # register() sweeps: a bumped counter
+    source = "{% cachesweeper deps 500 %}{{ counter.next }}{% endcachesweeper %}"
+    reset()
+    render(source, deps=[article, "never-swept"], counter=Counter())
+    assert "add" in calls()  # the tag's counter did not exist: created with add()
 
-        host, port = settings.CACHES["default"]["LOCATION"].rsplit(":", 1)
-        client = Client((host, int(port)))
-        assert client.raw_command(f"mg {key} t".encode(), b"\r\n") == b"HD t-1"
-        client.close()
-    elif cache_backend == "django_redis":
-        ttl = cache.ttl(token_key(f"testapp.article.{article.pk}"))  # type: ignore[attr-defined]
-        assert ttl is None
-    else:
-        assert cache._cache.get_client(key).ttl(key) == -1  # type: ignore[attr-defined]
+    for name in (f"testapp.article.{article.pk}", "never-swept"):
+        assert isinstance(token(name), int)
+        assert ttl_of(cache_backend, token_key(name)) is None, name
