@@ -220,9 +220,16 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     """Fetch the entries of ``slots`` and the tokens they need, and decide each state.
 
     One ``get_many`` when entries and tokens share a cache alias (two when
-    they do not). A second read happens only the first time this process
-    meets an entry that inner fragments made depend on more names, and
-    missing counters are created only when something will be stored.
+    they do not). Missing counters are created only when something will be
+    stored.
+
+    A nested (Russian-doll) entry is the exception: the names its inner
+    fragments contributed are stored only inside the entry, so the first
+    time a process meets it, their tokens take a second ``get_many`` (two
+    round trips for that one hit). The process then remembers them, and
+    every later hit is one read again. No single read can do better on
+    every backend: the token keys to fetch are only known once the entry
+    has been read.
     """
     wants = collector.wants_tokens()
     needed: dict[str, None] = {}

@@ -92,3 +92,40 @@ def test_touch_in_attribute_mode_updates_the_target_row() -> None:
     page.refresh_from_db()
     assert page.updated_at > before
     assert render(source, page=page, counter=counter) == "2"
+
+
+def test_an_inner_hit_inside_an_outer_miss_still_makes_the_outer_depend_on_it() -> None:
+    """The collector learns names from hits too, not only from what rendered."""
+    comment = reloaded(Comment.objects.create(article=Article.objects.create(title="a")))
+    counter = Counter()
+    source = (
+        '{% cachesweeper "site" 500 version %}o{{ counter.next }} '
+        "{% cachesweeper comment 500 %}i{{ counter.next }}{% endcachesweeper %}"
+        "{% endcachesweeper %}"
+    )
+    assert render(source, comment=comment, version=1, counter=counter) == "o1 i2"
+    # A new outer entry (another vary-on value) around an inner entry that is a hit.
+    assert render(source, comment=comment, version=2, counter=counter) == "o3 i2"
+    assert render(source, comment=comment, version=2, counter=counter) == "o3 i2"
+
+    cachesweeper.invalidate_cache_for(comment)
+
+    comment = reloaded(comment)
+    assert render(source, comment=comment, version=2, counter=counter) == "o4 i5"
+
+
+def test_first_nested_hit_in_a_fresh_process_costs_two_reads_then_one() -> None:
+    """The inner names are only known from the outer entry: learnt on the first hit."""
+    from cachesweeper import entries
+
+    article, comments = setup_article()
+    render(ARTICLE, article=article, comments=comments, counter=Counter())
+    entries._known.clear()  # what a new process knows
+    reset()
+
+    render(ARTICLE, article=article, comments=comments, counter=Counter())
+    assert calls() == ["get_many", "get_many"]
+    reset()
+
+    render(ARTICLE, article=article, comments=comments, counter=Counter())
+    assert calls() == ["get_many"]
