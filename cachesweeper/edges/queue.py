@@ -26,6 +26,8 @@ logger = logging.getLogger("cachesweeper")
 
 FIRST_DELAY = 0.5
 MAX_DELAY = 60.0
+#: Seconds the flush at interpreter exit may take: a dead edge never hangs shutdown.
+EXIT_TIMEOUT = 5.0
 
 
 @dataclass
@@ -187,12 +189,22 @@ class PurgeQueue:
                 elif isinstance(error, _UNSENDABLE) and not batch.everything:
                     # Retrying cannot help (a bad name, no public host): purge
                     # everything instead, which any edge can do.
-                    logger.error("cachesweeper: purging everything on %s instead", edge.label)
+                    logger.error(
+                        "cachesweeper: %d names and %d URLs cannot be purged on %s; "
+                        "purging everything instead",
+                        len(batch.names),
+                        len(batch.urls),
+                        edge.label,
+                    )
                     work.everything = True
                     self.stats.failed += count
                     self.stats.widened += 1
                 elif isinstance(error, _UNSENDABLE):
-                    logger.error("cachesweeper: %s cannot purge at all: %s", edge.label, error)
+                    logger.error(
+                        "cachesweeper: %s cannot purge everything (%s); the purge is given up",
+                        edge.label,
+                        error,
+                    )
                     self.stats.failed += count
                 else:
                     work.give_back(batch)
@@ -212,7 +224,7 @@ def _deliver(edge: Edge, batch: PurgeBatch) -> Exception | None:
     try:
         edge.purge(batch)
     except Exception as error:
-        logger.warning(
+        logger.error(
             "cachesweeper: purge of %d names and %d URLs on %s failed (%s); will retry",
             len(batch.names),
             len(batch.urls),
@@ -235,7 +247,7 @@ purges = PurgeQueue()
 
 @atexit.register
 def _flush_at_exit() -> None:
-    if purges.pending() and not purges.flush(timeout=5.0):
+    if purges.pending() and not purges.flush(timeout=EXIT_TIMEOUT):
         logger.error(
             "cachesweeper: %d purges could not be delivered before exit", purges.pending()
         )
