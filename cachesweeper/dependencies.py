@@ -6,6 +6,13 @@ token in the cache and labels content for edge caches, so it must be
 header-safe: anything outside letters, digits and ``._~:/-`` is
 percent-encoded (UTF-8), which is lossless, so two different tags never
 share a name.
+
+Tags and models share one namespace on purpose, as surrogate keys do on
+the edges: a tag spelled like a model's name (``"blog.article"``) *is* that
+model's dependency, swept by every save of an article, and
+``invalidate_tag("blog.article")`` does what ``invalidate_model`` does. A
+name never collides with a cache key: token keys are hashes of the name
+under the library's prefix, whatever the name looks like.
 """
 
 from __future__ import annotations

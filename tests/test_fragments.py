@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
+from django.conf import settings
+from django.core.cache import caches
 from django.db import connection
 from django.template import TemplateSyntaxError
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
@@ -31,6 +35,15 @@ class Counter:
     def next(self) -> int:
         self.value += 1
         return self.value
+
+
+@pytest.fixture
+def second_cache(cache_backend: str) -> Iterator[str]:
+    """A second alias, ``"second"``, on the same kind of cache, kept apart by its key prefix."""
+    default = settings.CACHES["default"]
+    with override_settings(CACHES={"default": default, "second": {**default, "KEY_PREFIX": "2"}}):
+        reset("second")
+        yield "second"
 
 
 def make_comment(text: str = "First!") -> Comment:
@@ -269,3 +282,64 @@ def test_editing_a_fragment_body_gives_it_a_new_entry() -> None:
     assert render(before, comment=comment, counter=counter) == "old 1"
     assert render(after, comment=comment, counter=counter) == "new 2"
     assert render(before, comment=comment, counter=counter) == "old 1"
+
+
+def test_a_tuple_of_dependencies_is_swept_by_any_of_them() -> None:
+    comment = make_comment()
+    counter = Counter()
+    source = "{% cachesweeper deps 500 %}{{ counter.next }}{% endcachesweeper %}"
+    deps = (comment, "frontpage")
+    assert render(source, deps=deps, counter=counter) == "1"
+    assert render(source, deps=deps, counter=counter) == "1"
+    cachesweeper.invalidate_tag("frontpage")
+    assert render(source, deps=deps, counter=counter) == "2"
+    cachesweeper.invalidate_cache_for(comment)
+    assert render(source, deps=(reloaded(comment), "frontpage"), counter=counter) == "3"
+
+
+def test_using_keyword_stores_the_entry_in_that_cache(second_cache: str) -> None:
+    from tests.test_sweeps import missed_keys
+
+    comment = make_comment()
+    counter = Counter()
+    source = '{% cachesweeper comment 500 using="second" %}{{ counter.next }}{% endcachesweeper %}'
+    with missed_keys() as keys:
+        assert render(source, comment=comment, counter=counter) == "1"
+    (key,) = keys
+    assert caches["second"].get(key) is not None
+    assert caches["default"].get(key) is None
+
+    reset()
+    reset("second")
+    assert render(source, comment=comment, counter=counter) == "1"
+    # The entry from "second", the token from the version cache ("default").
+    assert calls("second") == ["get_many"] and calls() == ["get_many"]
+
+    cachesweeper.invalidate_cache_for(comment)
+    assert render(source, comment=reloaded(comment), counter=counter) == "2"
+
+
+def test_a_separate_version_cache_holds_the_tokens(second_cache: str) -> None:
+    from cachesweeper.tokens import token_key
+    from tests.test_sweeps import missed_keys
+
+    with override_settings(CACHESWEEPER={"VERSION_CACHE": "second"}):
+        comment = make_comment()
+        counter = Counter()
+        with missed_keys() as keys:
+            assert render(COMMENT, comment=comment, counter=counter).endswith("rendered=1")
+        (key,) = keys
+        name = f"testapp.comment.{comment.pk}"
+        assert isinstance(caches["second"].get(token_key(name)), int)
+        assert caches["default"].get(token_key(name)) is None
+        assert caches["default"].get(key) is not None
+        assert caches["second"].get(key) is None
+
+        reset()
+        reset("second")
+        assert render(COMMENT, comment=comment, counter=counter).endswith("rendered=1")
+        assert calls() == ["get_many"] and calls("second") == ["get_many"]
+
+        comment.text = "edited"
+        comment.save()  # register(): the sweep bumps the token in "second"
+        assert render(COMMENT, comment=comment, counter=counter) == ("edited votes=0 rendered=2")

@@ -7,10 +7,14 @@ import time
 from typing import Any
 
 import pytest
+from django.core.cache import caches
+from django.test import override_settings
 
 import cachesweeper
+from cachesweeper.entries import Slot
 from tests.helpers import reloaded, render
-from tests.testapp.models import Article
+from tests.test_sweeps import missed_keys, ttl_of
+from tests.testapp.models import Article, Comment
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -102,3 +106,88 @@ def test_without_grace_a_swept_fragment_is_never_served_stale() -> None:
     probe.fail = True
     with pytest.raises(RuntimeError):
         page(article, probe, grace=0)
+
+
+def rerender_in_background(run: Any, probe: Probe) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``run()`` in a thread and return once its render is under way (and blocked)."""
+    probe.release.clear()
+    probe.started.clear()
+    results: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: results.update(value=run()))
+    thread.start()
+    assert probe.started.wait(5)
+    return thread, results
+
+
+def test_the_regeneration_lock_expires_after_a_few_seconds(cache_backend: str) -> None:
+    """Pitfall: a lock whose timeout is an absolute timestamp would hold for decades."""
+    article = Article.objects.create(title="a")
+    probe = Probe()
+    with missed_keys() as keys:
+        assert page(article, probe, grace=30) == "v1"
+    (key,) = keys
+    cachesweeper.invalidate_cache_for(article)
+
+    slow, results = rerender_in_background(lambda: page(reloaded(article), probe), probe)
+    try:
+        lock = Slot(key, (), None).lock_key
+        assert caches["default"].get(lock) is not None  # held while it renders
+        ttl = ttl_of(cache_backend, lock)
+        assert ttl is not None and 0 < ttl <= 30
+    finally:
+        probe.release.set()
+        slow.join(10)
+    assert results["value"] == "v2"
+    assert caches["default"].get(lock) is None  # released once stored
+
+
+def test_the_grace_setting_applies_when_the_tag_gives_none() -> None:
+    article = Article.objects.create(title="a")
+    probe = Probe()
+    source = "{% cachesweeper article 60 %}{{ probe.render }}{% endcachesweeper %}"
+    with override_settings(CACHESWEEPER={"GRACE": 30}):
+        assert render(source, article=article, probe=probe) == "v1"
+        cachesweeper.invalidate_cache_for(article)
+        article = reloaded(article)
+
+        slow, results = rerender_in_background(
+            lambda: render(source, article=article, probe=probe), probe
+        )
+        try:
+            assert [render(source, article=article, probe=probe) for _ in range(3)] == ["v1"] * 3
+        finally:
+            probe.release.set()
+            slow.join(10)
+        assert results["value"] == "v2"
+        assert probe.renders == 2
+
+
+def test_cachesweeper_for_serves_stale_items_while_one_request_rerenders() -> None:
+    article = Article.objects.create(title="a")
+    created = [Comment.objects.create(article=article, text=f"c{i}") for i in range(3)]
+    probes = [Probe() for _ in created]
+    source = (
+        "{% cachesweeper_for comment in comments 60 grace=30 %}"
+        "{{ comment.text }}:{{ comment.probe.render }} {% endcachesweeper_for %}"
+    )
+
+    def page_of(comments: list[Comment]) -> str:
+        for comment, probe in zip(comments, probes, strict=True):
+            comment.probe = probe  # type: ignore[attr-defined]
+        return render(source, comments=comments)
+
+    comments = [reloaded(comment) for comment in created]
+    assert page_of(comments) == "c0:v1 c1:v1 c2:v1"
+    cachesweeper.invalidate_cache_for(comments[1])
+    comments = [reloaded(comment) for comment in created]
+
+    slow, results = rerender_in_background(lambda: page_of(comments), probes[1])
+    try:
+        # Item 1 is stale and locked: the others get its stale copy at once; 0 and 2 hit.
+        assert [page_of(comments) for _ in range(3)] == ["c0:v1 c1:v1 c2:v1"] * 3
+    finally:
+        probes[1].release.set()
+        slow.join(10)
+    assert results["value"] == "c0:v1 c1:v2 c2:v1"
+    assert [probe.renders for probe in probes] == [1, 2, 1]
+    assert page_of(comments) == "c0:v1 c1:v2 c2:v1"
