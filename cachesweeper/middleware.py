@@ -15,10 +15,10 @@ from django.http import HttpRequest, HttpResponseBase
 from cachesweeper import collector
 from cachesweeper.conf import conf
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, TooManyNames
-from cachesweeper.edges.decorators import aload_user
 from cachesweeper.edges.loading import configured, request_host
 from cachesweeper.pages import PagePolicy, aserve_page, serve_page, shareable
 from cachesweeper.rules import compile_rules, match
+from cachesweeper.visitors import aload_user
 
 #: Internal header carrying a page's dependencies and tokens to the WSGI page cache.
 DEPS_HEADER = "X-Cachesweeper-Deps"

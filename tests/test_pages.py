@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.core.handlers.wsgi import WSGIHandler
-from django.test import Client, override_settings
+from django.test import AsyncClient, Client, override_settings
 
 import cachesweeper
 from cachesweeper import pages
@@ -384,3 +386,19 @@ def test_key_helpers() -> None:
     assert path_key(request) == "/a/b/"
     assert query_key(request) == "x=1&y=2"
     assert path_and_query_key(request) == "/a/b/?x=1&y=2"
+
+
+def test_async_view_for_a_logged_in_visitor_is_rendered_and_not_shared(client: Client) -> None:
+    """The session behind the cookie is loaded off the event loop; the page is not shared."""
+    User.objects.create_user("ann", password="pw")
+    assert body(client.get("/async/")) == "async 1"  # anonymous: stored
+    client.login(username="ann", password="pw")
+    cookies = client.cookies
+
+    async def logged_in() -> list[str]:
+        visitor = AsyncClient()
+        visitor.cookies = cookies
+        return [body(await visitor.get("/async/")) for _ in range(2)]
+
+    assert contextvars.Context().run(async_to_sync(logged_in)) == ["async 2", "async 3"]
+    assert body(Client().get("/async/")) == "async 1"
