@@ -430,15 +430,32 @@ def _on_m2m_changed(
         registration = registration_for(type(instance))
         if registration is not None:
             names += _names_to_sweep(instance, registration, using, set(), urls)
+            _touch_relinked(type(instance), [instance.pk], using)
         if registration_for(model) is not None:
             if pk_set is None:  # clear(): find the rows that are about to be unlinked
                 pk_set = set(_related_ids(sender, instance, reverse, model, using))
             label = model_name(model)
             names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
+            _touch_relinked(model, list(pk_set), using)
         # clear() and add()/remove() run in a transaction: this waits for its commit.
         sweep(names, database=using, urls=urls)
     except Exception:
         logger.exception("cachesweeper: could not sweep m2m change on %r", instance)
+
+
+def _touch_relinked(model: type[models.Model], ids: Sequence[Any], database: str | None) -> None:
+    """Rows whose links changed were not saved: move their version attribute, if they have one.
+
+    Their fragments compare that attribute, so the token bump alone would
+    leave them stale. Best effort: a failure here never costs the sweep.
+    """
+    attribute = tokens.attribute_for(model)
+    if attribute is None:
+        return
+    try:
+        _touch_attribute(model, ids, attribute, database)
+    except Exception:
+        logger.exception("cachesweeper: could not move %s.%s", model.__name__, attribute)
 
 
 def _related_ids(

@@ -287,6 +287,30 @@ def test_m2m_changes_sweep_both_sides() -> None:
     assert render(ON_ARTICLE, article=article, counter=counter) == "Hello5"
 
 
+def test_m2m_changes_rerender_attribute_versioned_fragments_on_both_sides() -> None:
+    """A link added or removed saves neither row: their ``updated_at`` is moved for them."""
+    page = Page.objects.create(title="About")
+    topic = Topic.objects.create(name="django")
+    counter = Counter()
+    source = (
+        "{% cachesweeper page 500 %}{% for t in page.topics.all %}{{ t.name }} {% endfor %}"
+        "{{ counter.next }}{% endcachesweeper %}"
+    )
+    assert render(source, page=page, counter=counter) == "1"
+
+    page.topics.add(topic)
+    assert render(source, page=reloaded(page), counter=counter) == "django 2"
+
+    topic.pages.remove(page)  # from the other side (Topic is a counter model)
+    assert render(source, page=reloaded(page), counter=counter) == "3"
+
+    topic.pages.add(page)
+    page = reloaded(page)
+    assert render(source, page=page, counter=counter) == "django 4"
+    topic.pages.clear()
+    assert render(source, page=reloaded(page), counter=counter) == "5"
+
+
 def test_invalidate_queryset_for_bulk_writes() -> None:
     articles = [Article.objects.create(title=f"a{i}") for i in range(3)]
     counter = Counter()

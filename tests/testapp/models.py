@@ -50,6 +50,9 @@ class Page(models.Model):
 
     title = models.CharField(max_length=200)
     updated_at = models.DateTimeField(auto_now=True)
+    topics: models.ManyToManyField[Topic, Topic] = models.ManyToManyField(
+        "Topic", blank=True, related_name="pages"
+    )
 
 
 class Note(models.Model):
