@@ -13,6 +13,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -194,11 +195,9 @@ def test_a_cached_page_is_one_page_hit_with_its_dependencies(
         assert f"<code>{name}</code>" in row
 
 
-@needs_toolbar
-def test_the_panel_unit(keys: list[tuple[str, str]]) -> None:
-    """Driven as the toolbar drives panels: enable, run, disable, generate_stats."""
-    article = Article.objects.create(title="Hello")
-    request = RequestFactory().get(f"/fragments/?pk={article.pk}")
+@contextmanager
+def panel_of(request: HttpRequest, view: Any) -> Iterator[tuple[Any, Any]]:
+    """A toolbar for ``request`` holding only cachesweeper's panel, as the toolbar builds it."""
     # STATIC_URL first: the toolbar's app looks at static files storage when it loads.
     with (
         override_settings(STATIC_URL="/static/"),
@@ -210,8 +209,16 @@ def test_the_panel_unit(keys: list[tuple[str, str]]) -> None:
     ):
         from debug_toolbar.toolbar import DebugToolbar
 
-        toolbar = DebugToolbar(request, fragments)
-        panel = toolbar.get_panel_by_id("CacheSweeperPanel")
+        toolbar = DebugToolbar(request, view)
+        yield toolbar, toolbar.get_panel_by_id("CacheSweeperPanel")
+
+
+@needs_toolbar
+def test_the_panel_unit(keys: list[tuple[str, str]]) -> None:
+    """Driven as the toolbar drives panels: enable, run, disable, generate_stats."""
+    article = Article.objects.create(title="Hello")
+    request = RequestFactory().get(f"/fragments/?pk={article.pk}")
+    with panel_of(request, fragments) as (toolbar, panel):
         assert panel.title == "cachesweeper"
         panel.enable_instrumentation()
         panel.enable_instrumentation()  # idempotent, as the toolbar requires
@@ -332,18 +339,7 @@ def slow_view(request: HttpRequest) -> HttpResponse:
 def watched(view: Any) -> dict[str, Any]:
     """One request through the panel, as the toolbar drives it; the panel's stats."""
     request = RequestFactory().get("/slow/")
-    with (
-        override_settings(STATIC_URL="/static/"),
-        override_settings(
-            INSTALLED_APPS=[*settings.INSTALLED_APPS, "debug_toolbar"],
-            DEBUG_TOOLBAR_PANELS=[PANEL],
-            DEBUG_TOOLBAR_CONFIG={"IS_RUNNING_TESTS": False},
-        ),
-    ):
-        from debug_toolbar.toolbar import DebugToolbar
-
-        toolbar = DebugToolbar(request, view)
-        panel = toolbar.get_panel_by_id("CacheSweeperPanel")
+    with panel_of(request, view) as (toolbar, panel):
         panel.enable_instrumentation()
         try:
             response = toolbar.process_request(request)
