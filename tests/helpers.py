@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.core.cache import caches
 from django.db.models import Model
 from django.template import engines
+
+from cachesweeper import signals
 
 
 def render(source: str, **context: Any) -> str:
@@ -35,3 +41,47 @@ def reloaded(instance: M) -> M:
     than the token): tests that expect storing after a sweep reload first.
     """
     return type(instance)._default_manager.get(pk=instance.pk)
+
+
+@contextmanager
+def missed_keys() -> Iterator[list[str]]:
+    """The entry keys of the fragments rendered (not served from an entry) inside the block."""
+    keys: list[str] = []
+
+    def receiver(key: str, **kwargs: Any) -> None:
+        keys.append(key)
+
+    signals.fragment_miss.connect(receiver)
+    try:
+        yield keys
+    finally:
+        signals.fragment_miss.disconnect(receiver)
+
+
+def ttl_of(kind: str, key: str, alias: str = "default") -> float | None:
+    """Seconds until ``key`` expires in the real store of ``alias``; ``None``: never.
+
+    Asked of the server itself (memcached's ``mg``, Redis' ``TTL``), so an
+    absolute timestamp passed as a timeout, or ``0``, shows as what it does.
+    """
+    cache = caches[alias]
+    raw = cache.make_key(key)
+    if kind == "locmem":
+        expiry = cache._expire_info[raw]  # type: ignore[attr-defined]
+        return None if expiry is None else float(expiry - time.time())
+    if kind == "memcached":
+        from pymemcache.client.base import Client
+
+        host, port = settings.CACHES[alias]["LOCATION"].rsplit(":", 1)
+        client = Client((host, int(port)))
+        try:
+            answer = client.raw_command(f"mg {raw} t".encode(), b"\r\n").decode()
+        finally:
+            client.close()
+        assert answer.startswith("HD t"), answer
+        seconds = int(answer.removeprefix("HD t"))
+        return None if seconds == -1 else float(seconds)
+    client = cache.client.get_client() if kind == "django_redis" else cache._cache.get_client(raw)  # type: ignore[attr-defined]
+    seconds = client.ttl(raw)
+    assert seconds != -2, f"{key} is not stored"
+    return None if seconds == -1 else float(seconds)

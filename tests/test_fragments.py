@@ -14,7 +14,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
-from tests.helpers import calls, reloaded, render, reset
+from tests.helpers import calls, missed_keys, reloaded, render, reset, ttl_of
 from tests.testapp.models import Article, Comment, Page, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
@@ -147,12 +147,19 @@ def test_ttl_expiry_renders_again() -> None:
     assert render(source, comment=comment, counter=counter) == "2"
 
 
-def test_timeout_none_means_no_expiry_and_variables_work() -> None:
+def test_timeout_none_means_no_expiry_and_variables_work(cache_backend: str) -> None:
     comment = make_comment()
     counter = Counter()
     source = "{% cachesweeper comment ttl %}{{ counter.next }}{% endcachesweeper %}"
-    assert render(source, comment=comment, counter=counter, ttl=None) == "1"
-    assert render(source, comment=comment, counter=counter, ttl=None) == "1"
+    with missed_keys() as keys:
+        assert render(source, comment=comment, counter=counter, ttl=None) == "1"
+        assert render(source, comment=comment, counter=counter, ttl=None) == "1"
+        # The timeout is not part of the fragment's identity: the same entry.
+        assert render(source, comment=comment, counter=counter, ttl=500) == "1"
+
+    # One entry, stored without expiry on the server (not timeout=0: "do not store").
+    assert len(keys) == 1
+    assert ttl_of(cache_backend, keys[0]) is None
 
 
 def test_named_tags() -> None:

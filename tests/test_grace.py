@@ -12,8 +12,7 @@ from django.test import override_settings
 
 import cachesweeper
 from cachesweeper.entries import Slot
-from tests.helpers import reloaded, render
-from tests.test_sweeps import missed_keys, ttl_of
+from tests.helpers import missed_keys, reloaded, render, ttl_of
 from tests.testapp.models import Article, Comment
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
