@@ -85,9 +85,14 @@ def new_token(swept: bool) -> int:
     return (microseconds << 11) | (secrets.randbits(10) << 1) | int(swept)
 
 
+def made_at(token: int) -> float:
+    """When ``token`` was made, by a sweep or by creating a missing counter (epoch seconds)."""
+    return (token >> 11) / 1_000_000
+
+
 def swept_at(token: int) -> float | None:
     """When the sweep that set ``token`` happened (epoch seconds); ``None`` if not a sweep."""
-    return (token >> 11) / 1_000_000 if token & 1 else None
+    return made_at(token) if token & 1 else None
 
 
 def read_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:

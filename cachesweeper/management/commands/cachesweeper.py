@@ -405,14 +405,11 @@ def _dependency_blocks(
     model = _model(label)
     if not pks:
         return describe_dependencies([(model_name(model), None)])
-    using = tokens.strategy_for(model)
-    found = []
-    for instance in _instances(model, pks, DEFAULT_DB_ALIAS):
-        attribute = None if using == tokens.COUNTER else using
-        if attribute is not None and not hasattr(instance, attribute):
-            attribute = None  # as dependencies.resolve does: a counter after all
-        value = getattr(instance, attribute) if attribute else None
-        found.append((instance_name(instance), (attribute, value) if attribute else None))
+    attribute = tokens.attribute_for(model)
+    found = [
+        (instance_name(instance), (attribute, getattr(instance, attribute)) if attribute else None)
+        for instance in _instances(model, pks, DEFAULT_DB_ALIAS)
+    ]
     return describe_dependencies(found)
 
 
@@ -443,7 +440,7 @@ def describe_dependencies(
                 "last swept     unknown",
             ]
         else:
-            made = _when((token >> 11) / 1_000_000)
+            made = _when(tokens.made_at(token))
             swept = tokens.swept_at(token)
             lines.append(f"token          counter {token}")
             if swept is None:
