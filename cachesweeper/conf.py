@@ -34,6 +34,9 @@ class Settings:
 
     def reload(self) -> None:
         self._values = None
+        from cachesweeper import tokens  # settings first: tokens reads them
+
+        tokens.forget_attributes()
 
     def _get(self, name: str) -> Any:
         values = self._values

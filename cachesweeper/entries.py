@@ -57,7 +57,7 @@ class Entry(NamedTuple):
         return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     """One fragment or page being looked up, and what the lookup found."""
 
@@ -151,7 +151,8 @@ def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tupl
                     results.append(fall_back(slot, error))
                     continue
             results.append(accept(slot, outcome, frame, to_save))
-        save(to_save)
+        if to_save:
+            save(to_save)
     finally:
         release(slots)
     return results
@@ -231,39 +232,12 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     every backend: the token keys to fetch are only known once the entry
     has been read.
     """
-    wants = collector.wants_tokens()
-    needed: dict[str, None] = {}
-    for slot in slots:
-        for name in slot.counter_names:
-            needed[name] = None
-        if wants:
-            for name in slot.attributes:
-                needed[name] = None
-        for name in _known.get(slot.key, ()):
-            needed[name] = None
+    needed = _needed(slots)
     try:
         found, counters = _fetch(slots[0], [slot.key for slot in slots], needed)
-        more: dict[str, None] = {}
-        for slot in slots:
-            slot.entry = entry = Entry.load(found.get(slot.key))
-            if entry is not None:
-                unknown = [name for name in entry.counters if name not in needed]
-                if unknown:
-                    more.update(dict.fromkeys(unknown))
-                if unknown or slot.key not in _known:
-                    _remember(slot.key, entry.counters)
-        if more:
-            counters.update(tokens.read_counters(version_cache(), more))
-        missing = [name for name in needed if name not in counters]
-        if missing:
-            declared = {dep.name for slot in slots for dep in slot.dependencies}
-            missing = [name for name in missing if name in declared]
-        if missing:
-            counters.update(tokens.create_counters(version_cache(), missing))
-            if any(name not in counters for name in missing):
-                # Some clients answer "not stored" instead of raising while
-                # they consider the server dead.
-                raise ConnectionError("the version cache did not keep new counters")
+        if _all_plain_hits(slots, found, counters, needed):
+            return
+        _complete(slots, found, counters, needed)
     except Exception:
         logger.warning("cachesweeper: cache unreachable, rendering uncached", exc_info=True)
         for slot in slots:
@@ -292,6 +266,85 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
                 won.append(slot)
     if won:
         _recheck(won)
+
+
+def _needed(slots: Sequence[Slot]) -> dict[str, None]:
+    """The counter names to read with the entries of ``slots``, in order."""
+    wants = collector.wants_tokens()
+    needed: dict[str, None] = {}
+    for slot in slots:
+        for name in slot.counter_names:
+            needed[name] = None
+        if wants:
+            for name in slot.attributes:
+                needed[name] = None
+        for name in _known.get(slot.key, ()):
+            needed[name] = None
+    return needed
+
+
+def _all_plain_hits(
+    slots: Sequence[Slot],
+    found: Mapping[str, Any],
+    counters: dict[str, int],
+    needed: Mapping[str, None],
+) -> bool:
+    """Settle the common case with the least work: every entry valid and fresh.
+
+    Anything else (an entry naming counters that were not read, a pending
+    sweep, a stale or missing entry) is left to the general path, which
+    decides every slot again.
+    """
+    if tokens.unconfirmed:
+        return False
+    now = time.time()
+    hits: list[tuple[Slot, Any, Entry]] = []
+    for slot in slots:
+        if slot.key not in _known:
+            return False
+        raw = found.get(slot.key)
+        entry = Entry.load(raw)
+        if entry is None or entry.attributes != slot.attributes:
+            return False
+        if entry.fresh_until is not None and now >= entry.fresh_until:
+            return False
+        for name, token in entry.counters.items():
+            if name not in needed or counters.get(name) != token:
+                return False
+        hits.append((slot, raw, entry))
+    for slot, raw, entry in hits:
+        slot.entry, slot.raw, slot.counters, slot.state = entry, raw, counters, HIT
+    return True
+
+
+def _complete(
+    slots: Sequence[Slot],
+    found: Mapping[str, Any],
+    counters: dict[str, int],
+    needed: dict[str, None],
+) -> None:
+    """Load the entries; read the counters only they name; create missing declared ones."""
+    more: dict[str, None] = {}
+    for slot in slots:
+        slot.entry = entry = Entry.load(found.get(slot.key))
+        if entry is not None:
+            unknown = [name for name in entry.counters if name not in needed]
+            if unknown:
+                more.update(dict.fromkeys(unknown))
+            if unknown or slot.key not in _known:
+                _remember(slot.key, entry.counters)
+    if more:
+        counters.update(tokens.read_counters(version_cache(), more))
+    missing = [name for name in needed if name not in counters]
+    if missing:
+        declared = {dep.name for slot in slots for dep in slot.dependencies}
+        missing = [name for name in missing if name in declared]
+    if missing:
+        counters.update(tokens.create_counters(version_cache(), missing))
+        if any(name not in counters for name in missing):
+            # Some clients answer "not stored" instead of raising while
+            # they consider the server dead.
+            raise ConnectionError("the version cache did not keep new counters")
 
 
 def _distrust(slots: Sequence[Slot], unconfirmed: frozenset[str]) -> None:
@@ -365,6 +418,8 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
 
 def release(slots: Sequence[Slot]) -> None:
     """Give up the regeneration locks held for ``slots`` (always, even after an error)."""
+    if not any(slot.locked for slot in slots):
+        return
     held = [slot for slot in slots if slot.locked]
     if held:
         _safely(held[0].cache.delete_many, [slot.lock_key for slot in held])

@@ -44,6 +44,12 @@ def set_strategy(model: type[Model], using: str | None) -> None:
         _strategies.pop(model, None)
     else:
         _strategies[model] = using
+    forget_attributes()
+
+
+def forget_attributes() -> None:
+    """Strategies or ``USING`` changed: work out every model's attribute afresh."""
+    _attributes.clear()
 
 
 def strategy_for(model: type[Model]) -> str:
@@ -59,11 +65,19 @@ def attribute_for(model: type[Model]) -> str | None:
 
     A strategy naming an attribute the model does not have (a site-wide
     ``USING = "updated_at"``) means counters for it, as its fragments use.
+    Remembered per model: every fragment on an instance asks.
     """
+    try:
+        return _attributes[model]
+    except KeyError:
+        pass
     strategy = strategy_for(model)
-    if strategy == COUNTER or not hasattr(model, strategy):
-        return None
-    return strategy
+    attribute = None if strategy == COUNTER or not hasattr(model, strategy) else strategy
+    _attributes[model] = attribute
+    return attribute
+
+
+_attributes: dict[type[Model], str | None] = {}
 
 
 def token_key(name: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from django import template
 from django.template import Context, Node, NodeList, TemplateSyntaxError
 from django.template.base import FilterExpression, Parser, Token, Variable
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString
 
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
@@ -53,10 +53,10 @@ class CacheSweeperNode(Node):
             resolve_target(self.target, context, "cachesweeper"),
             resolve_timeout(self.timeout, context, "cachesweeper"),
             [var.resolve(context) for var in self.vary_on],
-            **resolve_keywords(self.keywords, context, "cachesweeper"),
+            **(resolve_keywords(self.keywords, context, "cachesweeper") if self.keywords else {}),
         )
         ((_, payload),) = serve([slot], lambda _: _fragment(self.nodelist.render(context)))
-        return mark_safe(str(payload))
+        return SafeString(payload)
 
 
 class CacheSweeperForNode(Node):
@@ -102,7 +102,7 @@ class CacheSweeperForNode(Node):
                 context[self.loopvar], context["forloop"] = items[index], loops[index]
                 return _fragment(self.nodelist_loop.render(context))
 
-            return mark_safe("".join(str(payload) for _, payload in serve(slots, render)))
+            return SafeString("".join([payload for _, payload in serve(slots, render)]))
 
 
 @register.tag("cachesweeper")
