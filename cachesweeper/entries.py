@@ -76,6 +76,7 @@ class Slot:
     contended: bool = False
     cache_down: bool = False
     loaded_at: float | None = None  # when the instances it depends on were loaded
+    quiet: bool = False  # an entry that only speeds up others (a list entry): not announced
 
     @property
     def cache(self) -> BaseCache:
@@ -449,7 +450,9 @@ _SIGNALS = {HIT: signals.fragment_hit, STALE: signals.fragment_stale, MISS: sign
 
 
 def announce(slot: Slot, state: str) -> None:
-    """Send the matching signal, only when somebody listens."""
+    """Count the serve and send the matching signal, only when somebody listens."""
+    if slot.quiet:
+        return
     stats.SERVED[state] += 1
     signal = _SIGNALS[state]
     if signal.receivers:

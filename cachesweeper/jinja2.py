@@ -51,6 +51,7 @@ from markupsafe import Markup
 
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
+from cachesweeper.lists import serve_list
 
 __all__ = ["CacheSweeperExtension", "CacheSweeperLoop"]
 
@@ -306,7 +307,7 @@ class CacheSweeperExtension(Extension):
         def render(index: int) -> Rendered:
             return _rendered(caller(items[index], loops[index], _RENDER, None))
 
-        return _output(eval_ctx, "".join(str(payload) for _, payload in serve(slots, render)))
+        return _output(eval_ctx, serve_list(slots, render))
 
     def _record(self, sink: list[Any], *values: Any) -> None:
         sink.extend(values)

@@ -1,13 +1,22 @@
-"""``{% cachesweeper_for %}``: one fragment per item, one read for the whole list."""
+"""``{% cachesweeper_for %}``: one fragment per item, one read for the whole list.
+
+The joined list is stored too, as a *list entry* against the tokens of all
+its items: a list that has not changed is read as that entry and the items'
+tokens (N + 1 keys, not 2N), and any change sends it back to the items.
+"""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 import pytest
 
 import cachesweeper
+from cachesweeper import reads, stats
 from tests.helpers import calls, reloaded, render, reset
 from tests.test_fragments import Counter
-from tests.testapp.models import Article, Comment
+from tests.testapp.models import Article, Comment, Page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -44,7 +53,26 @@ def test_warm_list_of_fifty_is_one_read_and_no_write() -> None:
     assert calls() == ["get_many"]
 
 
-def test_cold_list_writes_all_misses_in_one_set_many() -> None:
+def test_warm_list_reads_its_list_entry_and_one_token_per_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    comments = make_comments(50)
+    render(LIST, comments=comments, counter=Counter())
+    read: list[int] = []
+    original = reads.get_many
+
+    def counted(cache: Any, keys: list[str]) -> dict[str, Any]:
+        read.append(len(keys))
+        return original(cache, keys)
+
+    monkeypatch.setattr(reads, "get_many", counted)
+
+    render(LIST, comments=comments, counter=Counter())
+
+    assert read == [51]
+
+
+def test_swept_items_are_read_from_their_entries_and_written_in_one_set_many() -> None:
     comments = make_comments(50)
     render(LIST, comments=comments[:10], counter=Counter())  # creates the tokens of 10
     for comment in comments[:10]:
@@ -54,7 +82,84 @@ def test_cold_list_writes_all_misses_in_one_set_many() -> None:
 
     render(LIST, comments=comments[:10], counter=Counter())
 
-    assert calls() == ["get_many", "set_many"]
+    # The list entry misses (1 read), the items are read (1), the ten re-rendered
+    # items are written in one set_many, then the list entry.
+    assert calls() == ["get_many", "get_many", "set_many", "set_many"]
+
+
+def test_a_list_with_other_items_reuses_the_item_entries() -> None:
+    comments = make_comments(4)
+    counter = Counter()
+    render(LIST, comments=comments[:3], counter=counter)
+
+    # A new list (one item more): its list entry is new, three items are hits.
+    assert render(LIST, comments=comments, counter=counter) == (
+        "[1/2F c0 r1][2/1 c1 r2][3/0L c2 r3][4/0L c3 r4]"
+    )
+    reset()
+    assert render(LIST, comments=comments, counter=counter).endswith("[4/0L c3 r4]")
+    assert calls() == ["get_many"]
+
+
+def test_sweeping_an_inner_dependency_invalidates_the_list_entry() -> None:
+    comments = make_comments(3)
+    counter = Counter()
+    source = (
+        "{% cachesweeper_for comment in comments 500 %}"
+        "{% cachesweeper comment.article 500 %}{{ comment.article.title }}{% endcachesweeper %}"
+        ":{{ counter.next }} {% endcachesweeper_for %}"
+    )
+    assert render(source, comments=comments, counter=counter) == "Hello:1 Hello:2 Hello:3"
+
+    article = comments[0].article
+    article.title = "Edited"
+    article.save()
+    comments = [reloaded(comment) for comment in comments]
+
+    assert render(source, comments=comments, counter=counter) == "Edited:4 Edited:5 Edited:6"
+    assert render(source, comments=comments, counter=counter) == "Edited:4 Edited:5 Edited:6"
+
+
+def test_the_list_entry_never_outlives_its_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built from an item stored earlier, the list expires when that item does."""
+    comments = make_comments(2)
+    counter = Counter()
+    clock = [time.time()]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    first = (
+        "{% cachesweeper_for comment in comments 100 %}"
+        "{{ comment.text }}{{ counter.next }} {% endcachesweeper_for %}"
+    )
+    # One item: no list entry.
+    assert render(first, comments=comments[:1], counter=counter) == "c01"
+
+    clock[0] += 60
+    assert render(first, comments=comments, counter=counter) == "c01 c12"  # list entry stored
+    assert render(first, comments=comments, counter=counter) == "c01 c12"
+
+    clock[0] += 50  # c0's entry (100 s, stored 110 s ago) is over; the list's must be too
+    assert render(first, comments=comments, counter=counter) == "c03 c12"
+
+
+def test_items_with_attribute_tokens_need_no_list_entry() -> None:
+    pages = [Page.objects.create(title=f"p{i}") for i in range(3)]
+    source = "{% cachesweeper_for page in pages 500 %}{{ page.title }} {% endcachesweeper_for %}"
+    render(source, pages=pages)
+    reset()
+
+    assert render(source, pages=pages) == "p0 p1 p2"
+    assert calls() == ["get_many"]
+
+
+def test_a_list_hit_counts_every_item_as_a_hit() -> None:
+    comments = make_comments(3)
+    render(LIST, comments=comments, counter=Counter())
+    stats.reset()
+
+    render(LIST, comments=comments, counter=Counter())
+
+    assert stats.snapshot()["hits"] == 3
+    assert stats.snapshot()["misses"] == 0
 
 
 def test_sweeping_one_item_rerenders_only_that_item() -> None:

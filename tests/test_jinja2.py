@@ -277,7 +277,7 @@ def test_warm_list_of_fifty_is_one_read_and_no_write() -> None:
     assert calls() == ["get_many"]
 
 
-def test_cold_list_writes_all_misses_in_one_set_many() -> None:
+def test_swept_list_writes_all_misses_in_one_set_many() -> None:
     comments = make_comments(50)
     render(LIST, comments=comments, counter=Counter())  # creates the tokens
     for comment in comments:
@@ -287,7 +287,8 @@ def test_cold_list_writes_all_misses_in_one_set_many() -> None:
 
     render(LIST, comments=comments, counter=Counter())
 
-    assert calls() == ["get_many", "set_many"]
+    # The list entry and the item entries are read, the items and the list written.
+    assert calls() == ["get_many", "get_many", "set_many", "set_many"]
 
 
 def test_sweeping_one_item_rerenders_only_that_item() -> None:

@@ -23,6 +23,7 @@ from django.utils.safestring import SafeString
 
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
+from cachesweeper.lists import serve_list
 
 register = template.Library()
 
@@ -102,7 +103,7 @@ class CacheSweeperForNode(Node):
                 context[self.loopvar], context["forloop"] = items[index], loops[index]
                 return _fragment(self.nodelist_loop.render(context))
 
-            return SafeString("".join([payload for _, payload in serve(slots, render)]))
+            return SafeString(serve_list(slots, render))
 
 
 @register.tag("cachesweeper")

@@ -1,0 +1,78 @@
+"""The list entry of ``cachesweeper_for``: a whole cached list in one small read.
+
+Each item of a list is cached as its own fragment, so lists that share items
+(pages, filters, orderings) share their renders. Reading a list of N items
+that way means 2N keys, and clients spend several microseconds on each key
+(pymemcache and redis-py parse every value in Python), which for 100 items
+costs more than the round trip itself.
+
+So the joined list is also stored as one *list entry*, against the tokens
+of every item (and of everything rendered inside them). A list that has not
+changed is read as that entry and its tokens: N + 1 keys, one round trip.
+When any item was swept, or the list holds other items than before, the
+list entry misses and the items are served as usual, from their own
+entries, then the list entry is stored again: one more read than a list
+without it, the price of the item that changed.
+
+A list entry never outlives the items in it: it expires when the oldest item
+entry it was built from would, and it is not stored while an item is served
+stale (grace) or could not be stored itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cachesweeper.entries import HIT, MISS, STALE, Rendered, Slot, announce, serve
+from cachesweeper.keys import make_key
+
+#: Shorter lists are served from their item entries alone.
+MIN_ITEMS = 2
+
+
+def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
+    """The joined content of the items in ``slots``; ``render(i)`` builds item ``i``."""
+    if len(slots) < MIN_ITEMS or not any(slot.counter_names for slot in slots):
+        # Attribute-versioned items need no token reads: their list is N keys already.
+        return _join(serve(slots, render))
+    first = slots[0]
+    whole = Slot(
+        make_key("l", [slot.key for slot in slots]),
+        [dep for slot in slots for dep in slot.dependencies],
+        timeout=first.timeout,
+        using=first.using,
+        loaded_at=min((s.loaded_at for s in slots if s.loaded_at is not None), default=None),
+        quiet=True,
+    )
+
+    def render_all(_: int) -> Rendered:
+        content = _join(serve(slots, render))
+        whole.timeout = _lifetime(whole.timeout, slots)
+        return Rendered(content, content)
+
+    ((state, content),) = serve([whole], render_all)
+    if state == HIT:
+        for slot in slots:
+            announce(slot, HIT)
+    return str(content)
+
+
+def _join(results: list[tuple[str, Any]]) -> str:
+    return "".join([str(payload) for _, payload in results])
+
+
+def _lifetime(timeout: float | None, slots: Sequence[Slot]) -> float | None:
+    """How long the list entry may be served: no longer than any item entry in it."""
+    now = time.time()
+    lifetime = timeout
+    for slot in slots:
+        if slot.state == STALE:
+            return 0  # not stored: a stale item's old token would never match again
+        if slot.state == MISS or slot.entry is None or slot.entry.fresh_until is None:
+            continue
+        left = math.floor(slot.entry.fresh_until - now)
+        lifetime = left if lifetime is None else min(lifetime, left)
+    return lifetime  # 0 or less: not stored
