@@ -6,11 +6,14 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from django.db.models import Model
+
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency, resolve
 from cachesweeper.entries import Slot
 from cachesweeper.keys import make_key
 from cachesweeper.stamps import loaded_at
+from cachesweeper.tokens import attribute_for
 
 
 def fragment_slot(
@@ -28,15 +31,40 @@ def fragment_slot(
     its dependency names and its vary-on values, so two templates caching
     the same object never share an entry by accident.
     """
-    dependencies = resolve(target)
+    key, dependencies = _identity(origin, target, vary_on)
     return Slot(
-        fragment_key(origin, dependencies, vary_on),
+        key,
         dependencies,
         timeout=timeout,
         grace=conf.GRACE if grace is None else grace,
         using=using,
         loaded_at=loaded_at(target),
     )
+
+
+def _identity(
+    origin: str, target: Any, vary_on: Sequence[Any]
+) -> tuple[str, Sequence[Dependency]]:
+    """The entry key and the dependencies of a fragment.
+
+    Remembered for instances with counter tokens, whose dependency is their
+    name alone: a list of a hundred of them asks for a hundred each time.
+    """
+    if not isinstance(target, Model) or target.pk is None or attribute_for(type(target)):
+        dependencies = resolve(target)
+        return fragment_key(origin, dependencies, vary_on), dependencies
+    memo = (conf.KEY_PREFIX, origin, type(target), target.pk, *map(str, vary_on))
+    found = _identities.get(memo)
+    if found is None:
+        if len(_identities) >= _IDENTITIES_LIMIT:
+            _identities.clear()
+        named = tuple(resolve(target))
+        found = _identities[memo] = (fragment_key(origin, named, vary_on), named)
+    return found
+
+
+_IDENTITIES_LIMIT = 16_384
+_identities: dict[tuple[Any, ...], tuple[str, Sequence[Dependency]]] = {}
 
 
 def fragment_key(origin: str, dependencies: Sequence[Dependency], vary_on: Sequence[Any]) -> str:
