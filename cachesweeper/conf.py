@@ -27,22 +27,51 @@ DEFAULTS: dict[str, Any] = {
 
 
 class Settings:
-    """Attribute access to ``CACHESWEEPER`` with :data:`DEFAULTS` filled in."""
+    """Attribute access to ``CACHESWEEPER`` with :data:`DEFAULTS` filled in.
 
-    def __init__(self) -> None:
-        self._values: dict[str, Any] | None = None
+    A value is converted on first access and then kept as a plain instance
+    attribute: the read path asks for several on every hit.
+    """
+
+    CACHE: str
+    VERSION_CACHE: str
+    KEY_PREFIX: str
+    USING: str
+    GRACE: int
+    #: Seconds a cold miss (with grace) waits for the request already rendering it.
+    COLD_WAIT: float
+    CACHEABLE_STATUSES: frozenset[int]
+    EDGES: list[dict[str, Any]]
+    PAGE_RULES: list[Any]
+
+    _CONVERTERS: dict[str, Any] = {
+        "CACHE": str,
+        "VERSION_CACHE": str,
+        "KEY_PREFIX": str,
+        "USING": str,
+        "GRACE": int,
+        "COLD_WAIT": float,
+        "CACHEABLE_STATUSES": lambda statuses: frozenset(int(status) for status in statuses),
+        "EDGES": list,
+        "PAGE_RULES": list,
+    }
 
     def reload(self) -> None:
-        self._values = None
+        self.__dict__.clear()
         from cachesweeper import tokens  # settings first: tokens reads them
 
         tokens.forget_attributes()
 
-    def _get(self, name: str) -> Any:
-        values = self._values
+    def __getattr__(self, name: str) -> Any:
+        try:
+            convert = self._CONVERTERS[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        values = self.__dict__.get("_values")
         if values is None:
-            values = self._values = self._load()
-        return values[name]
+            values = self.__dict__["_values"] = self._load()
+        value = self.__dict__[name] = convert(values[name])
+        return value
 
     @staticmethod
     def _load() -> dict[str, Any]:
@@ -52,43 +81,6 @@ class Settings:
         if not isinstance(user, dict):  # reported by check cachesweeper.E002
             return dict(DEFAULTS)
         return {**DEFAULTS, **user}
-
-    @property
-    def CACHE(self) -> str:
-        return str(self._get("CACHE"))
-
-    @property
-    def VERSION_CACHE(self) -> str:
-        return str(self._get("VERSION_CACHE"))
-
-    @property
-    def KEY_PREFIX(self) -> str:
-        return str(self._get("KEY_PREFIX"))
-
-    @property
-    def USING(self) -> str:
-        return str(self._get("USING"))
-
-    @property
-    def GRACE(self) -> int:
-        return int(self._get("GRACE"))
-
-    @property
-    def COLD_WAIT(self) -> float:
-        """Seconds a cold miss (with grace) waits for the request already rendering it."""
-        return float(self._get("COLD_WAIT"))
-
-    @property
-    def CACHEABLE_STATUSES(self) -> frozenset[int]:
-        return frozenset(int(status) for status in self._get("CACHEABLE_STATUSES"))
-
-    @property
-    def EDGES(self) -> list[dict[str, Any]]:
-        return list(self._get("EDGES"))
-
-    @property
-    def PAGE_RULES(self) -> list[Any]:
-        return list(self._get("PAGE_RULES"))
 
 
 conf = Settings()

@@ -419,8 +419,6 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
 
 def release(slots: Sequence[Slot]) -> None:
     """Give up the regeneration locks held for ``slots`` (always, even after an error)."""
-    if not any(slot.locked for slot in slots):
-        return
     held = [slot for slot in slots if slot.locked]
     if held:
         _safely(held[0].cache.delete_many, [slot.lock_key for slot in held])
