@@ -47,19 +47,24 @@ def _identity(
 ) -> tuple[str, Sequence[Dependency]]:
     """The entry key and the dependencies of a fragment.
 
-    Remembered for instances with counter tokens, whose dependency is their
-    name alone: a list of a hundred of them asks for a hundred each time.
+    Remembered for a single saved instance, the most common target: a list
+    of a hundred asks for a hundred each time. The key holds no version, so
+    only an attribute token's value is read afresh.
     """
-    if not isinstance(target, Model) or target.pk is None or attribute_for(type(target)):
+    if not isinstance(target, Model) or target.pk is None:
         dependencies = resolve(target)
         return fragment_key(origin, dependencies, vary_on), dependencies
-    memo = (conf.KEY_PREFIX, origin, type(target), target.pk, *map(str, vary_on))
+    model = type(target)
+    memo = (conf.KEY_PREFIX, origin, model, target.pk, attribute_for(model), *map(str, vary_on))
     found = _identities.get(memo)
     if found is None:
         if len(_identities) >= _IDENTITIES_LIMIT:
             _identities.clear()
         named = tuple(resolve(target))
         found = _identities[memo] = (fragment_key(origin, named, vary_on), named)
+    key, (dependency,) = found
+    if dependency.attribute is not None:
+        return key, (dependency._replace(value=getattr(target, dependency.attribute)),)
     return found
 
 
