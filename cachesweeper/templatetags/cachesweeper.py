@@ -82,6 +82,10 @@ class CacheSweeperForNode(Node):
         self.timeout = timeout
         self.vary_on = vary_on
         self.keywords = keywords
+        # Vary-on values that are literals need not be resolved once per item.
+        self.constant_vary_on = all(
+            not var.filters and not isinstance(var.var, Variable) for var in vary_on
+        )
 
     def render(self, context: Context) -> str:
         items = self.sequence.resolve(context, ignore_failures=True)
@@ -91,16 +95,23 @@ class CacheSweeperForNode(Node):
         timeout = resolve_timeout(self.timeout, context, "cachesweeper_for")
         keywords = resolve_keywords(self.keywords, context, "cachesweeper_for")
         parentloop = context.get("forloop", {})
+        count = len(items)
         with context.push():
-            loops = [_forloop(index, len(items), parentloop) for index in range(len(items))]
             slots = []
-            for item, forloop in zip(items, loops, strict=True):
-                context[self.loopvar], context["forloop"] = item, forloop
+            if self.constant_vary_on:  # literals only: the same for every item
                 vary_on = [var.resolve(context) for var in self.vary_on]
-                slots.append(fragment_slot(self.place, item, timeout, vary_on, **keywords))
+                for item in items:
+                    slots.append(fragment_slot(self.place, item, timeout, vary_on, **keywords))
+            else:
+                for index, item in enumerate(items):
+                    context[self.loopvar] = item
+                    context["forloop"] = _forloop(index, count, parentloop)
+                    vary_on = [var.resolve(context) for var in self.vary_on]
+                    slots.append(fragment_slot(self.place, item, timeout, vary_on, **keywords))
 
             def render(index: int) -> Rendered:
-                context[self.loopvar], context["forloop"] = items[index], loops[index]
+                context[self.loopvar] = items[index]
+                context["forloop"] = _forloop(index, count, parentloop)
                 return _fragment(self.nodelist_loop.render(context))
 
             return SafeString(serve_list(slots, render))
