@@ -64,7 +64,8 @@ def _identity(
         found = _identities[memo] = (fragment_key(origin, named, vary_on), named)
     key, (dependency,) = found
     if dependency.attribute is not None:
-        return key, (dependency._replace(value=getattr(target, dependency.attribute)),)
+        value = getattr(target, dependency.attribute)
+        return key, (Dependency(dependency.name, dependency.attribute, value, dependency.scope),)
     return found
 
 
