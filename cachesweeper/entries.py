@@ -236,7 +236,7 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     needed = _needed(slots)
     try:
         found, counters = _fetch(slots[0], [slot.key for slot in slots], needed)
-        if _all_plain_hits(slots, found, counters, needed):
+        if _all_plain_hits(slots, found, counters):
             return
         _complete(slots, found, counters, needed)
     except Exception:
@@ -285,36 +285,26 @@ def _needed(slots: Sequence[Slot]) -> dict[str, None]:
 
 
 def _all_plain_hits(
-    slots: Sequence[Slot],
-    found: Mapping[str, Any],
-    counters: dict[str, int],
-    needed: Mapping[str, None],
+    slots: Sequence[Slot], found: Mapping[str, Any], counters: dict[str, int]
 ) -> bool:
     """Settle the common case with the least work: every entry valid and fresh.
 
     Anything else (an entry naming counters that were not read, a pending
-    sweep, a stale or missing entry) is left to the general path, which
-    decides every slot again.
+    sweep, a stale or missing entry, an entry this process has not met) is
+    left to the general path, which decides every slot again.
     """
     if tokens.unconfirmed:
         return False
     now = time.time()
-    hits: list[tuple[Slot, Any, Entry]] = []
     for slot in slots:
         if slot.key not in _known:
             return False
-        raw = found.get(slot.key)
-        entry = Entry.load(raw)
-        if entry is None or entry.attributes != slot.attributes:
+        slot.entry = Entry.load(found.get(slot.key))
+        # Counters that were not read are absent from ``counters``: no hit.
+        if _evaluate(slot, counters, now) != HIT:
             return False
-        if entry.fresh_until is not None and now >= entry.fresh_until:
-            return False
-        for name, token in entry.counters.items():
-            if name not in needed or counters.get(name) != token:
-                return False
-        hits.append((slot, raw, entry))
-    for slot, raw, entry in hits:
-        slot.entry, slot.raw, slot.counters, slot.state = entry, raw, counters, HIT
+    for slot in slots:
+        slot.raw, slot.counters, slot.state = found.get(slot.key), counters, HIT
     return True
 
 
