@@ -12,6 +12,11 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     ``tests/counting.py``), emptied, with an empty call log. Yields the kind. Only the
     server kinds start servers, so ``-k locmem`` runs anywhere. To run one kind only:
     ``@pytest.mark.parametrize("cache_backend", ["redis"], indirect=True)``.
+``_background_work_stays_in_its_test`` (autouse)
+    After each test, waits out a purge being delivered, then discards what the test left
+    in the process's purge queue and sweep retry queue. Otherwise a test that queued
+    purges for a dead edge keeps the purge thread retrying, and logging, during the
+    tests after it, and an unconfirmed token slows their hits down the general path.
 ``down_cache_backend``
     ``memcached``, ``django_redis`` and ``redis`` pointed at a loopback port where nothing
     listens, with short timeouts, for fail-open tests. The clients keep their default
@@ -36,6 +41,8 @@ from django.core.cache import caches
 from django.test import override_settings
 from hypothesis import settings as hypothesis_settings
 
+from cachesweeper import sweeps, tokens
+from cachesweeper.edges import queue
 from tests.counting import CountingCacheMixin
 from tests.servers import (
     CACHE_KINDS,
@@ -111,6 +118,19 @@ def cache_backend(request: pytest.FixtureRequest) -> Iterator[str]:
         cache.clear()
         cache.reset_calls()
         yield kind
+
+
+@pytest.fixture(autouse=True)
+def _background_work_stays_in_its_test() -> Iterator[None]:
+    yield
+    purges = queue.purges
+    with purges._condition:
+        purges._condition.wait_for(lambda: not purges._busy, timeout=5.0)
+        purges._work.clear()
+    retries = sweeps._retries
+    with retries._lock:
+        retries._names.clear()
+    tokens.unconfirmed = frozenset()
 
 
 @pytest.fixture(params=SERVER_KINDS)

@@ -19,13 +19,6 @@ from tests.testapp.models import Article, Comment
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _no_leftover_retries() -> None:
-    sweeps._retries.flush()
-    with sweeps._retries._lock:
-        sweeps._retries._names.clear()
-
-
 @pytest.mark.usefixtures("down_cache_backend")
 def test_fragments_render_uncached_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     article = Article.objects.create(title="a")
