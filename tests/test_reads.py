@@ -1,9 +1,10 @@
 """Direct reads of a single cache server (``cachesweeper.reads``).
 
-Same answers as Django's ``get``/``get_many``: on memcached without
+Same answers as the backend's own ``get``/``get_many``: on memcached without
 pymemcache's per-key server hashing, on Django's RedisCache without a new
-client object per call. With several servers, a failing server or a backend
-that overrides its reads, Django's path is taken.
+client object per call, on django-redis without its wrappers. With several
+servers, a failing server, a backend that overrides its reads or a
+django-redis that ignores exceptions, the backend's own path is taken.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from django.core.cache import caches
 from django.core.cache.backends.memcached import PyMemcacheCache
 from django.core.cache.backends.redis import RedisCache
 from django.test import override_settings
+from django_redis.cache import RedisCache as DjangoRedisCache
+from django_redis.client import DefaultClient
 
 from cachesweeper import reads
 from tests.helpers import render
@@ -196,3 +199,126 @@ def test_django_redis_cache_with_replicas_reads_as_django_does(
             assert reads.get_many(cache, ["a"]) == {"a": 1}
             assert reads.get_many(cache, ["a"]) == {"a": 1}
         assert clients.made == 2
+
+
+# -- django-redis: its own connection, keys and decoding, without the wrappers --------
+
+
+class Wrapped:
+    """Counts calls of ``DefaultClient.get`` / ``get_many``, the wrapped reads."""
+
+    def __init__(self, cache: Any) -> None:
+        self.client = cache.client
+        self.calls = 0
+
+    def __enter__(self) -> Wrapped:
+        for name in ("get", "get_many"):
+            original = getattr(self.client, name)
+
+            def counted(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                self.calls += 1
+                return _original(*args, **kwargs)
+
+            setattr(self.client, name, counted)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in ("get", "get_many"):
+            delattr(self.client, name)
+
+
+def django_redis_entry(location: str, **options: Any) -> dict[str, Any]:
+    entry = cache_settings("django_redis", location, counting=False, options=options)
+    entry.update(KEY_PREFIX="site", VERSION=3)
+    return entry
+
+
+VALUES = {"int": 12345678901234, "tuple": ("payload", 1), "long": "x" * 5000, "zero": 0}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"SERIALIZER": "django_redis.serializers.json.JSONSerializer"},
+        {"COMPRESSOR": "django_redis.compressors.zlib.ZlibCompressor"},
+    ],
+    ids=["pickle", "json", "zlib"],
+)
+def test_django_redis_reads_give_django_redis_s_answers(
+    redis_server: RedisServer, options: dict[str, Any]
+) -> None:
+    """Prefix, version, serializer and compressor apply, and the wrapped reads are skipped."""
+    with override_settings(CACHES={"default": django_redis_entry(redis_server.url, **options)}):
+        cache = caches["default"]
+        assert type(cache) is DjangoRedisCache
+        cache.clear()
+        cache.set_many(VALUES)
+        cache.set("tuple", "other version", version=4)
+        expected = cache.get_many([*VALUES, "missing"])
+        assert set(expected) == set(VALUES)
+        with Wrapped(cache) as wrapped:
+            assert reads.get_many(cache, [*VALUES, "missing"]) == expected
+            assert reads.get(cache, "tuple") == expected["tuple"]
+            assert reads.get(cache, "missing") is None
+        assert wrapped.calls == 0
+
+
+def test_a_django_redis_fragment_hit_skips_the_wrapped_reads(redis_server: RedisServer) -> None:
+    article = Article.objects.create(title="t")
+    source = (
+        '{% cachesweeper article 60 "r" %}{{ article.title }} {{ counter.next }}'
+        "{% endcachesweeper %}"
+    )
+    counter = Counter()
+    with override_settings(CACHES={"default": django_redis_entry(redis_server.url)}):
+        cache = caches["default"]
+        cache.clear()
+        assert render(source, article=article, counter=counter) == "t 1"
+        with Wrapped(cache) as wrapped:
+            assert render(source, article=article, counter=counter) == "t 1"
+            article.save()
+            assert render(source, article=article, counter=counter) == "t 2"
+        assert wrapped.calls == 0
+
+
+def test_a_down_django_redis_raises_what_django_redis_raises() -> None:
+    with override_settings(CACHES={"default": django_redis_entry(f"127.0.0.1:{free_port()}")}):
+        cache = caches["default"]
+        with pytest.raises(Exception) as stock_error:
+            cache.get_many(["a"])
+        with pytest.raises(Exception) as direct_error:
+            reads.get_many(cache, ["a"])
+        assert type(direct_error.value) is type(stock_error.value)
+        with pytest.raises(type(stock_error.value)):
+            reads.get(cache, "a")
+
+
+def test_django_redis_ignoring_exceptions_reads_as_django_redis_does() -> None:
+    entry = django_redis_entry(f"127.0.0.1:{free_port()}", IGNORE_EXCEPTIONS=True)
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        assert reads.get_many(cache, ["a"]) == {}
+        assert reads.get(cache, "a") is None
+
+
+class AuditedClient(DefaultClient):
+    """A project's django-redis client that adds to ``get_many``."""
+
+    audited: list[list[str]] = []
+
+    def get_many(self, keys: Any, *args: Any, **kwargs: Any) -> Any:
+        self.audited.append(list(keys))
+        return super().get_many(keys, *args, **kwargs)
+
+
+def test_django_redis_with_another_client_class_reads_through_it(
+    redis_server: RedisServer,
+) -> None:
+    entry = django_redis_entry(redis_server.url, CLIENT_CLASS=f"{__name__}.AuditedClient")
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        cache.set("a", 1)
+        AuditedClient.audited.clear()
+        assert reads.get_many(cache, ["a"]) == {"a": 1}
+    assert AuditedClient.audited == [["a"]]
