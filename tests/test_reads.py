@@ -81,16 +81,17 @@ def test_the_answers_are_django_s_own(stock: PyMemcacheCache) -> None:
     assert reads.get(stock, "entry") == stock.get("entry") == ("payload", 1)
 
 
+FRAGMENT = (
+    '{% cachesweeper article 60 "r" %}{{ article.title }} {{ counter.next }}{% endcachesweeper %}'
+)
+
+
 def test_a_fragment_hit_reads_the_server_directly(stock: PyMemcacheCache) -> None:
     article = Article.objects.create(title="t")
-    source = (
-        '{% cachesweeper article 60 "r" %}{{ article.title }} {{ counter.next }}'
-        "{% endcachesweeper %}"
-    )
     counter = Counter()
-    assert render(source, article=article, counter=counter) == "t 1"
+    assert render(FRAGMENT, article=article, counter=counter) == "t 1"
     with Hashing(stock) as hashing:
-        assert render(source, article=article, counter=counter) == "t 1"
+        assert render(FRAGMENT, article=article, counter=counter) == "t 1"
     assert hashing.calls == 0
 
 
@@ -266,19 +267,15 @@ def test_django_redis_reads_give_django_redis_s_answers(
 
 def test_a_django_redis_fragment_hit_skips_the_wrapped_reads(redis_server: RedisServer) -> None:
     article = Article.objects.create(title="t")
-    source = (
-        '{% cachesweeper article 60 "r" %}{{ article.title }} {{ counter.next }}'
-        "{% endcachesweeper %}"
-    )
     counter = Counter()
     with override_settings(CACHES={"default": django_redis_entry(redis_server.url)}):
         cache = caches["default"]
         cache.clear()
-        assert render(source, article=article, counter=counter) == "t 1"
+        assert render(FRAGMENT, article=article, counter=counter) == "t 1"
         with Wrapped(cache) as wrapped:
-            assert render(source, article=article, counter=counter) == "t 1"
+            assert render(FRAGMENT, article=article, counter=counter) == "t 1"
             article.save()
-            assert render(source, article=article, counter=counter) == "t 2"
+            assert render(FRAGMENT, article=article, counter=counter) == "t 2"
         assert wrapped.calls == 0
 
 
