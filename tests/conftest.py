@@ -57,7 +57,9 @@ from tests.servers import (
 
 # Real servers make individual examples slower and less even than Hypothesis' 200 ms
 # default deadline assumes; a deadline failure there would be noise, not a finding.
-hypothesis_settings.register_profile("cachesweeper", deadline=None)
+# On CI the examples are derandomized (the same ones each run, as Hypothesis advises for
+# CI), so a red run can be reproduced; local runs keep exploring new examples.
+hypothesis_settings.register_profile("cachesweeper", deadline=None, derandomize=in_ci())
 hypothesis_settings.load_profile("cachesweeper")
 
 S = TypeVar("S", bound=ServerProcess)
