@@ -62,7 +62,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--no-pin", action="store_true", help="let the scheduler place the processes"
     )
     parser.add_argument("--load-seconds", type=float, default=5, help="wrk duration per app")
-    parser.add_argument("--no-load", action="store_true", help="skip the gunicorn + wrk load test")
+    parser.add_argument(
+        "--no-load", action="store_true", help="skip the load test (uWSGI, gunicorn + wrk)"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -138,18 +140,22 @@ def main(argv: list[str] | None = None) -> int:
                 step(env)
                 print(f"{time.monotonic() - began:.1f} s", flush=True)
             results.append(env.as_dict())
-        for pid in (memcached.pid, redis.pid, 0):  # the load test spreads over every core
+        for pid in (memcached.pid, redis.pid, 0):  # the load test pins its own way
             pin(pid or 0, all_cpus())
         if "6" in wanted and not args.no_load and "memcached" in kinds:
             reason = load.available()
             if reason is None:
-                print("[memcached] load test (gunicorn + wrk) ...", end=" ", flush=True)
+                print("[memcached] load test (uWSGI, gunicorn + wrk) ...", end=" ", flush=True)
                 began = time.monotonic()
+                split = None if args.no_pin else load.cpus()
                 load_results = {
                     "kind": "memcached",
                     "seconds": args.load_seconds,
                     "connections": 8,
-                    "apps": load.run("memcached", memcached.location, args.load_seconds, 8),
+                    "cpus": None if split is None else [sorted(part) for part in split],
+                    "servers": load.run(
+                        "memcached", memcached.location, args.load_seconds, 8, memcached.pid, split
+                    ),
                 }
                 print(f"{time.monotonic() - began:.1f} s", flush=True)
             else:
