@@ -21,8 +21,9 @@ django-redis wraps each read in three layers (the backend's error handling,
 its client's ``get_many``, redis-py's ``mget`` helper): about 6 µs of a
 2-key read at loopback, on top of the ``MGET`` itself. A stock ``RedisCache`` with its
 ``DefaultClient``, which does not ignore exceptions, is read through that
-client's own redis connection, ``make_key`` and ``decode`` (so its
-serializer and compressor apply) and raises what it would have raised;
+client's own redis connection, ``make_key`` and decoding (so its
+serializer and compressor apply; an entry skips the failing ``int()`` that
+``decode`` tries first) and raises what it would have raised;
 ``IGNORE_EXCEPTIONS``, other clients (sharded, herd) and subclasses that
 override reads take the ordinary path.
 
@@ -43,9 +44,15 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 try:
     from django_redis.cache import RedisCache as _DjangoRedisCache
     from django_redis.client import DefaultClient as _DefaultClient
+    from django_redis.exceptions import CompressorError as _CompressorError
 except ImportError:  # django-redis is optional
     _DjangoRedisCache = None
     _DefaultClient = None
+    _CompressorError = None
+
+# The first byte of anything ``int()`` could parse (django-redis stores
+# integers as their digits, everything else serialized).
+_INTEGER_START = b"0123456789+- \t\n\r\x0b\x0c"
 
 
 def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
@@ -66,8 +73,11 @@ def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
         made_keys = [client.make_key(key) for key in keys]
         # What redis-py's mget sends (keys= serves its client-side caching).
         values = client.get_client(write=False).execute_command("MGET", *made_keys, keys=made_keys)
-        decode = client.decode
-        return {key: decode(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
+        return {
+            key: _decode(client, raw)
+            for key, raw in zip(keys, values, strict=True)
+            if raw is not None
+        }
     return cache.get_many(keys)
 
 
@@ -83,7 +93,7 @@ def get(cache: BaseCache, key: str) -> Any:
     client = _django_redis_client(cache)
     if client is not None:
         raw = client.get_client(write=False).get(client.make_key(key))
-        return None if raw is None else client.decode(raw)
+        return None if raw is None else _decode(client, raw)
     return cache.get(key)
 
 
@@ -156,3 +166,19 @@ def _django_redis_client(cache: BaseCache) -> Any:
         return None
     client = cache.client
     return client if type(client) is _DefaultClient else None
+
+
+def _decode(client: Any, raw: bytes) -> Any:
+    """``client.decode(raw)``, without its ``int()`` on what cannot be an integer.
+
+    ``DefaultClient.decode`` tries ``int()`` first; on an entry that fails,
+    and the exception costs about 1.3 µs of every hit. The rest is its own
+    fallback: decompress when compressed, then deserialize.
+    """
+    if raw[:1] in _INTEGER_START:
+        return client.decode(raw)
+    try:
+        raw = client._compressor.decompress(raw)
+    except _CompressorError:  # small values are stored uncompressed
+        pass
+    return client._serializer.loads(raw)

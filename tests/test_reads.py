@@ -234,7 +234,19 @@ def django_redis_entry(location: str, **options: Any) -> dict[str, Any]:
     return entry
 
 
-VALUES = {"int": 12345678901234, "tuple": ("payload", 1), "long": "x" * 5000, "zero": 0}
+# Integers django-redis stores as digits, and values whose serialized form may
+# or may not start like one (a float in JSON does; digits in a string do not).
+VALUES = {
+    "int": 12345678901234,
+    "negative": -7,
+    "zero": 0,
+    "float": 1.5,
+    "digits": "123",
+    "true": True,
+    "tuple": ("payload", 1),
+    "short": "s",  # below the compressor's minimum length: stored uncompressed
+    "long": "x" * 5000,
+}
 
 
 @pytest.mark.parametrize(
