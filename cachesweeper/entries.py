@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from django.core.cache import BaseCache, caches
+from django.core.cache import BaseCache
 
-from cachesweeper import collector, reads, signals, stats, tokens
+from cachesweeper import backends, collector, reads, signals, stats, tokens
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency
 
@@ -84,7 +84,7 @@ class Slot:
         if self.store is not None:
             return self.store  # type: ignore[no-any-return]
         if self._backend is None:
-            self._backend = caches[self.using or conf.CACHE]
+            self._backend = backends.backend(self.using or conf.CACHE)
         return self._backend
 
     counter_names: list[str] = field(init=False)
@@ -114,7 +114,7 @@ class Slot:
 
 
 def version_cache() -> BaseCache:
-    return caches[conf.VERSION_CACHE]
+    return backends.backend(conf.VERSION_CACHE)
 
 
 class Rendered(NamedTuple):
