@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ SCENARIOS = ("1", "2", "3", "4", "5", "6", "7")
 KINDS = ("memcached", "django_redis", "redis", "memcached_single_hasher")
 #: Scenarios that do not depend on the client's per-key cost: not run on the variant.
 HASHER_INDEPENDENT = {"4", "5"}
+#: Scenarios whose rows are timed ratios, run in several fresh processes (see README).
+TIMED = {"1", "2", "3", "6", "7"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -42,7 +45,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="scenario numbers, comma-separated"
     )
-    parser.add_argument("--repeat", type=int, default=15, help="timed loops per side (median)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=5,
+        help="fresh processes the timed scenarios (1, 2, 3, 6, 7) run in, an odd number; "
+        "each row is the median process's",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=9, help="timed loops per side and process (median)"
+    )
     parser.add_argument(
         "--loop-seconds", type=float, default=0.1, help="duration of one timed loop"
     )
@@ -71,12 +83,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="a fast smoke run (few loops, small sweeps); results go to results/quick.*",
     )
     parser.add_argument("--output", default=None, help="file stem in results/ (default: latest)")
+    # Internal: how the main process starts the timed ones (see run_timed_in_processes).
+    parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--locations", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.repeat, args.loop_seconds = 5, 0.03
+        args.repeat, args.loop_seconds, args.processes = 5, 0.03, 3
         args.sweep_sizes, args.sweep_samples, args.load_seconds = "10,1000", 50, 2
         args.output = args.output or "quick"
     args.output = args.output or "latest"
+    if args.processes < 1 or args.processes % 2 == 0:
+        parser.error("--processes must be an odd number (each row is the median process's)")
     return args
 
 
@@ -109,7 +126,34 @@ def main(argv: list[str] | None = None) -> int:
     ]
     started = time.monotonic()
     load_before = os.getloadavg()[0]
-    results: list[dict[str, Any]] = []
+
+    def run_kinds(locations: dict[str, str], numbers: set[str]) -> list[dict[str, Any]]:
+        results = []
+        for kind in kinds:
+            env = Env(kind, locations[kind], plan)
+            with env.stock():
+                from django.core.cache import caches
+
+                caches["default"].clear()
+            for number, step in steps:
+                if number not in numbers:
+                    continue
+                if kind == "memcached_single_hasher" and number in HASHER_INDEPENDENT:
+                    continue
+                began = time.monotonic()
+                print(f"[{kind}] scenario {number} ...", end=" ", flush=True)
+                step(env)
+                print(f"{time.monotonic() - began:.1f} s", flush=True)
+            results.append(env.as_dict())
+        return results
+
+    if args.worker is not None:  # one of the processes of run_timed_in_processes
+        if not args.no_pin:
+            pin(0, {args.cpu})
+        worker_results = run_kinds(json.loads(args.locations), wanted)
+        args.worker.write_text(json.dumps(worker_results))
+        return 0
+
     load_results: dict[str, Any] = {}
     # memcached needs room for two million small entries at the largest sweep size.
     memcached, redis = MemcachedServer(memory_mb=2048), RedisServer()
@@ -124,22 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_pin:
             for pid in (memcached.pid, redis.pid, 0):
                 pin(pid or 0, {args.cpu})
-        for kind in kinds:
-            env = Env(kind, locations[kind], plan)
-            with env.stock():
-                from django.core.cache import caches
-
-                caches["default"].clear()
-            for number, step in steps:
-                if number not in wanted:
-                    continue
-                if kind == "memcached_single_hasher" and number in HASHER_INDEPENDENT:
-                    continue
-                began = time.monotonic()
-                print(f"[{kind}] scenario {number} ...", end=" ", flush=True)
-                step(env)
-                print(f"{time.monotonic() - began:.1f} s", flush=True)
-            results.append(env.as_dict())
+        timed = wanted & TIMED if args.processes > 1 else set()  # 1: all in this process
+        runs = run_timed_in_processes(args, locations, timed) if timed else []
+        results = merge(runs, run_kinds(locations, wanted - timed))
         for pid in (memcached.pid, redis.pid, 0):  # the load test pins its own way
             pin(pid or 0, all_cpus())
         if "6" in wanted and not args.no_load and "memcached" in kinds:
@@ -179,6 +210,57 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_timed_in_processes(
+    args: argparse.Namespace, locations: dict[str, str], numbers: set[str]
+) -> list[list[dict[str, Any]]]:
+    """Run the timed scenarios in ``args.processes`` fresh processes, one after another.
+
+    A process's memory layout and hash seed shift its timings as a whole, by a few
+    per cent from one process to the next, which no number of loops inside one process
+    averages out (pyperf spawns processes for the same reason).
+    """
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="cachesweeper-bench-") as scratch:
+        for index in range(args.processes):
+            print(f"== process {index + 1} of {args.processes}", flush=True)
+            output = Path(scratch) / f"{index}.json"
+            command = [
+                sys.executable, "-m", "benchmarks", "--worker", str(output),
+                "--locations", json.dumps(locations), "--kinds", args.kinds,
+                "--scenarios", ",".join(sorted(numbers)), "--repeat", str(args.repeat),
+                "--loop-seconds", str(args.loop_seconds), "--cpu", str(args.cpu),
+            ] + (["--no-pin"] if args.no_pin else [])  # fmt: skip
+            subprocess.run(command, check=True, cwd=Path(__file__).resolve().parent.parent)
+            runs.append(json.loads(output.read_text()))
+    return runs
+
+
+def merge(runs: list[list[dict[str, Any]]], here: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each kind's rows: of each timed row, the median process's; then the ones run here.
+
+    The row keeps every process's ratio (``ratios``); the timings and round trips kept
+    for the kind are the median process's of its first timed row.
+    """
+    merged = []
+    for position, kind in enumerate(here):
+        rows: list[dict[str, Any]] = []
+        if runs:
+            for versions in zip(*(run[position]["rows"] for run in runs), strict=True):
+                ranked = sorted(versions, key=lambda row: row["ratio"] or 0.0)
+                chosen = dict(ranked[(len(ranked) - 1) // 2])
+                if chosen["ratio"] is not None:
+                    chosen["ratios"] = [row["ratio"] for row in versions]
+                rows.append(chosen)
+            kind = {
+                **kind,
+                "timings": {**runs[0][position]["timings"], **kind["timings"]},
+                "calls": {**runs[0][position]["calls"], **kind["calls"]},
+                "processes": [run[position] for run in runs],
+            }
+        merged.append({**kind, "rows": rows + kind["rows"]})
+    return merged
+
+
 def meta(args: argparse.Namespace, elapsed: float) -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
 
@@ -208,6 +290,7 @@ def meta(args: argparse.Namespace, elapsed: float) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "processes": args.processes,
         "repeat": args.repeat,
         "loop_seconds": args.loop_seconds,
         "sweep_sizes": args.sweep_sizes,

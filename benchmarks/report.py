@@ -25,6 +25,14 @@ def _ratio(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio:.2f}x"
 
 
+def _spread(row: dict[str, Any]) -> str:
+    """The row's ratio, and the range over the processes it was the median of."""
+    ratios = row.get("ratios")
+    if not ratios or len(ratios) < 2:
+        return _ratio(row["ratio"])
+    return f"{_ratio(row['ratio'])} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
     lines = [
@@ -45,7 +53,9 @@ def markdown(report: dict[str, Any]) -> str:
             else "Processes not pinned to a CPU. "
         )
         + f"Times are medians of {meta['repeat']} interleaved loops of ~{meta['loop_seconds']} s "
-        "each (sweeps: median of single timed sweeps); **ratio** = cachesweeper ÷ Django "
+        "each (sweeps: median of single timed sweeps)"
+        + _processes(meta)
+        + "; **ratio** = cachesweeper ÷ Django "
         "built-in for times (lower is better), or the throughput ratio for page hits "
         "(higher is better). **Round trips** are the outermost cache calls counted by the "
         "counting backends of `tests/counting.py` (deterministic). See "
@@ -65,12 +75,22 @@ def markdown(report: dict[str, Any]) -> str:
         what = row["what"] + (f" ({row['note']})" if row["note"] else "")
         lines.append(
             f"| {row['scenario']} | {row['backend']} | {what} | {row['ours']} "
-            f"| {row['baseline_name']} | {row['theirs']} | {_ratio(row['ratio'])} "
+            f"| {row['baseline_name']} | {row['theirs']} | {_spread(row)} "
             f"| {_calls(row['ours_calls'])} | {_calls(row['theirs_calls'])} "
             f"| {row['target']} | {_met(row['met'])} |"
         )
     lines += ["", *_load(report.get("load") or {}), ""]
     return "\n".join(lines)
+
+
+def _processes(meta: dict[str, Any]) -> str:
+    processes = meta.get("processes") or 1
+    if processes < 2:
+        return ""
+    return (
+        f". Scenarios 1, 2, 3, 6 and 7 ran in {processes} fresh processes: each of their rows "
+        "is the median process's, with the range of all processes' ratios in brackets"
+    )
 
 
 def summary(report: dict[str, Any]) -> list[str]:
@@ -90,7 +110,7 @@ def summary(report: dict[str, Any]) -> list[str]:
                 figure = row["ours"]
                 line = (f"{row['scenario']}, {row['what']}", row["target"])
             else:
-                figure = f"{_ratio(row['ratio'])}, {_calls(row['ours_calls'])}"
+                figure = f"{_spread(row)}, {_calls(row['ours_calls'])}"
                 versus = f"{row['scenario']}: {row['what']} vs {row['baseline_name']}"
                 line = (versus, row["target"])
             mark = "✅" if row["met"] else "❌"
