@@ -89,9 +89,10 @@ def available() -> str | None:
 
 
 def cpus() -> tuple[set[int], set[int]] | None:
-    """(the server's and the cache's CPU, wrk's CPUs), or ``None`` on a single core."""
+    """(the server's and the cache's CPU, wrk's CPUs); ``None`` on one core or without
+    ``taskset`` (util-linux), which starts them there."""
     every = sorted(all_cpus())
-    if len(every) < 2:
+    if len(every) < 2 or shutil.which("taskset") is None:
         return None
     return {every[-1]}, set(every[:-1])
 
@@ -145,14 +146,14 @@ def _one(
     spec = SERVERS[server]
     command = [str(Path(sys.executable).with_name(spec.executable)), *spec.argv(port)]
     server_cpus, wrk_cpus = split if split is not None else (None, None)
+    wrk = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     with tempfile.TemporaryFile() as log:  # a pipe nobody reads could fill and block it
         process = subprocess.Popen(
-            command,
+            [*_on(server_cpus), *command],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
-            preexec_fn=_on(server_cpus),
         )
         try:
             deadline = time.monotonic() + 30
@@ -167,11 +168,7 @@ def _one(
                 with urllib.request.urlopen(url, timeout=10) as response:
                     response.read()
             output = subprocess.run(
-                ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-                check=True,
-                capture_output=True,
-                text=True,
-                preexec_fn=_on(wrk_cpus),
+                [*_on(wrk_cpus), *wrk, url], check=True, capture_output=True, text=True
             ).stdout
         finally:
             process.terminate()
@@ -183,11 +180,11 @@ def _one(
     return _parse(output)
 
 
-def _on(cpus: set[int] | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that starts the child (and what it forks) on ``cpus``."""
+def _on(cpus: set[int] | None) -> list[str]:
+    """The ``taskset`` prefix that starts a command (and what it forks) on ``cpus``."""
     if cpus is None:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
+        return []
+    return ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus)))]
 
 
 def _parse(output: str) -> dict[str, Any]:
