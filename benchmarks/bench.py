@@ -238,8 +238,9 @@ def run_timed_in_processes(
 def merge(runs: list[list[dict[str, Any]]], here: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each kind's rows: of each timed row, the median process's; then the ones run here.
 
-    The row keeps every process's ratio (``ratios``); the timings and round trips kept
-    for the kind are the median process's of its first timed row.
+    The row keeps every process's ratio (``ratios``). The kind's ``timings`` and
+    ``calls`` are the first process's (the round trips are the same in every process);
+    every process's own are under ``processes``.
     """
     merged = []
     for position, kind in enumerate(here):
