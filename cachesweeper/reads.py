@@ -15,7 +15,9 @@ takes the ordinary path, and a connection error is recorded with
 Django's own ``RedisCache`` builds a new ``redis.Redis`` client object for
 every call (about 50 µs); with one server, the read uses one client object
 per backend instead, over the same connection pool, and the backend's
-serializer.
+serializer. Its stock ``RedisSerializer`` tries ``int()`` first too, which
+fails on every entry; entries go straight to ``pickle.loads``, as they
+would after that failure.
 
 django-redis wraps each read in three layers (the backend's error handling,
 its client's ``get_many``, redis-py's ``mget`` helper): about 6 µs of a
@@ -34,12 +36,13 @@ keys are hex digests, and the clients check every key they send.
 
 from __future__ import annotations
 
+import pickle
 import weakref
 from typing import Any
 
 from django.core.cache import BaseCache
 from django.core.cache.backends.memcached import PyMemcacheCache
-from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient, RedisSerializer
 
 try:
     from django_redis.cache import RedisCache as _DjangoRedisCache
@@ -50,8 +53,8 @@ except ImportError:  # django-redis is optional
     _DefaultClient = None
     _CompressorError = None
 
-# The first byte of anything ``int()`` could parse (django-redis stores
-# integers as their digits, everything else serialized).
+# The first byte of anything ``int()`` could parse (Django's RedisSerializer
+# and django-redis store integers as their digits, everything else serialized).
 _INTEGER_START = b"0123456789+- \t\n\r\x0b\x0c"
 
 
@@ -65,9 +68,13 @@ def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
     redis = _redis_client(cache)
     if redis is not None:
         made_keys = [cache.make_key(key) for key in keys]
-        loads = cache._cache._serializer.loads  # type: ignore[attr-defined]
+        serializer = cache._cache._serializer  # type: ignore[attr-defined]
         values = redis.mget(made_keys)
-        return {key: loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
+        return {
+            key: _redis_loads(serializer, raw)
+            for key, raw in zip(keys, values, strict=True)
+            if raw is not None
+        }
     client = _django_redis_client(cache)
     if client is not None:
         made_keys = [client.make_key(key) for key in keys]
@@ -89,7 +96,8 @@ def get(cache: BaseCache, key: str) -> Any:
     redis = _redis_client(cache)
     if redis is not None:
         raw = redis.get(cache.make_key(key))
-        return None if raw is None else cache._cache._serializer.loads(raw)  # type: ignore[attr-defined]
+        serializer = cache._cache._serializer  # type: ignore[attr-defined]
+        return None if raw is None else _redis_loads(serializer, raw)
     client = _django_redis_client(cache)
     if client is not None:
         raw = client.get_client(write=False).get(client.make_key(key))
@@ -152,6 +160,17 @@ def _redis_client(cache: BaseCache) -> Any:
     if redis is None:
         redis = _redis_clients[client] = client.get_client()
     return redis
+
+
+def _redis_loads(serializer: Any, raw: bytes) -> Any:
+    """``serializer.loads(raw)``; a stock ``RedisSerializer`` skips its failing ``int()``.
+
+    It stores integers as their digits and pickles everything else, and
+    ``int()`` cannot parse what does not start like a number.
+    """
+    if type(serializer) is RedisSerializer and raw[:1] not in _INTEGER_START:
+        return pickle.loads(raw)
+    return serializer.loads(raw)
 
 
 def _django_redis_client(cache: BaseCache) -> Any:

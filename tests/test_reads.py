@@ -202,6 +202,52 @@ def test_django_redis_cache_with_replicas_reads_as_django_does(
         assert clients.made == 2
 
 
+# Integers Django's RedisCache and django-redis store as digits, and values
+# whose serialized form may or may not start like one (a float in JSON does;
+# digits in a string do not).
+VALUES = {
+    "int": 12345678901234,
+    "negative": -7,
+    "zero": 0,
+    "float": 1.5,
+    "digits": "123",
+    "true": True,
+    "tuple": ("payload", 1),
+    "short": "s",  # below the compressor's minimum length: stored uncompressed
+    "long": "x" * 5000,
+}
+
+
+class TextSerializer:
+    """A serializer of the user's own (``OPTIONS["serializer"]``): text, not pickle."""
+
+    def dumps(self, value: Any) -> bytes:
+        return repr(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return ("text", data.decode())
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"serializer": "tests.test_reads.TextSerializer"}], ids=["stock", "custom"]
+)
+def test_django_redis_cache_reads_give_django_s_answers(
+    redis_server: RedisServer, options: dict[str, Any]
+) -> None:
+    """Integers, and pickles whether or not they could start like one, decode as Django's own."""
+    entry = cache_settings("redis", redis_server.url, counting=False, options=options)
+    entry.update(KEY_PREFIX="site", VERSION=3)
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        cache.clear()
+        cache.set_many(VALUES)
+        expected = cache.get_many([*VALUES, "missing"])
+        assert set(expected) == set(VALUES)
+        assert reads.get_many(cache, [*VALUES, "missing"]) == expected
+        for key in VALUES:
+            assert reads.get(cache, key) == expected[key]
+
+
 # -- django-redis: its own connection, keys and decoding, without the wrappers --------
 
 
@@ -232,21 +278,6 @@ def django_redis_entry(location: str, **options: Any) -> dict[str, Any]:
     entry = cache_settings("django_redis", location, counting=False, options=options)
     entry.update(KEY_PREFIX="site", VERSION=3)
     return entry
-
-
-# Integers django-redis stores as digits, and values whose serialized form may
-# or may not start like one (a float in JSON does; digits in a string do not).
-VALUES = {
-    "int": 12345678901234,
-    "negative": -7,
-    "zero": 0,
-    "float": 1.5,
-    "digits": "123",
-    "true": True,
-    "tuple": ("payload", 1),
-    "short": "s",  # below the compressor's minimum length: stored uncompressed
-    "long": "x" * 5000,
-}
 
 
 @pytest.mark.parametrize(
