@@ -14,10 +14,11 @@ takes the ordinary path, and a connection error is recorded with
 
 Django's own ``RedisCache`` builds a new ``redis.Redis`` client object for
 every call (about 50 µs); with one server, the read uses one client object
-per backend instead, over the same connection pool, and the backend's
-serializer. Its stock ``RedisSerializer`` tries ``int()`` first too, which
-fails on every entry; entries go straight to ``pickle.loads``, as they
-would after that failure.
+per backend instead, over the same connection pool (sending ``MGET``
+without redis-py's ``mget`` helper, as for django-redis below), and the
+backend's serializer. The stock ``RedisSerializer`` tries ``int()`` first,
+which fails on every entry; entries go straight to ``pickle.loads``, as
+they would after that failure.
 
 django-redis wraps each read in three layers (the backend's error handling,
 its client's ``get_many``, redis-py's ``mget`` helper): about 6 µs of a
@@ -69,7 +70,7 @@ def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
     if redis is not None:
         made_keys = [cache.make_key(key) for key in keys]
         serializer = cache._cache._serializer  # type: ignore[attr-defined]
-        values = redis.mget(made_keys)
+        values = _mget(redis, made_keys)
         return {
             key: _redis_loads(serializer, raw)
             for key, raw in zip(keys, values, strict=True)
@@ -78,8 +79,7 @@ def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
     client = _django_redis_client(cache)
     if client is not None:
         made_keys = [client.make_key(key) for key in keys]
-        # What redis-py's mget sends (keys= serves its client-side caching).
-        values = client.get_client(write=False).execute_command("MGET", *made_keys, keys=made_keys)
+        values = _mget(client.get_client(write=False), made_keys)
         return {
             key: _decode(client, raw)
             for key, raw in zip(keys, values, strict=True)
@@ -160,6 +160,14 @@ def _redis_client(cache: BaseCache) -> Any:
     if redis is None:
         redis = _redis_clients[client] = client.get_client()
     return redis
+
+
+def _mget(redis: Any, keys: list[str]) -> list[bytes | None]:
+    """``redis.mget(keys)``, without the helper around it (about 3 µs of each call).
+
+    The same command, and the ``keys`` that redis-py's client-side caching reads.
+    """
+    return redis.execute_command("MGET", *keys, keys=keys)  # type: ignore[no-any-return]
 
 
 def _redis_loads(serializer: Any, raw: bytes) -> Any:
