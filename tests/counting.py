@@ -207,7 +207,8 @@ class CountingRedisCache(CountingCacheMixin, RedisCache):
     """Django's own ``RedisCache`` (Django 4.0+) with a call log.
 
     As for memcached, ``get`` and ``get_many`` are logged at the redis-py
-    client (``GET`` and ``MGET``), where cachesweeper's direct reads go too.
+    client, where cachesweeper's direct reads go too: by the command sent
+    (``GET``, ``MGET``), whichever of redis-py's methods sent it.
     """
 
     get = RedisCache.get
@@ -220,12 +221,19 @@ class CountingRedisCache(CountingCacheMixin, RedisCache):
 
         def get_client(*args: Any, **kwargs: Any) -> Any:
             redis = make_client(*args, **kwargs)
-            redis.get = functools.partial(self._logged, "get", redis.get)
-            redis.mget = functools.partial(self._logged, "get_many", redis.mget)
+            redis.execute_command = functools.partial(self._command, redis.execute_command)
             return redis
 
         client.get_client = get_client
         return client
+
+    def _command(self, execute: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        name = _REDIS_COMMANDS.get(args[0], str(args[0]).lower())
+        return self._logged(name, execute, *args, **options)
+
+
+# Redis commands logged under the cache API call that sends them.
+_REDIS_COMMANDS = {"GET": "get", "MGET": "get_many"}
 
 
 def counting(alias: str = "default") -> CountingCacheMixin:
