@@ -81,12 +81,12 @@ class PageCacheMiddleware:
         rule = match(self.rules, environ.get("PATH_INFO", ""))
         if rule is None or not self._shared(environ):
             return self.app(environ, start_response)
-        with collector.request(time.time()):
-            return self._serve(environ, start_response, rule)
+        return self._serve(environ, start_response, rule)
 
     def _serve(
         self, environ: dict[str, Any], start_response: StartResponse, rule: PageRule
     ) -> Iterable[bytes]:
+        started = time.time()
         slot = Slot(_page_key(conf.KEY_PREFIX, _url(environ)), (), rule.ttl, rule.grace)
         if self._alias is not None:
             slot.using = self._alias
@@ -96,24 +96,31 @@ class PageCacheMiddleware:
         try:
             if (slot.contended and wait_for_entry(slot)) or slot.state != MISS:
                 return _replay(environ, start_response, served(slot)[1])
-            with collector.collect() as frame:
-                try:
-                    page = self._run(environ)
-                except Exception as error:
-                    return _replay(environ, start_response, fall_back(slot, error)[1])
-                storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, frame)
-            to_save: list[tuple[Slot, Any, collector.Frame]] = []
-            outcome = Rendered(page, page if storable else None, int(page[0][:3]) >= 500)
-            state, value = accept(slot, outcome, frame, to_save)
-            save(to_save)
-            if state != MISS:
-                return _replay(environ, start_response, value)
-            status, headers, body, _ = value
-            start_response(status, list(headers))
-            # The app ran as GET (so its headers are a GET's): a HEAD gets them, not the body.
-            return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+            with collector.request(started):  # only what is rendered needs the mark
+                return self._render(environ, start_response, slot)
         finally:
             release([slot])
+
+    def _render(
+        self, environ: dict[str, Any], start_response: StartResponse, slot: Slot
+    ) -> Iterable[bytes]:
+        """Run the application for a missing (or stale) page, and store what it answered."""
+        with collector.collect() as frame:
+            try:
+                page = self._run(environ)
+            except Exception as error:
+                return _replay(environ, start_response, fall_back(slot, error)[1])
+            storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, frame)
+        to_save: list[tuple[Slot, Any, collector.Frame]] = []
+        outcome = Rendered(page, page if storable else None, int(page[0][:3]) >= 500)
+        state, value = accept(slot, outcome, frame, to_save)
+        save(to_save)
+        if state != MISS:
+            return _replay(environ, start_response, value)
+        status, headers, body, _ = value
+        start_response(status, list(headers))
+        # The app ran as GET (so its headers are a GET's): a HEAD gets them, not the body.
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
     def _shared(self, environ: dict[str, Any]) -> bool:
         """GET or HEAD, from a visitor without a session or credentials."""
