@@ -78,7 +78,7 @@ def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
         }
     client = _django_redis_client(cache)
     if client is not None:
-        made_keys = [client.make_key(key) for key in keys]
+        made_keys = [_django_redis_key(cache, key) for key in keys]
         values = _mget(client.get_client(write=False), made_keys)
         return {
             key: _decode(client, raw)
@@ -100,7 +100,7 @@ def get(cache: BaseCache, key: str) -> Any:
         return None if raw is None else _redis_loads(serializer, raw)
     client = _django_redis_client(cache)
     if client is not None:
-        raw = client.get_client(write=False).get(client.make_key(key))
+        raw = client.get_client(write=False).get(_django_redis_key(cache, key))
         return None if raw is None else _decode(client, raw)
     return cache.get(key)
 
@@ -193,6 +193,12 @@ def _django_redis_client(cache: BaseCache) -> Any:
         return None
     client = cache.client
     return client if type(client) is _DefaultClient else None
+
+
+def _django_redis_key(cache: BaseCache, key: str) -> str:
+    """``DefaultClient.make_key(key)``: the key function it calls, without a ``CacheKey``."""
+    made: str = cache.key_func(key, cache.key_prefix, cache.version)
+    return made
 
 
 def _decode(client: Any, raw: bytes) -> Any:
