@@ -91,10 +91,12 @@ class Slot:
     attributes: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.counter_names = [dep.name for dep in self.dependencies if dep.attribute is None]
-        self.attributes = {
-            dep.name: dep.value for dep in self.dependencies if dep.attribute is not None
-        }
+        self.counter_names, self.attributes = [], {}
+        for dep in self.dependencies:  # one pass: a slot is made for every fragment
+            if dep.attribute is None:
+                self.counter_names.append(dep.name)
+            else:
+                self.attributes[dep.name] = dep.value
 
     @property
     def lock_key(self) -> str:
