@@ -32,14 +32,10 @@ def fragment_slot(
     the same object never share an entry by accident.
     """
     key, dependencies = _identity(origin, target, vary_on)
-    return Slot(
-        key,
-        dependencies,
-        timeout=timeout,
-        grace=conf.GRACE if grace is None else grace,
-        using=using,
-        loaded_at=loaded_at(target),
-    )
+    # Positional, then set: keyword arguments to a dataclass cost more, per item of a list.
+    slot = Slot(key, dependencies, timeout, conf.GRACE if grace is None else grace)
+    slot.using, slot.loaded_at = using, loaded_at(target)
+    return slot
 
 
 def _identity(
@@ -51,11 +47,12 @@ def _identity(
     of a hundred asks for a hundred each time. The key holds no version, so
     only an attribute token's value is read afresh.
     """
-    if not isinstance(target, Model) or target.pk is None:
+    pk = target.pk if isinstance(target, Model) else None
+    if pk is None:
         dependencies = resolve(target)
         return fragment_key(origin, dependencies, vary_on), dependencies
     model = type(target)
-    memo = (conf.KEY_PREFIX, origin, model, target.pk, attribute_for(model), *map(str, vary_on))
+    memo = (conf.KEY_PREFIX, origin, model, pk, attribute_for(model), *map(str, vary_on))
     found = _identities.get(memo)
     if found is None:
         if len(_identities) >= _IDENTITIES_LIMIT:
