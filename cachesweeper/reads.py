@@ -31,8 +31,10 @@ serializer and compressor apply; an entry skips the failing ``int()`` that
 override reads take the ordinary path.
 
 Keys are made with the backend's ``make_key`` (prefix, version, key
-function). They are not run through Django's key validation: the library's
-keys are hex digests, and the clients check every key they send.
+function; with Django's default key function, by joining the prefix it
+would put before every key). They are not run through Django's key
+validation: the library's keys are hex digests, and the clients check
+every key they send.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import weakref
 from typing import Any
 
 from django.core.cache import BaseCache
+from django.core.cache.backends.base import default_key_func
 from django.core.cache.backends.memcached import PyMemcacheCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient, RedisSerializer
 
@@ -63,12 +66,12 @@ def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
     """``cache.get_many(keys)``, in one round trip."""
     node = _single_server(cache)
     if node is not None:
-        made = {cache.make_key(key): key for key in keys}
+        made = dict(zip(_made_keys(cache, keys), keys, strict=True))
         found = _guarded(cache, node, node.get_many, list(made))
         return {made[key]: value for key, value in found.items()}
     redis = _redis_client(cache)
     if redis is not None:
-        made_keys = [cache.make_key(key) for key in keys]
+        made_keys = _made_keys(cache, keys)
         serializer = cache._cache._serializer  # type: ignore[attr-defined]
         values = _mget(redis, made_keys)
         return {
@@ -103,6 +106,17 @@ def get(cache: BaseCache, key: str) -> Any:
         raw = client.get_client(write=False).get(_django_redis_key(cache, key))
         return None if raw is None else _decode(client, raw)
     return cache.get(key)
+
+
+def _made_keys(cache: BaseCache, keys: list[str]) -> list[str]:
+    """``cache.make_key`` of every key; with Django's default key function, one prefix joined.
+
+    A list of a hundred items reads a hundred and one keys.
+    """
+    if type(cache).make_key is not BaseCache.make_key or cache.key_func is not default_key_func:
+        return [cache.make_key(key) for key in keys]
+    prefix = f"{cache.key_prefix}:{cache.version}:"  # what default_key_func puts before a key
+    return [prefix + key for key in keys]
 
 
 def _single_server(cache: BaseCache) -> Any:

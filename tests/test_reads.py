@@ -81,6 +81,42 @@ def test_the_answers_are_django_s_own(stock: PyMemcacheCache) -> None:
     assert reads.get(stock, "entry") == stock.get("entry") == ("payload", 1)
 
 
+def reversed_key(key: str, key_prefix: str, version: int) -> str:
+    """A ``KEY_FUNCTION`` of the user's own."""
+    return f"{version}-{key_prefix}-{key[::-1]}"
+
+
+class MarkedKeys(PyMemcacheCache):
+    """A backend of the user's own that makes keys its own way (and reads as Django does)."""
+
+    def make_key(self, key: str, version: int | None = None) -> str:
+        return "marked-" + super().make_key(key, version)
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("memcached", {"KEY_FUNCTION": "tests.test_reads.reversed_key"}),
+        ("redis", {"KEY_FUNCTION": "tests.test_reads.reversed_key"}),
+        ("memcached", {"BACKEND": "tests.test_reads.MarkedKeys"}),
+    ],
+    ids=["memcached-key-function", "redis-key-function", "memcached-make-key"],
+)
+def test_keys_are_made_as_the_backend_makes_them(
+    memcached_server: MemcachedServer, redis_server: RedisServer, kind: str, extra: dict[str, str]
+) -> None:
+    location = memcached_server.location if kind == "memcached" else redis_server.url
+    entry = cache_settings(kind, location, counting=False)
+    entry.update(KEY_PREFIX="site", VERSION=3, **extra)
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        cache.set_many({"a": 1, "b": ("two", 2)})
+        expected = {"a": 1, "b": ("two", 2)}
+        assert cache.get_many(["a", "b", "missing"]) == expected
+        assert reads.get_many(cache, ["a", "b", "missing"]) == expected
+        assert reads.get(cache, "b") == ("two", 2)
+
+
 FRAGMENT = (
     '{% cachesweeper article 60 "r" %}{{ article.title }} {{ counter.next }}{% endcachesweeper %}'
 )
