@@ -66,9 +66,10 @@ def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
     """``cache.get_many(keys)``, in one round trip."""
     node = _single_server(cache)
     if node is not None:
-        made = dict(zip(_made_keys(cache, keys), keys, strict=True))
-        found = _guarded(cache, node, node.get_many, list(made))
-        return {made[key]: value for key, value in found.items()}
+        made_keys = _made_keys(cache, keys)
+        found = _guarded(cache, node, node.get_many, made_keys)
+        pairs = zip(keys, made_keys, strict=True)
+        return {key: found[made] for key, made in pairs if made in found}
     redis = _redis_client(cache)
     if redis is not None:
         made_keys = _made_keys(cache, keys)
