@@ -206,11 +206,13 @@ class _RetryQueue:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._poked = 0.0
+        self._restart = False
         self.first_delay = 0.5
         self.max_delay = 30.0
 
     def add(self, names: Iterable[str]) -> None:
         with self._lock:
+            idle = not self._names
             for name in names:
                 self._queued += 1
                 self._names[name] = self._queued
@@ -220,6 +222,11 @@ class _RetryQueue:
                     target=self._run, name="cachesweeper-retry", daemon=True
                 )
                 self._thread.start()
+            elif idle:
+                # The queue was emptied (by a flush) while the thread waited out a
+                # backoff: new work starts the backoff again instead of inheriting it.
+                self._restart = True
+                self._wake.set()
 
     def pending(self) -> list[str]:
         with self._lock:
@@ -256,6 +263,11 @@ class _RetryQueue:
         while True:
             self._wake.wait(delay)
             self._wake.clear()
+            with self._lock:
+                restart, self._restart = self._restart, False
+            if restart:
+                delay = self.first_delay
+                continue
             failed = self.flush()
             if failed:
                 delay = min(delay * 2, self.max_delay)

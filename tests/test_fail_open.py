@@ -85,6 +85,29 @@ def test_pending_sweeps_are_delivered_when_the_cache_is_back(
         sweeps._retries.first_delay = 0.5
 
 
+def test_new_sweeps_do_not_wait_out_an_earlier_backoff(memcached_server: object) -> None:
+    """A flush emptied the queue while the retry thread waited a long backoff."""
+    import time
+
+    live = cache_settings("memcached", memcached_server.location)  # type: ignore[attr-defined]
+    with override_settings(CACHES={"default": live}):
+        caches["default"].clear()
+        caches["default"].set(token_key("second"), 2**50, None)
+        sweeps._retries.first_delay = 60
+        try:
+            sweeps._retries.add(["first"])  # the thread now waits 60 s
+            assert sweeps._retries.flush() == []  # delivered by hand meanwhile
+            sweeps._retries.first_delay = 0.05
+            sweeps._retries.add(["second"])
+            deadline = time.monotonic() + 5
+            while sweeps._retries.pending() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            sweeps._retries.first_delay = 0.5
+        assert sweeps._retries.pending() == []
+        assert caches["default"].get(token_key("second")) != 2**50
+
+
 def test_background_retry_delivers_without_help(memcached_server: object) -> None:
     import time
 
