@@ -77,6 +77,7 @@ class Slot:
     cache_down: bool = False
     loaded_at: float | None = None  # when the instances it depends on were loaded
     quiet: bool = False  # an entry that only speeds up others (a list entry): not announced
+    copy: Entry | None = None  # this process's copy of the entry (see copies.py), tried first
 
     @property
     def cache(self) -> BaseCache:
@@ -235,8 +236,10 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     every backend: the token keys to fetch are only known once the entry
     has been read.
     """
-    needed = _needed(slots)
     try:
+        if slots[0].copy is not None and _copies_hit(slots):
+            return
+        needed = _needed(slots)
         found, counters = _fetch(slots[0], [slot.key for slot in slots], needed)
         if _all_plain_hits(slots, found, counters):
             return
@@ -284,6 +287,33 @@ def _needed(slots: Sequence[Slot]) -> dict[str, None]:
         for name in _known.get(slot.key, ()):
             needed[name] = None
     return needed
+
+
+def _copies_hit(slots: Sequence[Slot]) -> bool:
+    """Serve every slot from its copy when the copies' tokens are still current.
+
+    Reads only those tokens. If any copy is out of date (a token moved or is
+    missing, the copy expired) or a sweep is pending, the copies are
+    forgotten and the ordinary read decides, one more round trip.
+    """
+    if tokens.unconfirmed or any(slot.copy is None for slot in slots):
+        return _forget_copies(slots)
+    names = {name: None for slot in slots for name in slot.copy.counters}  # type: ignore[union-attr]
+    counters = tokens.read_counters(version_cache(), names)
+    now = time.time()
+    for slot in slots:
+        slot.entry = slot.copy
+        if _evaluate(slot, counters, now) != HIT:
+            return _forget_copies(slots)
+    for slot in slots:
+        slot.counters, slot.state = counters, HIT
+    return True
+
+
+def _forget_copies(slots: Sequence[Slot]) -> bool:
+    for slot in slots:
+        slot.copy = slot.entry = None
+    return False
 
 
 def _all_plain_hits(

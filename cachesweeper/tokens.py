@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from django.core.cache import BaseCache
 from django.db.models import Model
 
+from cachesweeper import reads
 from cachesweeper.conf import conf
 from cachesweeper.keys import make_key
 
@@ -114,7 +115,7 @@ def read_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:
     keys = {token_key(name): name for name in names}
     if not keys:
         return {}
-    found = cache.get_many(list(keys))
+    found = reads.get_many(cache, list(keys))
     return {keys[key]: value for key, value in found.items() if isinstance(value, int)}
 
 

@@ -11,12 +11,23 @@ page's dependencies and their tokens in an internal header that this layer
 reads and strips, so Django-side sweeps reach pages stored here too, whatever
 ``cache`` is.
 
-Round trips per hit on such a page: **one** only when ``cache`` is the alias
-(the string) of ``CACHESWEEPER["VERSION_CACHE"]``, because then the page and
-its tokens are read in one ``get_many``. Given a client, a Django cache
-object or another alias, a hit costs **two**: the page from ``cache``, then
-its tokens from the version cache. Pages with no dependencies (a plain WSGI
-app) cost one either way.
+Each process keeps copies of the pages it has read that depend on
+something, up to ``local_copies`` bytes (8 MiB by default; ``0`` keeps
+none). A hit on a copy reads only the page's tokens from the version cache:
+**one** round trip of a few bytes, whatever ``cache`` is, and the page does
+not cross the network. A sweep reaches the copies of every process, since it
+moves the tokens they are checked against; deleting pages from ``cache`` does
+not (see :mod:`cachesweeper.copies`).
+
+Without a copy (a process's first hit on a page, a page that changed since
+its copy, no dependencies, or ``local_copies=0``), a hit costs **one** round
+trip when ``cache`` is the alias (the string) of
+``CACHESWEEPER["VERSION_CACHE"]``, because then the page and its tokens are
+read in one ``get_many``; given a client, a Django cache object or another
+alias, **two**: the page from ``cache``, then its tokens from the version
+cache. Pages with no dependencies (a plain WSGI app) cost one either way. A
+hit right after a copy turned out of date costs one more, the token read
+that found it out.
 """
 
 from __future__ import annotations
@@ -31,7 +42,9 @@ from urllib.parse import parse_qsl
 
 from cachesweeper import collector
 from cachesweeper.conf import conf
+from cachesweeper.copies import Copies
 from cachesweeper.entries import (
+    HIT,
     MISS,
     Rendered,
     Slot,
@@ -69,8 +82,10 @@ class PageCacheMiddleware:
         *,
         statuses: Iterable[int] = (200,),
         session_cookies: Iterable[str] = ("sessionid",),
+        local_copies: int = 8 * 1024 * 1024,
     ) -> None:
         self.app = app
+        self.copies = Copies(local_copies) if local_copies > 0 else None
         self.rules = compile_rules(cached_urls)
         self.cache = cache
         self._alias: str | None = cache if isinstance(cache, str) else None
@@ -92,7 +107,7 @@ class PageCacheMiddleware:
             slot.using = self._alias
         else:
             slot.store = _store(self.cache)
-        lookup([slot])
+        self._lookup(slot)
         try:
             if (slot.contended and wait_for_entry(slot)) or slot.state != MISS:
                 return _replay(environ, start_response, served(slot)[1])
@@ -100,6 +115,20 @@ class PageCacheMiddleware:
                 return self._render(environ, start_response, slot)
         finally:
             release([slot])
+
+    def _lookup(self, slot: Slot) -> None:
+        """Look the page up, trying this process's copy first; keep a copy of what was read."""
+        copies = self.copies
+        if copies is None:
+            lookup([slot])
+            return
+        slot.copy = copy = copies.get(slot.key)
+        lookup([slot])
+        if copy is not None and slot.copy is None:
+            copies.drop(slot.key)  # out of date
+        entry = slot.entry
+        if slot.state == HIT and entry is not None and entry is not copy:
+            copies.keep(slot.key, entry, _size(entry.payload))
 
     def _render(
         self, environ: dict[str, Any], start_response: StartResponse, slot: Slot
@@ -194,6 +223,14 @@ def _replay(environ: dict[str, Any], start_response: StartResponse, page: Any) -
     status, headers, body, stored_at = page
     start_response(status, [*headers, ("Age", str(max(0, int(time.time() - stored_at))))])
     return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _size(page: StoredPage) -> int:
+    """About the memory a stored page takes: its body, its headers and some overhead."""
+    status, headers, body, _ = page
+    return (
+        len(body) + len(status) + sum(len(name) + len(value) + 64 for name, value in headers) + 256
+    )
 
 
 def _url(environ: dict[str, Any]) -> str:

@@ -356,15 +356,17 @@ def in_own_context(app: Any) -> Any:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("cache_backend")
 @pytest.mark.parametrize("isolated", [False, True], ids=["same-context", "header-only"])
+@pytest.mark.parametrize("local_copies", [8 * 2**20, 0], ids=["copies", "no-copies"])
 def test_django_sweeps_reach_pages_kept_by_a_memcache_client(
-    memcache: MemcacheClient, isolated: bool
+    memcache: MemcacheClient, isolated: bool, local_copies: int
 ) -> None:
     views.CALLS.clear()
     comment = Comment.objects.create(article=Article.objects.create(title="a"), text="before")
     client = Counted(memcache)
     with override_settings(MIDDLEWARE=["cachesweeper.middleware.EdgeMiddleware"]):
         django_app = in_own_context(WSGIHandler()) if isolated else WSGIHandler()
-        app = PageCacheMiddleware(django_app, [("/wsgi", 60, 0)], client)
+        rules = [("/wsgi", 60, 0)]
+        app = PageCacheMiddleware(django_app, rules, client, local_copies=local_copies)
         url = f"/wsgi/fragment/{comment.pk}/"
         assert b"before" in call(app, url, HTTP_HOST="testserver")[2]
         call(app, url, HTTP_HOST="testserver")
@@ -373,17 +375,23 @@ def test_django_sweeps_reach_pages_kept_by_a_memcache_client(
         client.calls.clear()
         reset()
         call(app, url, HTTP_HOST="testserver")
-        # The page from the client, its tokens from the version cache: two round trips.
-        assert client.calls == ["get_many"] and calls() == ["get_many"]
+        if local_copies:
+            # The process's copy, checked against its tokens: nothing read from the client.
+            assert client.calls == [] and calls() == ["get_many"]
+        else:
+            # The page from the client, its tokens from the version cache: two round trips.
+            assert client.calls == ["get_many"] and calls() == ["get_many"]
 
-        entries._known.clear()  # as in another worker process, which learns the names anew
-        call(app, url, HTTP_HOST="testserver")
+        # Another worker process: no copies, and the names learnt anew.
+        entries._known.clear()
+        other = PageCacheMiddleware(django_app, rules, client, local_copies=local_copies)
+        call(other, url, HTTP_HOST="testserver")
         assert views.CALLS["fragment_plain"] == 1
 
         comment.text = "after"
         comment.save()
 
-        assert b"after" in call(app, url, HTTP_HOST="testserver")[2]
-        assert views.CALLS["fragment_plain"] == 2
-        assert b"after" in call(app, url, HTTP_HOST="testserver")[2]
+        for process in (app, other):
+            assert b"after" in call(process, url, HTTP_HOST="testserver")[2]
+            assert b"after" in call(process, url, HTTP_HOST="testserver")[2]
         assert views.CALLS["fragment_plain"] == 2
