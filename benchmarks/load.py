@@ -1,6 +1,7 @@
 """Page hits under load: a real server, wrk hammering it from a second process.
 
-Each application (Django ``cache_page``, cachesweeper's WSGI page cache, the floor) is
+Each application (Django ``cache_page``, cachesweeper's WSGI page cache with and without
+its copies in memory, the floor) is
 served in turn by one single-threaded worker on a free loopback port and loaded by one
 wrk thread with a few connections, for a fixed time, under two servers:
 
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = [
     ("django_cache_page", "Django cache_page", "/django/page/"),
     ("cachesweeper_wsgi_cache", "cachesweeper WSGI page cache", "/wsgi/page/"),
+    ("cachesweeper_wsgi_cache_no_copies", "the same, local_copies=0", "/wsgi/page/"),
     ("floor", "floor: bare WSGI app, one cache GET", "/"),
 ]
 

@@ -488,6 +488,7 @@ def page_hits(env: Env, data: Data) -> None:
         )
     edge_stack = handler(["cachesweeper.middleware.EdgeMiddleware", *STARTPROJECT_MIDDLEWARE])
     wsgi_cache = WSGIPageCache(edge_stack, [("/wsgi", 600, 0)], "default")
+    no_copies = WSGIPageCache(edge_stack, [("/wsgi", 600, 0)], "default", local_copies=0)
     floor, prepare_floor = floor_app(env.base_kind, env.location)
     prepare_floor()
 
@@ -497,6 +498,7 @@ def page_hits(env: Env, data: Data) -> None:
         "django_site_cache": (django_site, "/site/page/"),
         "cachesweeper_site_cache": (ours_site, "/site/page/"),
         "cachesweeper_wsgi_cache": (wsgi_cache, "/wsgi/page/"),
+        "cachesweeper_wsgi_cache_no_copies": (no_copies, "/wsgi/page/"),
         "floor": (floor, "/"),
     }
 
@@ -532,6 +534,10 @@ def page_hits(env: Env, data: Data) -> None:
          "django_cache_page", "throughput ≥ 3x", 3.0),
         ("WSGI page cache", "cachesweeper_wsgi_cache", "floor: bare WSGI app, one cache GET",
          "floor", "throughput ≥ 0.5x", 0.5),
+        ("WSGI page cache, local_copies=0", "cachesweeper_wsgi_cache_no_copies",
+         "Django cache_page", "django_cache_page", "report", None),
+        ("WSGI page cache, local_copies=0", "cachesweeper_wsgi_cache_no_copies",
+         "floor: bare WSGI app, one cache GET", "floor", "report", None),
     ]  # fmt: skip
     for what, ours, baseline, theirs, target, limit in comparisons:
         ratio = per_second[ours] / per_second[theirs]

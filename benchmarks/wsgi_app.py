@@ -1,7 +1,7 @@
 """The WSGI application gunicorn serves in the load test (``benchmarks/load.py``).
 
 Chosen by environment variables: ``BENCH_APP`` (``django_cache_page``,
-``cachesweeper_wsgi_cache`` or ``floor``), ``BENCH_CACHE_KIND`` and
+``cachesweeper_wsgi_cache``, ``cachesweeper_wsgi_cache_no_copies`` or ``floor``), ``BENCH_CACHE_KIND`` and
 ``BENCH_CACHE_LOCATION`` (the cache server the runner started; ``benchmarks.settings``
 reads them too).
 """
@@ -24,11 +24,12 @@ _app = os.environ["BENCH_APP"]
 application: WSGIApp
 if _app == "django_cache_page":
     application = handler(STARTPROJECT_MIDDLEWARE)
-elif _app == "cachesweeper_wsgi_cache":
+elif _app in ("cachesweeper_wsgi_cache", "cachesweeper_wsgi_cache_no_copies"):
     application = PageCacheMiddleware(
         handler(["cachesweeper.middleware.EdgeMiddleware", *STARTPROJECT_MIDDLEWARE]),
         [("/wsgi", 600, 0)],
         "default",
+        local_copies=0 if _app.endswith("no_copies") else 8 * 1024 * 1024,
     )
 elif _app == "floor":
     application, _prepare = floor_app(
