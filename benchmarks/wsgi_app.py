@@ -1,9 +1,9 @@
 """The WSGI application gunicorn serves in the load test (``benchmarks/load.py``).
 
 Chosen by environment variables: ``BENCH_APP`` (``django_cache_page``,
-``cachesweeper_wsgi_cache``, ``cachesweeper_wsgi_cache_no_copies`` or ``floor``), ``BENCH_CACHE_KIND`` and
-``BENCH_CACHE_LOCATION`` (the cache server the runner started; ``benchmarks.settings``
-reads them too).
+``cachesweeper_wsgi_cache``, ``cachesweeper_wsgi_cache_no_copies`` or ``floor``),
+``BENCH_CACHE_KIND`` and ``BENCH_CACHE_LOCATION`` (the cache server the runner started;
+``benchmarks.settings`` reads them too).
 """
 
 from __future__ import annotations
