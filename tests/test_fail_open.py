@@ -85,10 +85,18 @@ def test_pending_sweeps_are_delivered_when_the_cache_is_back(
         sweeps._retries.first_delay = 0.5
 
 
-def test_new_sweeps_do_not_wait_out_an_earlier_backoff(memcached_server: object) -> None:
-    """A flush emptied the queue while the retry thread waited a long backoff."""
+def wait_for_the_retry_thread(seconds: float = 5) -> list[str]:
+    """What is still pending once the thread delivered everything, or after ``seconds``."""
     import time
 
+    deadline = time.monotonic() + seconds
+    while sweeps._retries.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sweeps._retries.pending()
+
+
+def test_new_sweeps_do_not_wait_out_an_earlier_backoff(memcached_server: object) -> None:
+    """A flush emptied the queue while the retry thread waited a long backoff."""
     live = cache_settings("memcached", memcached_server.location)  # type: ignore[attr-defined]
     with override_settings(CACHES={"default": live}):
         caches["default"].clear()
@@ -99,18 +107,13 @@ def test_new_sweeps_do_not_wait_out_an_earlier_backoff(memcached_server: object)
             assert sweeps._retries.flush() == []  # delivered by hand meanwhile
             sweeps._retries.first_delay = 0.05
             sweeps._retries.add(["second"])
-            deadline = time.monotonic() + 5
-            while sweeps._retries.pending() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            assert wait_for_the_retry_thread() == []
         finally:
             sweeps._retries.first_delay = 0.5
-        assert sweeps._retries.pending() == []
         assert caches["default"].get(token_key("second")) != 2**50
 
 
 def test_background_retry_delivers_without_help(memcached_server: object) -> None:
-    import time
-
     live = cache_settings("memcached", memcached_server.location)  # type: ignore[attr-defined]
     with override_settings(CACHES={"default": live}):
         caches["default"].clear()
@@ -118,12 +121,9 @@ def test_background_retry_delivers_without_help(memcached_server: object) -> Non
         sweeps._retries.first_delay = 0.05
         try:
             sweeps._retries.add(["retry-me"])
-            deadline = time.monotonic() + 5
-            while sweeps._retries.pending() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            assert wait_for_the_retry_thread() == []
         finally:
             sweeps._retries.first_delay = 0.5
-        assert sweeps._retries.pending() == []
         # The retry thread has its own connection; read through a fresh one.
         after = caches["default"].get(token_key("retry-me"))
         assert isinstance(after, int) and after != 2**50
