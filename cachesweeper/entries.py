@@ -235,6 +235,9 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     every later hit is one read again. No single read can do better on
     every backend: the token keys to fetch are only known once the entry
     has been read.
+
+    Slots that carry this process's copy of their entry (the WSGI page
+    cache's, see ``copies.py``) try it first, reading only its tokens.
     """
     try:
         if slots[0].copy is not None and _copies_hit(slots):
