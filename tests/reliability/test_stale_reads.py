@@ -87,7 +87,7 @@ NEEDS_SQLITE_OPTIONS = pytest.mark.skipif(
 def test_no_read_is_older_than_what_was_committed_before_it(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    result = run_workload(kind, location_of(kind, request), tmp_path)
+    result = run_workload(kind, location_of(kind, request), tmp_path, CS_MIN_READS="200")
     kinds = result["kinds"]
 
     assert result["writer_errors"] == 0, result["examples"]
