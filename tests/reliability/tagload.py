@@ -184,7 +184,6 @@ def run(
     threads = [threading.Thread(target=guarded(write, index)) for index in range(writers)]
     threads += [threading.Thread(target=guarded(read, index)) for index in range(readers)]
     threads += [threading.Thread(target=guarded(task, running)) for task in chaos or []]
-    started = time.monotonic()
     try:
         for thread in threads:
             thread.start()
@@ -193,5 +192,5 @@ def run(
     finally:
         signals.fragment_hit.disconnect(receivers["hits"])
         signals.fragment_miss.disconnect(receivers["misses"])
-    outcome.seconds = round(time.monotonic() - started, 2)
+    outcome.seconds = round(time.monotonic() - start, 2)
     return outcome
