@@ -128,18 +128,35 @@ def sweep(
 
 
 def bump(names: Sequence[str], urls: Sequence[str] = ()) -> None:
-    """Give the names fresh tokens now and tell the edges; failures never reach the caller."""
+    """Give the names fresh tokens now, then tell the edges; failures never reach the caller.
+
+    Edges hear only of names whose bump landed: purged earlier, an edge would
+    refetch the page from Django, which still serves the old entry, and keep
+    it. A failed bump is retried; its purges (and the URLs of the sweep) are
+    sent when it lands.
+    """
     stats.swept(len(names))
-    _purge(names, urls)
-    failed = _bump(names)
+    failed = _bump(names) if names else []
     if failed:
         logger.error(
             "cachesweeper: could not reach the version cache to sweep %s; will retry",
             ", ".join(failed),
         )
-        _retries.add(failed)
-    if signals.swept.receivers:
+        _retries.add(failed, urls)
+    _landed(_without(names, failed), () if failed else urls)
+
+
+def _landed(names: Sequence[str], urls: Sequence[str]) -> None:
+    """Bumps of ``names`` landed: purge them (and ``urls``) at the edges, and say so."""
+    if names or urls:
+        _purge(names, urls)
+    if names and signals.swept.receivers:
         signals.swept.send(sender=None, dependencies=list(names))
+
+
+def _without(names: Sequence[str], failed: Iterable[str]) -> list[str]:
+    failed = set(failed)
+    return [name for name in names if name not in failed] if failed else list(names)
 
 
 def _purge(names: Sequence[str], urls: Sequence[str]) -> None:
@@ -201,6 +218,7 @@ class _RetryQueue:
 
     def __init__(self) -> None:
         self._names: dict[str, int] = {}  # name -> how many times it was queued
+        self._urls: dict[str, None] = {}  # URL purges waiting for the bumps to land
         self._queued = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -210,12 +228,14 @@ class _RetryQueue:
         self.first_delay = 0.5
         self.max_delay = 30.0
 
-    def add(self, names: Iterable[str]) -> None:
+    def add(self, names: Iterable[str], urls: Iterable[str] = ()) -> None:
+        """Queue failed bumps; ``urls`` are purged once every queued bump has landed."""
         with self._lock:
             idle = not self._names
             for name in names:
                 self._queued += 1
                 self._names[name] = self._queued
+            self._urls.update(dict.fromkeys(urls))
             tokens.unconfirmed = frozenset(self._names)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -242,13 +262,15 @@ class _RetryQueue:
             attempt = dict(self._names)
         names = list(attempt)
         failed = set(_bump(names)) if names else set()
+        urls: list[str] = []
         with self._lock:
             for name, queued in attempt.items():
                 if name not in failed and self._names.get(name) == queued:
                     del self._names[name]
             tokens.unconfirmed = frozenset(self._names)
-        if not failed and names and signals.swept.receivers:
-            signals.swept.send(sender=None, dependencies=names)
+            if not self._names:
+                urls, self._urls = list(self._urls), {}
+        _landed(_without(names, failed), urls)
         return [name for name in names if name in failed]
 
     def poke(self) -> None:

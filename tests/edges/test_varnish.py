@@ -883,3 +883,41 @@ def test_purges_survive_an_outage_of_the_purge_path(fresh: Site) -> None:
                 assert (page.cache, f"after {index}" in page.body) == ("MISS", True)
     finally:
         proxy.down()
+
+
+@pytest.mark.servers
+def test_a_sweep_that_missed_the_version_cache_purges_varnish_when_it_lands(
+    fresh: Site, redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Purged before its bump, Varnish would refetch the old entry from Django and keep it."""
+    from cachesweeper import sweeps
+    from tests.reliability.proxy import CuttableProxy
+    from tests.servers import cache_settings
+
+    retries = sweeps._RetryQueue()
+    retries.first_delay = 60  # retried when the test says so
+    monkeypatch.setattr(sweeps, "_retries", retries)
+    host, port = redis_server.location.rsplit(":", 1)
+    proxy = CuttableProxy(host, int(port))
+    cache = cache_settings("redis", proxy.url, counting=False, timeout=0.25)
+    comment = make_comment("first words")
+    path = f"/comment/{comment.pk}/"
+    try:
+        with override_settings(CACHES={"default": cache}, CACHESWEEPER=fresh.edges()):
+            caches["default"].clear()
+            assert [fetch(fresh.varnish, path).cache for _ in range(2)] == ["MISS", "HIT"]
+
+            proxy.cut()
+            comment.text = "second thoughts"
+            comment.save()  # the bump fails and waits for its retry
+            proxy.restore()
+            flush()
+            page = fetch(fresh.varnish, path)
+            assert (page.cache, "first words" in page.body) == ("HIT", True)
+
+            assert retries.flush() == []
+            flush()
+            page = fetch(fresh.varnish, path)
+            assert (page.cache, "second thoughts" in page.body) == ("MISS", True)
+    finally:
+        proxy.close()
