@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from django.core.cache import BaseCache
 
-from cachesweeper import backends, collector, reads, signals, stats, tokens
+from cachesweeper import backends, collector, reads, signals, stats, tokens, uncommitted
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency
 
@@ -239,12 +239,13 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     Slots that carry this process's copy of their entry (the WSGI page
     cache's, see ``copies.py``) try it first, reading only its tokens.
     """
+    untrusted = _untrusted()
     try:
-        if slots[0].copy is not None and _copies_hit(slots):
+        if slots[0].copy is not None and _copies_hit(slots, untrusted):
             return
         needed = _needed(slots)
         found, counters = _fetch(slots[0], [slot.key for slot in slots], needed)
-        if _all_plain_hits(slots, found, counters):
+        if not untrusted and _all_plain_hits(slots, found, counters):
             return
         _complete(slots, found, counters, needed)
     except Exception:
@@ -254,8 +255,8 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
             slot.state = MISS
         return
 
-    if tokens.unconfirmed:
-        _distrust(slots, tokens.unconfirmed)
+    if untrusted:
+        _distrust(slots, untrusted)
     now = time.time()
     won: list[Slot] = []
     for slot in slots:
@@ -292,14 +293,27 @@ def _needed(slots: Sequence[Slot]) -> dict[str, None]:
     return needed
 
 
-def _copies_hit(slots: Sequence[Slot]) -> bool:
+def _untrusted() -> frozenset[str]:
+    """Names whose tokens cannot be trusted here: their sweep has not landed yet.
+
+    Either the bump is being retried (``tokens.unconfirmed``), or it waits
+    for the commit of a transaction this very code runs in, which must see
+    its own writes.
+    """
+    waiting = uncommitted.names()
+    if not waiting:
+        return tokens.unconfirmed
+    return waiting | tokens.unconfirmed
+
+
+def _copies_hit(slots: Sequence[Slot], untrusted: frozenset[str]) -> bool:
     """Serve every slot from its copy when the copies' tokens are still current.
 
     Reads only those tokens. If any copy is out of date (a token moved or is
     missing, the copy expired) or a sweep is pending, the copies are
     forgotten and the ordinary read decides, one more round trip.
     """
-    if tokens.unconfirmed or any(slot.copy is None for slot in slots):
+    if untrusted or any(slot.copy is None for slot in slots):
         return _forget_copies(slots)
     names = {name: None for slot in slots for name in slot.copy.counters}  # type: ignore[union-attr]
     counters = tokens.read_counters(version_cache(), names)
@@ -328,8 +342,6 @@ def _all_plain_hits(
     sweep, a stale or missing entry, an entry this process has not met) is
     left to the general path, which decides every slot again.
     """
-    if tokens.unconfirmed:
-        return False
     now = time.time()
     for slot in slots:
         if slot.key not in _known:
@@ -373,19 +385,19 @@ def _complete(
             raise ConnectionError("the version cache did not keep new counters")
 
 
-def _distrust(slots: Sequence[Slot], unconfirmed: frozenset[str]) -> None:
+def _distrust(slots: Sequence[Slot], untrusted: frozenset[str]) -> None:
     """Slots depending on a sweep that has not landed yet are rendered, not served or stored.
 
-    The cache answers again, so the pending sweeps are retried at once.
+    If that sweep is being retried, the cache answers again: retry it at once.
     """
     for slot in slots:
         names = {dep.name for dep in slot.dependencies}
         if slot.entry is not None:
             names.update(slot.entry.counters)
-        if not unconfirmed.isdisjoint(names):
+        if not untrusted.isdisjoint(names):
             slot.cache_down = True
             slot.state = MISS
-    if tokens.retry_now is not None:
+    if tokens.unconfirmed and tokens.retry_now is not None:
         tokens.retry_now()
 
 

@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 from django.utils import timezone
 
-from cachesweeper import signals, stamps, stats, tokens
+from cachesweeper import signals, stamps, stats, tokens, uncommitted
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import encode, instance_name, model_name, name_of, tag_name
 
@@ -181,10 +181,15 @@ def _bump(names: Iterable[str]) -> list[str]:
 class _Pending:
     """Names swept inside one transaction, bumped once on commit."""
 
-    def __init__(self) -> None:
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
         self.names: dict[str, None] = {}
         self.urls: dict[str, None] = {}
         self.saved: list[models.Model] = []
+
+    def waiting(self) -> bool:
+        """Still registered for the commit: not run yet, not rolled back."""
+        return any(item[1] is self for item in self.connection.run_on_commit)
 
     def __call__(self) -> None:
         names, urls, self.names, self.urls = list(self.names), list(self.urls), {}, {}
@@ -203,10 +208,11 @@ def _defer(
     pending: _Pending | None = getattr(connection, "_cachesweeper_pending", None)
     # After a rollback (of the transaction or of the savepoint that
     # registered it) Django forgets the callback: start a new batch then.
-    if pending is None or not any(item[1] is pending for item in connection.run_on_commit):
-        pending = _Pending()
+    if pending is None or not pending.waiting():
+        pending = _Pending(connection)
         connection._cachesweeper_pending = pending  # type: ignore[attr-defined]
         transaction.on_commit(pending, using=connection.alias)
+        uncommitted.add(pending)
     pending.names.update(dict.fromkeys(names))
     pending.urls.update(dict.fromkeys(urls))
     if saved is not None:

@@ -59,13 +59,17 @@ def test_sweep_inside_a_transaction_waits_for_commit() -> None:
     counter = Counter()
     render(ON_ARTICLE, article=article, counter=counter)
 
+    before = token(f"testapp.article.{article.pk}")
+
     with transaction.atomic():
         article.title = "b"
         article.save()
-        # Not committed yet: a reader still gets the old entry, and can't cache
-        # pre-commit data under a new token.
-        assert render(ON_ARTICLE, article=article, counter=counter) == "a1"
+        # Not committed yet: the token has not moved, so no other reader can
+        # cache pre-commit data under a new token (this transaction sees its
+        # own write: see test_own_writes.py).
+        assert token(f"testapp.article.{article.pk}") == before
 
+    assert token(f"testapp.article.{article.pk}") != before
     assert render(ON_ARTICLE, article=article, counter=counter) == "b2"
 
 
