@@ -12,7 +12,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from cachesweeper import collector
+from cachesweeper import collector, safety
 from cachesweeper.conf import conf
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, TooManyNames
 from cachesweeper.edges.loading import configured, request_host
@@ -119,7 +119,8 @@ def _annotate(
     request: HttpRequest, response: HttpResponseBase, frame: collector.Frame
 ) -> HttpResponseBase:
     if _wsgi(request):
-        response[DEPS_HEADER] = deps_header(frame)
+        personal = safety.personal(request, response, outermost=True)
+        response[DEPS_HEADER] = "-" if personal else deps_header(frame)
     for name, value in edge_headers(request, response, frame.names).items():
         response[name] = value
     for edge in configured():
@@ -140,7 +141,7 @@ def edge_headers(
         return {}
     policy, tags = getattr(response, RESPONSE_ATTRIBUTE, (None, []))
     names = list(dict.fromkeys([*names, *tags]))
-    if not shareable(request, response):
+    if not shareable(request, response, outermost=True):
         names = []
         if policy is not None:
             policy = CachePolicy(0, "no-cache")
@@ -155,7 +156,11 @@ def edge_headers(
 
 
 def deps_header(frame: collector.Frame) -> str:
-    """``name=token`` pairs, or ``-`` when the page must not be stored (tokens unknown)."""
+    """``name=token`` pairs, or ``-`` when the page must not be stored (tokens unknown).
+
+    A page the WSGI layer gets ``name=token`` pairs for was judged shareable
+    here: its ``Vary: Cookie``, if any, comes from reading an empty session.
+    """
     if not frame.complete:
         return "-"
     return " ".join(f"{name}={token}" for name, token in frame.tokens.items())

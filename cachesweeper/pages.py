@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from django.conf import settings
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
-from django.utils.cache import get_conditional_response, has_vary_header, patch_cache_control
+from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import urlencode
 
-from cachesweeper import collector
+from cachesweeper import collector, safety
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency, resolve
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE
@@ -46,6 +45,9 @@ from cachesweeper.keys import make_key
 from cachesweeper.visitors import aload_user
 
 _POINTER = "vary1"
+#: In a page's Vary list: the page read the empty session (or messages) of a visitor
+#: without either.
+_SESSION = "~session"
 _COMMA = re.compile(r"\s*,\s*")
 _KNOWN_LIMIT = 10_000
 #: Headers that describe one connection or one delivery, not the page: never replayed.
@@ -305,6 +307,8 @@ def _response(
         response["ETag"] = page.etag
     if page.edge is not None:
         setattr(response, RESPONSE_ATTRIBUTE, page.edge)
+    if _SESSION in page.vary:
+        _replay_session_read(request, response)
     response["Age"] = str(max(0, int(time.time() - page.stored_at)))
     if policy.cacheability == "private":
         patch_cache_control(response, private=True)
@@ -329,7 +333,7 @@ def _page_slot(
         return None
     if policy.only_if is not None and not policy.only_if(request):
         return None
-    visitor = _visitor(request)
+    visitor = safety.visitor(request)
     if visitor is None or (visitor and policy.cacheability == "public"):
         return None
     dependencies = _dependencies(policy.tags, request, args, kwargs)
@@ -351,23 +355,6 @@ def _page_slot(
     return slot, base
 
 
-def _visitor(request: HttpRequest) -> str | None:
-    """``""`` for an anonymous visitor, the user's key when logged in, ``None`` if unknown.
-
-    The session is only loaded when the request carries a session cookie:
-    reading ``request.user`` marks the session accessed, Django then adds
-    ``Vary: Cookie``, and an anonymous page would become uncacheable.
-    """
-    if "HTTP_AUTHORIZATION" in request.META:
-        return None  # authenticated some other way: never share
-    if settings.SESSION_COOKIE_NAME not in request.COOKIES:
-        return ""
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
-        return ""
-    return f"user:{user.pk}"
-
-
 def _rendered(
     policy: PagePolicy,
     request: HttpRequest,
@@ -379,54 +366,21 @@ def _rendered(
     if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
         response.render()
     failed = response.status_code >= 500
-    if not _storable(policy, request, response):
+    if safety.refusal(request, response, private=policy.cacheability == "private"):
         return Rendered(response, None, failed)
-    return Rendered(response, tuple(_page(slot, response, frame)), failed)
+    return Rendered(response, tuple(_page(slot, request, response, frame)), failed)
 
 
-def shareable(request: HttpRequest, response: HttpResponseBase) -> bool:
-    """Whether a shared cache (a page entry or an edge) may keep this response."""
-    if request.method not in ("GET", "HEAD") or _visitor(request) != "":
-        return False
-    return _storable(PagePolicy(None), request, response, method="any")
-
-
-def _storable(
-    policy: PagePolicy, request: HttpRequest, response: HttpResponseBase, method: str = "GET"
+def shareable(
+    request: HttpRequest, response: HttpResponseBase, *, outermost: bool = False
 ) -> bool:
-    """The rules that keep private or broken responses out of a shared cache."""
-    if (method == "GET" and request.method != "GET") or getattr(request, "do_not_cache", False):
-        return False
-    if response.streaming or response.status_code not in conf.CACHEABLE_STATUSES:
-        return False
-    if response.cookies:
-        return False
-    directives = {
-        part.split("=", 1)[0].strip().lower()
-        for part in _COMMA.split(response.get("Cache-Control", ""))
-        if part
-    }
-    forbidden = {"no-store", "no-cache"}
-    if policy.cacheability == "public":
-        forbidden.add("private")
-    if directives & forbidden or has_vary_header(response, "*"):
-        return False
-    personal = has_vary_header(response, "Cookie") or _touched_visitor_state(request)
-    return not (personal and policy.cacheability == "public")
+    """Whether a shared cache (a page entry or an edge) may keep this response."""
+    return safety.refusal(request, response, storing=False, outermost=outermost) is None
 
 
-def _touched_visitor_state(request: HttpRequest) -> bool:
-    """The view used the session, a CSRF token or messages: the page is personal."""
-    session = getattr(request, "session", None)
-    if session is not None and getattr(session, "accessed", False):
-        return True
-    if request.META.get("CSRF_COOKIE_NEEDS_UPDATE") or request.META.get("CSRF_COOKIE_USED"):
-        return True
-    messages = getattr(request, "_messages", None)
-    return bool(getattr(messages, "used", False))
-
-
-def _page(slot: Slot, response: HttpResponseBase, frame: collector.Frame) -> StoredPage:
+def _page(
+    slot: Slot, request: HttpRequest, response: HttpResponseBase, frame: collector.Frame
+) -> StoredPage:
     stored_at = time.time()
     headers = tuple(
         (name, value) for name, value in response.items() if name.lower() not in _NOT_STORED
@@ -436,6 +390,8 @@ def _page(slot: Slot, response: HttpResponseBase, frame: collector.Frame) -> Sto
         for header in _COMMA.split(response.get("Vary", "").strip())
         if header and header.lower() != "cookie"
     )
+    if safety.read_empty_state(request):
+        vary += (_SESSION,)  # served again only to visitors without a session or messages
     tokens = sorted({**slot.declared_tokens(), **frame.tokens}.items())
     digest = hashlib.blake2b(repr((slot.key, tokens, stored_at)).encode(), digest_size=12)
     content = bytes(response.content)  # type: ignore[attr-defined]
@@ -454,11 +410,27 @@ def _url(request: HttpRequest) -> str:
 def _variant_key(base: str, request: HttpRequest, vary: Iterable[str]) -> str:
     values = [base]
     for header in vary:
+        if header == _SESSION:
+            values += [_SESSION, "1" if safety.has_visitor_state(request) else ""]
+            continue
         meta = header.upper().replace("-", "_")
         if meta not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             meta = f"HTTP_{meta}"
         values += [header.lower(), request.META.get(meta, "")]
     return make_key("p", values)
+
+
+def _replay_session_read(request: HttpRequest, response: HttpResponseBase) -> None:
+    """The page was made reading the (empty) session: its copies say so too.
+
+    Then ``SessionMiddleware`` adds ``Vary: Cookie`` to a hit as it did to the
+    render, for browsers and shared caches that honour it.
+    """
+    session = getattr(request, "session", None)
+    if session is not None:
+        session.accessed = True
+    else:
+        patch_vary_headers(response, ["Cookie"])
 
 
 def _remember_vary(base: str, vary: tuple[str, ...]) -> None:

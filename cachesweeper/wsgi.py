@@ -81,7 +81,7 @@ class PageCacheMiddleware:
         cache: Any,
         *,
         statuses: Iterable[int] = (200,),
-        session_cookies: Iterable[str] = ("sessionid",),
+        session_cookies: Iterable[str] = ("sessionid", "messages"),
         local_copies: int = 8 * 1024 * 1024,
     ) -> None:
         self.app = app
@@ -136,10 +136,10 @@ class PageCacheMiddleware:
         """Run the application for a missing (or stale) page, and store what it answered."""
         with collector.collect() as frame:
             try:
-                page = self._run(environ)
+                page, reported = self._run(environ)
             except Exception as error:
                 return _replay(environ, start_response, fall_back(slot, error)[1])
-            storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, frame)
+            storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, frame, reported)
         to_save: list[tuple[Slot, Any, collector.Frame]] = []
         outcome = Rendered(page, page if storable else None, int(page[0][:3]) >= 500)
         state, value = accept(slot, outcome, frame, to_save)
@@ -166,8 +166,11 @@ class PageCacheMiddleware:
             return False
         return not self.session_cookies & set(cookies)
 
-    def _run(self, environ: dict[str, Any]) -> StoredPage:
-        """Call the application, collect its response, and strip the dependency header."""
+    def _run(self, environ: dict[str, Any]) -> tuple[StoredPage, bool]:
+        """Call the application, collect its response, and strip the dependency header.
+
+        Also says whether the response carried that header.
+        """
         captured: dict[str, Any] = {}
         written: list[bytes] = []
 
@@ -183,16 +186,18 @@ class PageCacheMiddleware:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-        headers = []
+        headers, reported = [], False
         for name, value in captured["headers"]:
             lower = name.lower()
             if lower == _DEPS:
                 _report(value)
+                reported = True
             elif lower not in HOP_BY_HOP:  # dropped once, here, not on every replay
                 headers.append((name, value))
-        return captured["status"], tuple(headers), body, time.time()
+        return (captured["status"], tuple(headers), body, time.time()), reported
 
-    def _storable(self, page: tuple[Any, ...], frame: collector.Frame) -> bool:
+    def _storable(self, page: tuple[Any, ...], frame: collector.Frame, reported: bool) -> bool:
+        """``reported``: Django's ``EdgeMiddleware`` judged the page and told its dependencies."""
         status, headers, _, _ = page
         if int(status[:3]) not in self.statuses or not frame.complete:
             return False
@@ -202,9 +207,18 @@ class PageCacheMiddleware:
                 return False
             if lower == "cache-control" and any(word in value.lower() for word in _PRIVATE):
                 return False
-            if lower == "vary" and value.strip():
+            if lower == "vary" and value.strip() and not (reported and _cookie_only(value)):
                 return False  # variants are not stored here; cache_page handles Vary
         return True
+
+
+def _cookie_only(vary: str) -> bool:
+    """``Vary: Cookie`` alone: on a page Django reported, an empty session was read.
+
+    Visitors with a session cookie never get pages from here, and every
+    visitor without one got the same page.
+    """
+    return {part.strip().lower() for part in vary.split(",") if part.strip()} == {"cookie"}
 
 
 def _report(header: str) -> None:

@@ -184,7 +184,6 @@ def test_a_hit_is_answered_before_url_resolution(
         "no-cache",
         "no-store",
         "vary-cookie",
-        "whoami",
         "404",
         "500",
         "302",
@@ -197,6 +196,14 @@ def test_responses_that_must_not_be_shared_are_never_stored(client: Client, kind
     second = client.get(f"/site/{kind}/")
     assert views.CALLS[f"site_{kind}"] == 2
     assert first.status_code == second.status_code
+
+
+def test_an_anonymous_page_that_reads_the_user_is_stored(client: Client) -> None:
+    """A base template's login link reads the empty session: still one page for all."""
+    client.get("/site/whoami/")
+    response = Client().get("/site/whoami/")
+    assert views.CALLS["site_whoami"] == 1
+    assert "Cookie" in response["Vary"]
 
 
 def test_set_cookie_reaches_the_client(client: Client) -> None:

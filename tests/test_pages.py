@@ -10,6 +10,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import AsyncClient, Client, override_settings
@@ -256,10 +257,28 @@ def test_logged_in_users_never_share_a_public_page(client: Client) -> None:
     assert body(client.get("/plain/")) == "plain 1 "
 
 
-def test_a_page_that_reads_the_user_is_not_shared(client: Client) -> None:
-    # Reading request.user touches the session (Vary: Cookie): never stored.
+def test_an_anonymous_page_that_reads_the_user_is_shared(client: Client) -> None:
+    # Reading request.user reads the empty session: every visitor without one gets it.
+    first = client.get("/whoami/")
+    assert body(first) == "anonymous 1"
+    assert "Cookie" in first["Vary"]  # SessionMiddleware's, kept for browsers and edges
+    again = Client().get("/whoami/")
+    assert body(again) == "anonymous 1"
+    assert "Cookie" in again["Vary"]  # a hit says so too
+
+
+def test_a_page_that_read_an_empty_session_is_not_served_to_visitors_with_one(
+    client: Client,
+) -> None:
     assert body(client.get("/whoami/")) == "anonymous 1"
-    assert body(client.get("/whoami/")) == "anonymous 2"
+    with_session = Client()
+    with_session.cookies[settings.SESSION_COOKIE_NAME] = "abc"
+    assert body(with_session.get("/whoami/")) == "anonymous 2"
+    assert body(with_session.get("/whoami/")) == "anonymous 3"  # nor stored for them
+    with_messages = Client()
+    with_messages.cookies["messages"] = "pending"
+    assert body(with_messages.get("/whoami/")) == "anonymous 4"
+    assert body(client.get("/whoami/")) == "anonymous 1"
 
 
 def test_private_cacheability_keeps_users_apart(client: Client) -> None:

@@ -94,6 +94,10 @@ def must_not_share(layer: str, visitor: str, actions: set[str]) -> bool:
         return bool(actions & PERSONAL_IN_HTTP) or (
             visitor == "pending message" and "messages" in actions  # the cookie is cleared
         )
+    if visitor != "pending message":
+        # Reading messages when there are none shows nothing personal: every
+        # visitor without messages gets the same page.
+        actions = actions - {"messages"}
     return bool(actions & PERSONAL_IN_DJANGO)
 
 
