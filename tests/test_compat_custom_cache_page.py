@@ -499,6 +499,26 @@ def test_each_kind_of_tag_is_cached_and_invalidated(
     assert text(view(rf.get("/tags"))) == f"run {runs}"
 
 
+def test_tag_callables_get_the_request_only_whatever_the_view_takes(rf: RequestFactory) -> None:
+    @cache_page(300, tags=[lambda r: f"shelf-{r.GET['shelf']}", versioned(lambda r: "aisle")])
+    def view(request: HttpRequest, pk: int) -> HttpResponse:
+        return HttpResponse(f"product {pk} run {ran('view')}")
+
+    view(rf.get("/product/3/?shelf=a"), pk=3)
+    assert text(view(rf.get("/product/3/?shelf=a"), pk=3)) == "product 3 run 1"
+    invalidate_tag("shelf-a")
+    assert text(view(rf.get("/product/3/?shelf=a"), pk=3)) == "product 3 run 2"
+    invalidate_tag("aisle")
+    assert text(view(rf.get("/product/3/?shelf=a"), pk=3)) == "product 3 run 3"
+
+
+def test_a_single_tag_given_as_a_string(rf: RequestFactory) -> None:
+    view = counted(key_func=lambda r: r.path, tags="products")
+    view(rf.get("/one-tag"))
+    invalidate_tag("products")
+    assert text(view(rf.get("/one-tag"))) == "run 2"
+
+
 def test_a_template_response_is_cached_rendered(rf: RequestFactory) -> None:
     template = engines["django"].from_string("deferred {{ run }}")
 

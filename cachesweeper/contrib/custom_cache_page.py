@@ -105,7 +105,7 @@ def cache_page(
     decorate = pages.cache_page(
         timeout,
         key_func=_page_key(key_func, prefix),
-        tags=[_tag(tag) for tag in tags or ()],
+        tags=[_tag(tag) for tag in ([tags] if isinstance(tags, str) else tags or ())],
         grace=grace,
         cacheability=cacheability,
         using=cache_name,
