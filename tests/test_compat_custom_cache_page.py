@@ -435,6 +435,21 @@ def test_error_pages_are_not_cached(rf: RequestFactory) -> None:
     assert "max-age" not in response.get("Cache-Control", "")
 
 
+def test_a_page_that_sets_a_cookie_is_neither_stored_nor_given_max_age(
+    rf: RequestFactory,
+) -> None:
+    @cache_page(timeout=300, key_func=lambda r: r.path)
+    def view(request: HttpRequest) -> HttpResponse:
+        response = HttpResponse(f"run {ran('view')}")
+        response.set_cookie("cart", "3 items")
+        return response
+
+    view(rf.get("/cart"))
+    response = view(rf.get("/cart"))
+    assert RUNS["view"] == 2
+    assert "max-age" not in response.get("Cache-Control", "")
+
+
 def test_a_callable_prefix_keeps_pages_apart(rf: RequestFactory) -> None:
     view = counted(key_func=lambda r: "key", prefix=lambda r: f"store:{r.GET.get('store', '1')}")
     view(rf.get("/test?store=1"))
