@@ -194,6 +194,12 @@ def positional(request: HttpRequest) -> HttpResponse:
     return HttpResponse("okay")
 
 
+@cache_page(timeout=3600, key_func=lambda r: r.path, only_if=lambda r: r.user.is_anonymous)
+async def async_public_page(request: HttpRequest) -> HttpResponse:
+    ran("async_public_page")
+    return HttpResponse(f"public {SHOP['greeting']}")
+
+
 urlpatterns = [
     path("products/", product_list),
     path("hello/", my_view),
@@ -206,6 +212,7 @@ urlpatterns = [
     path("api/products/", product_detail),
     path("grouped/", grouped),
     path("positional/", positional),
+    path("async-public/", async_public_page),
 ]
 
 
@@ -569,6 +576,19 @@ def test_async_views_are_cached(rf: RequestFactory) -> None:
     assert text(call(rf.get("/async"))) == "run 1"
     invalidate_tag("async-tag")
     assert text(call(rf.get("/async"))) == "run 2"
+
+
+def test_only_if_may_ask_who_is_logged_in_from_an_async_view() -> None:
+    """The user is loaded off the event loop first (a session read there would raise)."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    client.force_login(User.objects.create_user("ann", password="pw"))
+    for _ in range(2):
+        response = async_to_sync(client.get)("/async-public/")
+        assert text(response) == "public Hello, World!"
+    assert RUNS["async_public_page"] == 2  # a logged-in visitor: only_if said no
 
 
 # -- key helpers and surrogate keys -----------------------------------------------------------

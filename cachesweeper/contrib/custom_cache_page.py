@@ -34,6 +34,7 @@ from django.utils.cache import patch_response_headers
 from django.utils.functional import SimpleLazyObject, empty
 
 from cachesweeper import pages, sweeps
+from cachesweeper.visitors import aload_user
 
 __all__ = [
     "Versioned",
@@ -117,6 +118,7 @@ def cache_page(
 
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                await aload_user(request)  # only_if may ask who it is, off the event loop
                 if only_if is not None and not only_if(request):
                     return await view(request, *args, **kwargs)
                 response = await cached(request, *args, **kwargs)
