@@ -71,6 +71,8 @@ _vary_known: dict[str, tuple[str, ...]] = {}
 
 Tag = Any
 KeyFunc = Callable[[HttpRequest], str]
+#: Seconds, ``None`` (no expiry), or a callable deciding from the response it is given.
+Timeout = float | None | Callable[[HttpResponseBase], float | None]
 
 
 class StoredPage(NamedTuple):
@@ -137,7 +139,7 @@ def sorted_query(lists: Iterable[tuple[str, list[str]]]) -> str:
 class PagePolicy:
     """How one view (or one site-wide rule) caches its pages."""
 
-    timeout: float | None
+    timeout: Timeout
     key_func: KeyFunc | None = None
     tags: Sequence[Tag] | Tag = ()
     only_if: Callable[[HttpRequest], bool] | None = None
@@ -153,7 +155,7 @@ class PagePolicy:
 
 
 def cache_page(
-    timeout: float | None,
+    timeout: Timeout,
     *,
     key_func: KeyFunc | None = None,
     tags: Sequence[Tag] | Tag = (),
@@ -164,8 +166,11 @@ def cache_page(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Cache a view's pages until ``timeout`` or until one of their dependencies is swept.
 
+    ``timeout`` may be a callable ``(response) -> seconds``, asked once the
+    response is rendered (``0`` then means "do not store this one").
     ``tags``: named tags, instances, models, ``versioned("x")``, or callables
-    ``(request, *args, **kwargs)`` returning any of those. The page also depends
+    ``(request, *args, **kwargs)`` returning any of those, or ``None`` for no
+    tag (a user tag on an anonymous visit, say). The page also depends
     on every fragment it rendered. Works for sync and async views; decorate a
     class-based view's ``as_view()`` or use ``method_decorator``.
     """
@@ -343,14 +348,16 @@ def _page_slot(
     vary = _vary_known.get(base, ())
     grace = conf.GRACE if policy.grace is None else policy.grace
     key = _variant_key(base, request, vary) if vary else base
-    slot = Slot(key, dependencies, policy.timeout, grace, using=policy.using)
+    # A callable timeout is asked when the response is known (see _rendered).
+    timeout = None if callable(policy.timeout) else policy.timeout
+    slot = Slot(key, dependencies, timeout, grace, using=policy.using)
     lookup([slot])
     pointer = _pointer(slot.raw)
     if pointer is not None:  # this process meets the page's Vary for the first time
         _remember_vary(base, pointer)
         release([slot])
         key = _variant_key(base, request, pointer)
-        slot = Slot(key, dependencies, policy.timeout, grace, using=policy.using)
+        slot = Slot(key, dependencies, timeout, grace, using=policy.using)
         lookup([slot])
     return slot, base
 
@@ -368,6 +375,8 @@ def _rendered(
     failed = response.status_code >= 500
     if safety.refusal(request, response, private=policy.cacheability == "private"):
         return Rendered(response, None, failed)
+    if callable(policy.timeout):
+        slot.timeout = policy.timeout(response)
     return Rendered(response, tuple(_page(slot, request, response, frame)), failed)
 
 
@@ -462,6 +471,10 @@ def _dependencies(
     for tag in tags:
         if callable(tag) and not isinstance(tag, type):
             tag = tag(request, *args, **kwargs)
+            if isinstance(tag, (list, tuple)):
+                tag = [item for item in tag if item is not None]
+            elif tag is None:
+                continue  # the callable says "no tag" for this request
         dependencies += resolve(tag)
     return dependencies
 

@@ -73,3 +73,7 @@ cachesweeper.register(Vote, touch=["comment"])
 cachesweeper.register(Topic)
 cachesweeper.register(Page, using="updated_at")
 cachesweeper.register(Note, touch=["page"])
+
+
+# Models written for the original django-cache-sweeper live in their own module.
+from tests.testapp import original_site  # noqa: E402, F401
