@@ -58,13 +58,14 @@ def visitor(request: HttpRequest) -> str | None:
 
 
 def has_session_cookie(request: HttpRequest) -> bool:
-    return settings.SESSION_COOKIE_NAME in request.COOKIES
+    """A session cookie with a value (an emptied one is no session, for Django too)."""
+    return bool(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
 
 
 def has_visitor_state(request: HttpRequest) -> bool:
     """The visitor carries a session cookie, or messages waiting in a cookie."""
     cookies = request.COOKIES
-    return settings.SESSION_COOKIE_NAME in cookies or MESSAGES_COOKIE in cookies
+    return bool(cookies.get(settings.SESSION_COOKIE_NAME) or cookies.get(MESSAGES_COOKIE))
 
 
 def read_empty_state(request: HttpRequest) -> bool:
@@ -99,7 +100,8 @@ def refusal(
     reason = _refusal(request, response, private, storing, outermost)
     if reason is not None:
         logger.debug("cachesweeper: %s not stored: %s", request.path, reason)
-        setattr(response, REFUSAL_ATTRIBUTE, reason)
+        if not hasattr(response, REFUSAL_ATTRIBUTE):  # the first judge saw the cause
+            setattr(response, REFUSAL_ATTRIBUTE, reason)
     return reason
 
 

@@ -500,12 +500,12 @@ def test_debug_toolbar_panel(toolbar_flow: dict[str, Any]) -> None:
     assert page["round_trips"] is not None  # the footer is still filled in
 
 
-def test_debug_toolbar_makes_pages_personal(toolbar_flow: dict[str, Any]) -> None:
-    """Why the toolbar is off by default: it reads the session, so edges get no labels."""
+def test_pages_showing_the_debug_toolbar_are_not_shared(toolbar_flow: dict[str, Any]) -> None:
+    """The toolbar's HTML is one request's own: its panel marks the page private."""
     page = toolbar_flow["page"]
     assert "X-LiteSpeed-Tag" not in page["headers"]
     assert page["headers"]["X-LiteSpeed-Cache-Control"] == "no-cache"
-    assert "the session was read" in page["html"]
+    assert "its Cache-Control says private" in page["html"]
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--flow"]:

@@ -42,8 +42,9 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponseBase
+from django.utils.cache import patch_cache_control
 
-from cachesweeper import collector, reads, signals
+from cachesweeper import collector, reads, safety, signals
 from cachesweeper.conf import conf
 from cachesweeper.edges.loading import configured
 from cachesweeper.entries import HIT, MISS, STALE
@@ -300,6 +301,9 @@ class CacheSweeperPanel(Panel):  # type: ignore[misc]
         shown = dict.fromkeys([*CACHE_HEADERS, *(e.tag_header for e in edges if e.tag_header)])
         headers = [[name, response[name]] for name in shown if response.has_header(name)]
         predicted = _predicted_edge_headers(request, response, frame) if frame else []
+        refusal = safety.refusal(request, response, storing=False, outermost=True)
+        # The toolbar's HTML is this request's own: no edge may keep the page it is on.
+        patch_cache_control(response, private=True)
         served = [r for r in records if r["state"] != MISS]
         self.record_stats(
             {
@@ -310,6 +314,7 @@ class CacheSweeperPanel(Panel):  # type: ignore[misc]
                 "response_headers": headers,
                 "edges": [edge.label for edge in edges],
                 "predicted_edge_headers": predicted,
+                "refusal": refusal,
                 "round_trips": sum(watch.round_trips.values()),
                 "round_trips_by_call": sorted(watch.round_trips.items()),
                 "cache_ms": watch.cache_seconds * 1000,

@@ -192,29 +192,12 @@ def _footer_context(
 
 
 def _why_not_shared(request: HttpRequest, response: HttpResponseBase, log: RequestLog) -> str:
-    """Why EdgeMiddleware gave this response no tags (the same rules as the page cache)."""
-    if request.method not in ("GET", "HEAD"):
-        return f"it answers a {request.method}"
-    if response.cookies:
-        reason = f"it sets a cookie ({', '.join(sorted(response.cookies))})"
+    """Why EdgeMiddleware gave this response no tags: the rule cachesweeper applied."""
+    reason = getattr(response, "cachesweeper_refusal", None)  # set by cachesweeper
+    if reason is not None:
         if settings.CSRF_COOKIE_NAME in response.cookies:
             reason += ": its forms carry a CSRF token"
-        return reason
-    user = getattr(request, "user", None)
-    logged_in = user is not None and user.is_authenticated
-    if settings.SESSION_COOKIE_NAME in request.COOKIES and logged_in:
-        return "you are logged in (to the admin): pages made for you are never shared"
-    if response.status_code != 200:
-        return f"its status is {response.status_code}"
-    session = getattr(request, "session", None)
-    if session is not None and session.accessed:
-        # With django-debug-toolbar on, its Request panel reads the session on every page.
-        return "the session was read while it was made, so it may be personal"
-    if request.META.get("CSRF_COOKIE_NEEDS_UPDATE") or request.META.get("CSRF_COOKIE_USED"):
-        return "a CSRF token was used while it was made"
-    control = response.get("Cache-Control", "")
-    if "private" in control or "no-" in control:
-        return f"it is marked Cache-Control: {control}"
+        return str(reason)
     if not log.lookups:
         return "nothing cached was rendered, so there is nothing to label it with"
-    return "see EdgeMiddleware's rules"
+    return "see cachesweeper's rules (cachesweeper/safety.py)"
