@@ -78,6 +78,7 @@ class Slot:
     loaded_at: float | None = None  # when the instances it depends on were loaded
     quiet: bool = False  # an entry that only speeds up others (a list entry): not announced
     copy: Entry | None = None  # this process's copy of the entry (see copies.py), tried first
+    unsaved: bool = False  # depends on an instance with no primary key: never read nor stored
 
     @property
     def cache(self) -> BaseCache:
@@ -135,11 +136,17 @@ def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tupl
     A render that raises (or fails) falls back to a stale entry while grace
     allows and never overwrites it; regeneration locks are always released.
     """
-    lookup(slots)
+    unsaved = any(slot.unsaved for slot in slots)
+    identified = [slot for slot in slots if not slot.unsaved] if unsaved else slots
+    if identified:
+        lookup(identified)
     results: list[tuple[str, Any]] = []
     to_save: list[tuple[Slot, Any, collector.Frame]] = []
     try:
         for index, slot in enumerate(slots):
+            if slot.unsaved:
+                results.append(render_unsaved(slot, render, index))
+                continue
             if slot.contended and wait_for_entry(slot):
                 results.append(served(slot))
                 continue
@@ -160,6 +167,19 @@ def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tupl
     finally:
         release(slots)
     return results
+
+
+def render_unsaved(slot: Slot, render: Callable[[int], Rendered], index: int) -> tuple[str, Any]:
+    """Render a fragment on an unsaved instance: nothing can key or sweep it.
+
+    What encloses it (a fragment, a list entry, a page) shows it too, so it
+    is not stored either.
+    """
+    announce(slot, MISS)
+    with collector.collect():
+        outcome = render(index)
+    collector.spoil()
+    return MISS, outcome.value
 
 
 def served(slot: Slot) -> tuple[str, Any]:

@@ -343,8 +343,14 @@ def _integer(value: Any) -> int | None:
 
 
 def _dependency(target: Any, tag: str) -> Any:
-    """The dependency, as given: Jinja calls nothing, so a model class stays a class."""
+    """The dependency, as given: Jinja calls nothing, so a model class stays a class.
+
+    An attribute of ``None`` (``article.author.profile`` with no author) is
+    ``None``, no dependency, as in the Django tag; other undefined names raise.
+    """
     if isinstance(target, Undefined):
+        if target._undefined_obj is None:
+            return None
         raise UndefinedError(
             f"'{tag}' tag cannot resolve its dependency: {target._undefined_message}"
         )

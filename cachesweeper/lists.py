@@ -35,8 +35,13 @@ MIN_ITEMS = 2
 
 def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
     """The joined content of the items in ``slots``; ``render(i)`` builds item ``i``."""
-    if len(slots) < MIN_ITEMS or not any(slot.counter_names for slot in slots):
+    if (
+        len(slots) < MIN_ITEMS
+        or not any(slot.counter_names for slot in slots)
+        or any(slot.unsaved for slot in slots)
+    ):
         # Attribute-versioned items need no token reads: their list is N keys already.
+        # A list showing an unsaved item is never stored (entries.render_unsaved).
         return _join(serve(slots, render))
     first = slots[0]
     whole = Slot(

@@ -171,13 +171,17 @@ def resolve_target(target: FilterExpression, context: Context, tag: str) -> Any:
 
     Django's variable resolution calls callables, and a model class is one:
     ``Article`` would turn into an unsaved ``Article()``. Plain variables are
-    therefore looked up here without calling classes.
+    therefore looked up here without calling classes. A ``None`` on the way
+    (``article.author.profile`` with no author) resolves to ``None``: no
+    dependency, as ``{{ article.author.profile }}`` renders nothing.
     """
     var = target.var
     if target.filters or not isinstance(var, Variable) or var.lookups is None:
         return target.resolve(context)
     current: Any = context
     for bit in var.lookups:
+        if current is None:
+            return None
         current = _lookup(current, bit, str(var.var), tag)
         if callable(current) and not isinstance(current, type):
             if getattr(current, "do_not_call_in_templates", False):
