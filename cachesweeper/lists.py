@@ -49,8 +49,7 @@ def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
         [dep for slot in slots for dep in slot.dependencies],
         timeout=first.timeout,
         using=first.using,
-        loaded_at=min((s.loaded_at for s in slots if s.loaded_at is not None), default=None),
-        quiet=True,
+        quiet=True,  # its items judged their own load times (entries._predates_a_sweep)
     )
 
     def render_all(_: int) -> Rendered:
