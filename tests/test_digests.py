@@ -344,3 +344,44 @@ def test_a_hit_with_includes_is_still_one_round_trip(kind: str, article: Article
     assert site.render(article=article) == "Hello"
 
     assert calls() == ["get_many"]
+
+
+@pytest.mark.parametrize("cache_backend", ["locmem"], indirect=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_runserver_reloads_the_digests_of_an_edited_template_without_a_restart(
+    kind: str, tmp_path: Path, article: Article
+) -> None:
+    from django.template import engines
+    from django.test import override_settings
+    from django.utils import autoreload
+
+    (tmp_path / "page.html").write_text(page(kind, include(kind, "_card.html")))
+    (tmp_path / "_card.html").write_text("{{ article.title }} v1")
+    if kind == "django":
+        backend = {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "DIRS": [tmp_path],
+            "OPTIONS": {"builtins": ["cachesweeper.templatetags.cachesweeper"]},
+        }
+    else:
+        backend = {
+            "BACKEND": "django.template.backends.jinja2.Jinja2",
+            "DIRS": [tmp_path],
+            "OPTIONS": {"extensions": ["cachesweeper.jinja2.CacheSweeperExtension"]},
+        }
+    # DEBUG, as under runserver: Django's cached loader is reset on file_changed,
+    # and Jinja2 reloads templates itself (auto_reload).
+    with override_settings(DEBUG=True, TEMPLATES=[backend]):
+        reloader = autoreload.StatReloader()
+        autoreload.autoreload_started.send(sender=reloader)
+        assert tmp_path in reloader.directory_globs  # watched, Jinja2 directories too
+
+        def render() -> str:
+            template = engines.all()[0].get_template("page.html")
+            return str(template.render({"article": article})).strip()
+
+        assert render() == "Hello v1"
+        (tmp_path / "_card.html").write_text("{{ article.title }} v2")
+        reloader.notify_file_changed(tmp_path / "_card.html")  # a restart would SystemExit
+
+        assert render() == "Hello v2"
