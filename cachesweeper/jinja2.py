@@ -26,10 +26,10 @@ rest vary-on values; ``using=`` picks a cache alias and ``grace=`` allows
 serving a stale copy while one request re-renders. A fragment's key holds
 a digest of its body and of the templates the body includes, imports or
 extends by a literal name, recursively; ``templates="a.html b.html"`` names
-others (an include by a variable) explicitly (see ``cachesweeper.digests``). ``cachesweeper_for``
-caches one fragment per item, reads them all in one ``get_many`` and writes
-the misses in one ``set_many``. Its vary-on values may use the loop variable
-and ``loop``. Like Jinja's ``for``, it takes an ``{% else %}`` block for an
+others (an include by a variable) explicitly (see ``cachesweeper.digests``).
+``cachesweeper_for`` caches one fragment per item, reads them all in one
+``get_many`` and writes the misses in one ``set_many``. Its vary-on values may
+use the loop variable and ``loop``. Like Jinja's ``for``, it takes an ``{% else %}`` block for an
 empty sequence, and offers ``loop.index``, ``index0``, ``revindex``,
 ``revindex0``, ``first``, ``last``, ``length``, ``depth``, ``depth0`` and
 ``cycle()``; an item's cached fragment keeps the ``loop`` values it was
@@ -62,6 +62,7 @@ from cachesweeper.lists import serve_list
 __all__ = ["CacheSweeperExtension", "CacheSweeperLoop"]
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")  # Jinja's own line breaks
+_PLACES_LIMIT = 4096
 
 _KEYWORDS = ("using", "grace", "templates")
 # Statements whose literal template names a fragment's digest follows.
@@ -297,6 +298,8 @@ class CacheSweeperExtension(Extension):
             return text
         place = self._places.get((text, templates))
         if place is None:
+            if len(self._places) >= _PLACES_LIMIT:  # templates made from ever new strings
+                self._places.clear()
             place = self._places.setdefault((text, templates), Place(text, templates))
         return place.origin(self.environment, self._source_of, self._references)
 
