@@ -234,7 +234,7 @@ def sweep_cost(env: Env, data: Data, sizes: list[int], samples: int) -> None:
     compiled: Any = engines["django"].from_string(CS_SWEEP)  # the backend's Template wrapper
     render = compiled.render
     (node,) = compiled.template.nodelist.get_nodes_by_type(CacheSweeperNode)
-    place = node.place  # the fragment's identity: where it is written, a digest of its body
+    place = node.place.text  # the fragment's identity: where it is written, a digest of its body
     swept: dict[int, tuple[Article, str, int]] = {}
     with env.stock():
         cache = caches["default"]

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class CacheSweeperConfig(AppConfig):
-    """Registers the system checks when Django starts.
+    """Registers the system checks (and template digests' reload hooks) when Django starts.
 
     Registered models connect their signals in ``register()`` itself, so
     nothing else waits for ``ready()``.
@@ -12,4 +12,5 @@ class CacheSweeperConfig(AppConfig):
     verbose_name = "cachesweeper"
 
     def ready(self) -> None:
-        from cachesweeper import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks, and the digests' autoreloader receivers.
+        from cachesweeper import checks, digests  # noqa: F401

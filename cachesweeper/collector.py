@@ -32,13 +32,6 @@ class Frame:
         self.wants_tokens: bool = wants_tokens or (parent is not None and parent.wants_tokens)
         self.tokens: dict[str, int | None] = {}
         self.conflicted = False
-        # When the oldest model instance rendered inside was loaded, if known:
-        # outside a request, the start that sweep times are compared with.
-        self.loaded_at: float | None = None
-
-    def note_loaded(self, moment: float | None) -> None:
-        if moment is not None and (self.loaded_at is None or moment < self.loaded_at):
-            self.loaded_at = moment
 
     def add(self, tokens: Mapping[str, int | None]) -> None:
         for name, token in tokens.items():
@@ -96,7 +89,6 @@ def collect(wants_tokens: bool = True) -> Iterator[Frame]:
         if parent is not None:
             parent.add(frame.tokens)
             parent.conflicted = parent.conflicted or frame.conflicted
-            parent.note_loaded(frame.loaded_at)
 
 
 # -- when the request began --------------------------------------------------------

@@ -90,8 +90,12 @@ def name_of(obj: Any) -> str:
 def resolve(obj: Any) -> list[Dependency]:
     """The dependencies of ``obj``: an instance, model class, QuerySet, tag or list of them.
 
-    A QuerySet depends on its model and is never evaluated here.
+    A QuerySet depends on its model and is never evaluated here. ``None`` (a
+    null foreign key) is no dependency at all: content is then cached on the
+    other dependencies, or on its timeout alone, rather than breaking a page.
     """
+    if obj is None:
+        return []
     if isinstance(obj, Model):
         return [_instance_dependency(obj)]
     if isinstance(obj, QuerySet):
@@ -101,6 +105,18 @@ def resolve(obj: Any) -> list[Dependency]:
     return [Dependency(name_of(obj))]
 
 
+def unsaved(obj: Any) -> bool:
+    """Whether ``obj`` is, or lists, an instance with no primary key yet.
+
+    Such an instance has no identity: two of them would share one entry.
+    """
+    if isinstance(obj, Model):
+        return obj.pk is None
+    if isinstance(obj, (list, tuple)):
+        return any(unsaved(item) for item in obj)
+    return False
+
+
 def names(dependencies: Iterable[Dependency]) -> list[str]:
     """Names in first-seen order, without repeats."""
     return list(dict.fromkeys(dep.name for dep in dependencies))
@@ -108,7 +124,8 @@ def names(dependencies: Iterable[Dependency]) -> list[str]:
 
 def _instance_dependency(instance: Model) -> Dependency:
     if instance.pk is None:
-        # Nothing can sweep an unsaved instance; depend on its model instead.
+        # Nothing can sweep an unsaved instance; depend on its model instead (saving
+        # it sweeps that). Fragments on one are never stored at all (fragments.py).
         return Dependency(model_name(type(instance)))
     name = instance_name(instance)
     attribute = attribute_for(type(instance))

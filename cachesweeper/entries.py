@@ -78,6 +78,7 @@ class Slot:
     loaded_at: float | None = None  # when the instances it depends on were loaded
     quiet: bool = False  # an entry that only speeds up others (a list entry): not announced
     copy: Entry | None = None  # this process's copy of the entry (see copies.py), tried first
+    unsaved: bool = False  # depends on an instance with no primary key: never read nor stored
 
     @property
     def cache(self) -> BaseCache:
@@ -135,11 +136,17 @@ def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tupl
     A render that raises (or fails) falls back to a stale entry while grace
     allows and never overwrites it; regeneration locks are always released.
     """
-    lookup(slots)
+    unsaved = any(slot.unsaved for slot in slots)
+    identified = [slot for slot in slots if not slot.unsaved] if unsaved else slots
+    if identified:
+        lookup(identified)
     results: list[tuple[str, Any]] = []
     to_save: list[tuple[Slot, Any, collector.Frame]] = []
     try:
         for index, slot in enumerate(slots):
+            if slot.unsaved:
+                results.append(render_unsaved(slot, render, index))
+                continue
             if slot.contended and wait_for_entry(slot):
                 results.append(served(slot))
                 continue
@@ -148,7 +155,6 @@ def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tupl
                 continue
             announce(slot, MISS)
             with collector.collect() as frame:
-                frame.note_loaded(slot.loaded_at)
                 try:
                     outcome = render(index)
                 except Exception as error:
@@ -160,6 +166,19 @@ def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tupl
     finally:
         release(slots)
     return results
+
+
+def render_unsaved(slot: Slot, render: Callable[[int], Rendered], index: int) -> tuple[str, Any]:
+    """Render a fragment on an unsaved instance: nothing can key or sweep it.
+
+    What encloses it (a fragment, a list entry, a page) shows it too, so it
+    is not stored either.
+    """
+    announce(slot, MISS)
+    with collector.collect():
+        outcome = render(index)
+    collector.spoil()
+    return MISS, outcome.value
 
 
 def served(slot: Slot) -> tuple[str, Any]:
@@ -421,9 +440,8 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
 
     Content whose tokens are incomplete (the cache was down for an inner
     fragment) or inconsistent (a sweep happened mid-render) is not stored,
-    nor is content a dependency of which was swept after the request began
-    or after an instance rendered in it was loaded: it may show older data
-    under the newer token.
+    nor is content that may show older data under a newer token (see
+    :func:`_predates_a_sweep`); what encloses such content is not stored either.
     """
     now = time.time()
     request_started = collector.request_started_at()
@@ -432,12 +450,13 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
     for slot, payload, frame in slots:
         if slot.cache_down or not frame.complete:
             continue
-        if slot.timeout is not None and slot.timeout <= 0:
-            continue
-        counters = {name: slot.counters[name] for name in slot.counter_names}
+        declared = {name: slot.counters[name] for name in slot.counter_names}
+        counters = {**declared}
         counters.update((name, token) for name, token in frame.tokens.items() if token is not None)
-        started = _earliest(request_started, frame.loaded_at)
-        if started is not None and _swept_since(counters, started):
+        if _predates_a_sweep(slot.loaded_at, declared, request_started, counters):
+            collector.spoil()  # the enclosing fragment or page shows this content too
+            continue
+        if slot.timeout is not None and slot.timeout <= 0:
             continue
         if slot.timeout is None:
             fresh_until, timeout = None, None
@@ -516,10 +535,24 @@ def _fetch(
     return found, tokens.read_counters(version_cache(), names) if names else {}
 
 
-def _earliest(first: float | None, second: float | None) -> float | None:
-    if first is None or second is None:
-        return second if first is None else first
-    return min(first, second)
+def _predates_a_sweep(
+    loaded_at: float | None,
+    declared: Mapping[str, int],
+    request_started: float | None,
+    counters: Mapping[str, int],
+) -> bool:
+    """Whether content may show data older than the tokens it would be stored against.
+
+    A request's data is loaded after it began: no dependency of the content
+    (declared or rendered inside) may have been swept since. Outside a
+    request, the instances a fragment is *on* are judged by their own load
+    time against their own tokens; fragments rendered inside it judged
+    themselves when they rendered (and spoil what encloses them), so a list
+    of items loaded one by one is stored once each item is current.
+    """
+    if request_started is not None and _swept_since(counters, request_started):
+        return True
+    return loaded_at is not None and _swept_since(declared, loaded_at)
 
 
 def _swept_since(counters: Mapping[str, int], started: float) -> bool:

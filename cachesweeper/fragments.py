@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Model
 
 from cachesweeper.conf import conf
-from cachesweeper.dependencies import Dependency, resolve
+from cachesweeper.dependencies import Dependency, resolve, unsaved
 from cachesweeper.entries import Slot
 from cachesweeper.keys import make_key
 from cachesweeper.stamps import loaded_at
@@ -29,12 +29,14 @@ def fragment_slot(
 
     Its key hashes where the fragment is written (template name and line),
     its dependency names and its vary-on values, so two templates caching
-    the same object never share an entry by accident.
+    the same object never share an entry by accident. A fragment on an
+    unsaved instance is rendered afresh every time: it has no identity to
+    key an entry by.
     """
     key, dependencies = _identity(origin, target, vary_on)
     # Positional, then set: keyword arguments to a dataclass cost more, per item of a list.
     slot = Slot(key, dependencies, timeout, conf.GRACE if grace is None else grace)
-    slot.using, slot.loaded_at = using, loaded_at(target)
+    slot.using, slot.loaded_at, slot.unsaved = using, loaded_at(target), unsaved(target)
     return slot
 
 

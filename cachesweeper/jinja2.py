@@ -23,10 +23,13 @@ They behave like their Django counterparts: the first argument is what the
 fragment depends on (an instance, a model class, a QuerySet, a tag, or a list
 of these), the second the timeout in seconds (``None`` for no expiry), the
 rest vary-on values; ``using=`` picks a cache alias and ``grace=`` allows
-serving a stale copy while one request re-renders. ``cachesweeper_for``
-caches one fragment per item, reads them all in one ``get_many`` and writes
-the misses in one ``set_many``. Its vary-on values may use the loop variable
-and ``loop``. Like Jinja's ``for``, it takes an ``{% else %}`` block for an
+serving a stale copy while one request re-renders. A fragment's key holds
+a digest of its body and of the templates the body includes, imports or
+extends by a literal name, recursively; ``templates="a.html b.html"`` names
+others (an include by a variable) explicitly (see ``cachesweeper.digests``).
+``cachesweeper_for`` caches one fragment per item, reads them all in one
+``get_many`` and writes the misses in one ``set_many``. Its vary-on values may
+use the loop variable and ``loop``. Like Jinja's ``for``, it takes an ``{% else %}`` block for an
 empty sequence, and offers ``loop.index``, ``index0``, ``revindex``,
 ``revindex0``, ``first``, ``last``, ``length``, ``depth``, ``depth0`` and
 ``cycle()``; an item's cached fragment keeps the ``loop`` values it was
@@ -36,12 +39,13 @@ rendered with.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.exceptions import TemplateRuntimeError, UndefinedError
+from jinja2.exceptions import TemplateNotFound, TemplateRuntimeError, UndefinedError
 from jinja2.ext import Extension
 from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
@@ -49,13 +53,20 @@ from jinja2.runtime import Undefined
 from jinja2.utils import pass_eval_context
 from markupsafe import Markup
 
+from cachesweeper import digests
+from cachesweeper.digests import Place
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
 from cachesweeper.lists import serve_list
 
 __all__ = ["CacheSweeperExtension", "CacheSweeperLoop"]
 
-_KEYWORDS = ("using", "grace")
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # Jinja's own line breaks
+_PLACES_LIMIT = 4096
+
+_KEYWORDS = ("using", "grace", "templates")
+# Statements whose literal template names a fragment's digest follows.
+_FOLLOWED = (nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)
 
 # Names of the parameters of the generated caller macro of ``cachesweeper_for``.
 _ITEM = "_cachesweeper_item"
@@ -121,11 +132,14 @@ class CacheSweeperExtension(Extension):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self._sources = threading.local()
+        self._places: dict[tuple[str, tuple[str, ...]], Place] = {}
 
     def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
-        # A template made from a string has no name: its fragments are told apart
-        # from other such templates' by a digest of the source, which the parser
-        # does not keep. Jinja preprocesses right before it parses, in the same thread.
+        # The parser does not keep the source: fragments digest their body's lines
+        # from it, and a template made from a string (no name) is told apart from
+        # other such templates by a digest of all of it. Jinja preprocesses right
+        # before it parses, in the same thread.
+        self._sources.lines = _NEWLINE.split(source)
         if name is None and filename is None:
             self._sources.digest = hashlib.sha256(source.encode()).hexdigest()[:16]
         return source
@@ -135,24 +149,25 @@ class CacheSweeperExtension(Extension):
         tag, lineno = str(token.value), token.lineno
         if self.environment.is_async:
             parser.fail(f"'{tag}' does not support async environments (enable_async)", lineno)
-        origin = nodes.Const(f"{self._template_name(parser)}:{lineno}")
         if tag == "cachesweeper_for":
-            return self._parse_for(parser, tag, lineno, origin)
+            return self._parse_for(parser, tag, lineno)
         positional, keywords = self._arguments(parser, tag, lineno)
         if len(positional) < 2:
             parser.fail(
                 f"'{tag}' tag requires a dependency and a timeout, e.g. {_USAGE[tag]}", lineno
             )
+        named = _named_templates(keywords)
         body = parser.parse_statements(("name:endcachesweeper",), drop_needle=True)
+        text, templates = self._place(parser, lineno, body, named)
         call = self.call_method(
             "_fragment",
-            [origin, positional[0], positional[1], nodes.List(positional[2:])],
+            [text, templates, positional[0], positional[1], nodes.List(positional[2:])],
             keywords,
             lineno=lineno,
         )
         return nodes.CallBlock(call, [], [], body).set_lineno(lineno)
 
-    def _parse_for(self, parser: Parser, tag: str, lineno: int, origin: nodes.Const) -> nodes.Node:
+    def _parse_for(self, parser: Parser, tag: str, lineno: int) -> nodes.Node:
         target = parser.parse_assign_target(extra_end_rules=("name:in",))
         names = [target, *target.find_all(nodes.Name)]
         if any(isinstance(name, nodes.Name) and name.name == "loop" for name in names):
@@ -169,10 +184,12 @@ class CacheSweeperExtension(Extension):
             parser.fail(
                 f"'{tag}' tag requires a timeout after the sequence, e.g. {_USAGE[tag]}", lineno
             )
+        named = _named_templates(keywords)
         body = parser.parse_statements(("name:else", "name:endcachesweeper_for"))
         empty: list[nodes.Node] = []
         if next(parser.stream).value == "else":
             empty = parser.parse_statements(("name:endcachesweeper_for",), drop_needle=True)
+        text, templates = self._place(parser, lineno, [*body, *empty], named)
 
         vary_on = positional[1:]
         mode = nodes.Name(_MODE, "load")
@@ -196,7 +213,7 @@ class CacheSweeperExtension(Extension):
         caller_body: list[nodes.Node] = [nodes.If(_equals(mode, _EMPTY), empty, [], per_item)]
         call = self.call_method(
             "_fragments",
-            [origin, sequence, positional[0], nodes.Const(bool(vary_on))],
+            [text, templates, sequence, positional[0], nodes.Const(bool(vary_on))],
             keywords,
             lineno=lineno,
         )
@@ -232,7 +249,15 @@ class CacheSweeperExtension(Extension):
                     parser.fail(f"'{tag}' tag got {name!r} twice", stream.current.lineno)
                 stream.skip(2)
                 value = parser.parse_expression()
-                _check_constant(parser, tag, name, value)
+                if name == "templates":
+                    if not isinstance(value, nodes.Const) or not isinstance(value.value, str):
+                        parser.fail(
+                            f"'{tag}' tag's templates= must be a literal string of template "
+                            'names, e.g. templates="blog/_comment.html blog/_vote.html"',
+                            value.lineno,
+                        )
+                else:
+                    _check_constant(parser, tag, name, value)
                 keywords.append(nodes.Keyword(name, value, lineno=lineno))
                 continue
             if keywords:
@@ -246,6 +271,55 @@ class CacheSweeperExtension(Extension):
             positional.append(value)
         return positional, keywords
 
+    def _place(
+        self, parser: Parser, lineno: int, body: list[nodes.Node], named: list[str]
+    ) -> tuple[nodes.Const, nodes.Const]:
+        """Where a fragment is written with a digest of its body's lines, and what it shows.
+
+        The second value lists the templates its body includes, imports or
+        extends by a literal name, and those ``named`` by ``templates=``.
+        """
+        lines = getattr(self._sources, "lines", [])
+        end = parser.stream.current.lineno
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update("\n".join(lines[lineno - 1 : end]).encode("utf-8", "surrogatepass"))
+        templates = list(named)
+        for statement in body:
+            found = [statement] if isinstance(statement, _FOLLOWED) else []
+            for node in [*found, *statement.find_all(_FOLLOWED)]:
+                for name in _literal_names(node.template):  # type: ignore[attr-defined]
+                    templates.append(self.environment.join_path(name, parser.name or ""))
+        text = f"{self._template_name(parser)}:{lineno}:{digest.hexdigest()}"
+        return nodes.Const(text), nodes.Const(tuple(dict.fromkeys(templates)))
+
+    def _origin(self, text: str, templates: tuple[str, ...]) -> str:
+        """The place's text and the digest of the templates it shows; no work without any."""
+        if not templates:
+            return text
+        place = self._places.get((text, templates))
+        if place is None:
+            if len(self._places) >= _PLACES_LIMIT:  # templates made from ever new strings
+                self._places.clear()
+            place = self._places.setdefault((text, templates), Place(text, templates))
+        return place.origin(self.environment, self._source_of, self._references)
+
+    def _source_of(self, name: str) -> str | None:
+        loader = self.environment.loader
+        if loader is None:
+            return None
+        try:
+            source: str = loader.get_source(self.environment, name)[0]
+        except TemplateNotFound:
+            return None
+        return source
+
+    def _references(self, name: str, source: str) -> list[str]:
+        found = []
+        for node in self.environment.parse(source, name).find_all(_FOLLOWED):
+            for reference in _literal_names(node.template):  # type: ignore[attr-defined]
+                found.append(self.environment.join_path(reference, name))
+        return found
+
     def _template_name(self, parser: Parser) -> str:
         if parser.name is not None:
             return parser.name
@@ -257,7 +331,8 @@ class CacheSweeperExtension(Extension):
     def _fragment(
         self,
         eval_ctx: EvalContext,
-        origin: str,
+        text: str,
+        templates: tuple[str, ...],
         target: Any,
         timeout: Any,
         vary_on: Sequence[Any],
@@ -268,7 +343,7 @@ class CacheSweeperExtension(Extension):
     ) -> str:
         tag = "cachesweeper"
         slot = fragment_slot(
-            origin,
+            self._origin(text, templates),
             _dependency(target, tag),
             _timeout(timeout, tag),
             list(vary_on),
@@ -281,7 +356,8 @@ class CacheSweeperExtension(Extension):
     def _fragments(
         self,
         eval_ctx: EvalContext,
-        origin: str,
+        text: str,
+        templates: tuple[str, ...],
         sequence: Any,
         timeout: Any,
         probe: bool,
@@ -296,6 +372,7 @@ class CacheSweeperExtension(Extension):
             return caller(None, None, _EMPTY, None)
         expiry = _timeout(timeout, tag)
         keywords = _keywords(tag, using, grace)
+        origin = self._origin(text, templates)
         loops = [CacheSweeperLoop(index, len(items)) for index in range(len(items))]
         slots = []
         for item, loop in zip(items, loops, strict=True):
@@ -311,6 +388,24 @@ class CacheSweeperExtension(Extension):
 
     def _record(self, sink: list[Any], *values: Any) -> None:
         sink.extend(values)
+
+
+def _named_templates(keywords: list[nodes.Keyword]) -> list[str]:
+    """Take ``templates=`` out of the keywords: its names go into the digest, not the call."""
+    for keyword in keywords:
+        if keyword.key == "templates":
+            keywords.remove(keyword)
+            return digests.split_names(keyword.value.as_const())
+    return []
+
+
+def _literal_names(template: nodes.Expr) -> list[str]:
+    """The names a ``{% include %}`` (or extends, import) gives literally: one, or a list."""
+    if isinstance(template, nodes.Const) and isinstance(template.value, str):
+        return [template.value]
+    if isinstance(template, (nodes.List, nodes.Tuple)):
+        return [name for item in template.items for name in _literal_names(item)]
+    return []
 
 
 def _equals(name: nodes.Name, value: str) -> nodes.Compare:
@@ -343,8 +438,14 @@ def _integer(value: Any) -> int | None:
 
 
 def _dependency(target: Any, tag: str) -> Any:
-    """The dependency, as given: Jinja calls nothing, so a model class stays a class."""
+    """The dependency, as given: Jinja calls nothing, so a model class stays a class.
+
+    An attribute of ``None`` (``article.author.profile`` with no author) is
+    ``None``, no dependency, as in the Django tag; other undefined names raise.
+    """
     if isinstance(target, Undefined):
+        if target._undefined_obj is None:
+            return None
         raise UndefinedError(
             f"'{tag}' tag cannot resolve its dependency: {target._undefined_message}"
         )

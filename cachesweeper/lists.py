@@ -35,8 +35,13 @@ MIN_ITEMS = 2
 
 def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
     """The joined content of the items in ``slots``; ``render(i)`` builds item ``i``."""
-    if len(slots) < MIN_ITEMS or not any(slot.counter_names for slot in slots):
+    if (
+        len(slots) < MIN_ITEMS
+        or not any(slot.counter_names for slot in slots)
+        or any(slot.unsaved for slot in slots)
+    ):
         # Attribute-versioned items need no token reads: their list is N keys already.
+        # A list showing an unsaved item is never stored (entries.render_unsaved).
         return _join(serve(slots, render))
     first = slots[0]
     whole = Slot(
@@ -44,8 +49,7 @@ def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
         [dep for slot in slots for dep in slot.dependencies],
         timeout=first.timeout,
         using=first.using,
-        loaded_at=min((s.loaded_at for s in slots if s.loaded_at is not None), default=None),
-        quiet=True,
+        quiet=True,  # its items judged their own load times (entries._predates_a_sweep)
     )
 
     def render_all(_: int) -> Rendered:

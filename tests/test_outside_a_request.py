@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 
 import cachesweeper
-from tests.helpers import reloaded, render
+from tests.helpers import calls, reloaded, render, reset
 from tests.test_fragments import Counter
 from tests.testapp.models import Article
 
@@ -152,3 +152,38 @@ def test_execute_wrappers_of_the_project_keep_working() -> None:
 
     assert len(seen) == 1
     assert spy not in connection.execute_wrappers
+
+
+LIST = (
+    '{% cachesweeper_for article in articles 300 "items" %}{{ article.title }} '
+    "{{ counter.next }};{% endcachesweeper_for %}"
+)
+
+
+def test_a_list_item_loaded_before_a_sweep_of_its_own_is_not_stored_the_others_are() -> None:
+    first, second, third = (Article.objects.create(title=title) for title in "abc")
+    first, second, third = reloaded(first), reloaded(second), reloaded(third)
+    counter = Counter()
+    saved_elsewhere(second.pk, "B")
+
+    # The stale item is shown as it was loaded, and neither it nor the list is kept...
+    assert render(LIST, articles=[first, second, third], counter=counter) == "a 1;b 2;c 3;"
+    # ...so loaded again it renders anew; the items that were current stayed cached.
+    assert render(LIST, articles=[first, reloaded(second), third], counter=counter) == (
+        "a 1;B 4;c 3;"
+    )
+    assert render(LIST, articles=[first, reloaded(second), third], counter=counter) == (
+        "a 1;B 4;c 3;"
+    )
+
+
+def test_a_sweep_of_another_item_does_not_keep_an_item_from_being_stored() -> None:
+    first = reloaded(Article.objects.create(title="a"))  # loaded before the next sweep
+    second = Article.objects.create(title="b")  # swept after ``first`` was loaded
+    counter = Counter()
+
+    assert render(LIST, articles=[first, second], counter=counter) == "a 1;b 2;"
+    reset()
+
+    assert render(LIST, articles=[first, second], counter=counter) == "a 1;b 2;"
+    assert calls() == ["get_many"]  # the list entry was stored too

@@ -102,3 +102,16 @@ def test_sweep_is_one_round_trip_whatever_the_number_of_entries(entries: int) ->
     # Every entry was swept: the list entry misses, the items are read, then
     # the items and the list are stored again.
     assert calls() == ["get_many", "get_many", "set_many", "set_many"]
+
+
+def test_a_list_warmed_from_items_created_one_by_one_is_then_one_get_many() -> None:
+    """A cache-warming command: each item is current, though loaded before the others' sweeps."""
+    article = Article.objects.create(title="Hello")
+    comments = [Comment.objects.create(article=article, text=f"c{n}") for n in range(5)]
+    expected = "".join(f"c{n};" for n in range(5))
+    assert render(LIST, comments=comments) == expected  # warming: items and list stored
+    reset()
+
+    assert render(LIST, comments=comments) == expected
+
+    assert calls() == ["get_many"]

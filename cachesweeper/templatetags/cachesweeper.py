@@ -7,7 +7,9 @@
 The first argument is what the fragment depends on (an instance, a model
 class, a QuerySet, a tag, or a list of these), the second the timeout in
 seconds (``None`` for no expiry), the rest vary-on values. Keywords:
-``using=`` (cache alias) and ``grace=`` (seconds of stale-while-revalidate).
+``using=`` (cache alias), ``grace=`` (seconds of stale-while-revalidate) and
+``templates=`` (templates the body shows without naming them literally, see
+``cachesweeper.digests``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any
 
 from django import template
 from django.template import Context, Node, NodeList, TemplateSyntaxError
-from django.template.base import FilterExpression, Parser, Token, Variable
+from django.template.base import FilterExpression, Parser, Token, TokenType, Variable
 from django.utils.safestring import SafeString
 
+from cachesweeper import digests
+from cachesweeper.digests import Place
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
 from cachesweeper.lists import serve_list
@@ -28,14 +32,14 @@ from cachesweeper.lists import serve_list
 register = template.Library()
 
 _KEYWORD = re.compile(r"^(\w+)=(.+)$")
-_KEYWORDS = ("using", "grace")
+_KEYWORDS = ("using", "grace", "templates")
 
 
 class CacheSweeperNode(Node):
     def __init__(
         self,
         nodelist: NodeList,
-        place: str,
+        place: Place,
         target: FilterExpression,
         timeout: FilterExpression,
         vary_on: list[FilterExpression],
@@ -50,7 +54,7 @@ class CacheSweeperNode(Node):
 
     def render(self, context: Context) -> str:
         slot = fragment_slot(
-            self.place,
+            _origin(self.place, context),
             resolve_target(self.target, context, "cachesweeper"),
             resolve_timeout(self.timeout, context, "cachesweeper"),
             [var.resolve(context) for var in self.vary_on],
@@ -67,7 +71,7 @@ class CacheSweeperForNode(Node):
         self,
         nodelist_loop: NodeList,
         nodelist_empty: NodeList,
-        place: str,
+        place: Place,
         loopvar: str,
         sequence: FilterExpression,
         timeout: FilterExpression,
@@ -94,6 +98,7 @@ class CacheSweeperForNode(Node):
             return self.nodelist_empty.render(context)
         timeout = resolve_timeout(self.timeout, context, "cachesweeper_for")
         keywords = resolve_keywords(self.keywords, context, "cachesweeper_for")
+        origin = _origin(self.place, context)
         parentloop = context.get("forloop", {})
         count = len(items)
         with context.push():
@@ -101,13 +106,13 @@ class CacheSweeperForNode(Node):
             if self.constant_vary_on:  # literals only: the same for every item
                 vary_on = [var.resolve(context) for var in self.vary_on]
                 for item in items:
-                    slots.append(fragment_slot(self.place, item, timeout, vary_on, **keywords))
+                    slots.append(fragment_slot(origin, item, timeout, vary_on, **keywords))
             else:
                 for index, item in enumerate(items):
                     context[self.loopvar] = item
                     context["forloop"] = _forloop(index, count, parentloop)
                     vary_on = [var.resolve(context) for var in self.vary_on]
-                    slots.append(fragment_slot(self.place, item, timeout, vary_on, **keywords))
+                    slots.append(fragment_slot(origin, item, timeout, vary_on, **keywords))
 
             def render(index: int) -> Rendered:
                 context[self.loopvar] = items[index]
@@ -124,6 +129,7 @@ def do_cachesweeper(parser: Parser, token: Token) -> CacheSweeperNode:
     nodelist = parser.parse(("endcachesweeper",))
     parser.delete_first_token()
     bits, keywords = _split(parser, token)
+    named = _named_templates(keywords, bits[0])
     if len(bits) < 3:
         raise TemplateSyntaxError(
             f"'{bits[0]}' tag requires a dependency and a timeout, "
@@ -131,7 +137,7 @@ def do_cachesweeper(parser: Parser, token: Token) -> CacheSweeperNode:
         )
     return CacheSweeperNode(
         nodelist,
-        _place(parser, token, remaining),
+        _place(parser, token, remaining, named),
         parser.compile_filter(bits[1]),
         parser.compile_filter(bits[2]),
         [parser.compile_filter(bit) for bit in bits[3:]],
@@ -143,6 +149,7 @@ def do_cachesweeper(parser: Parser, token: Token) -> CacheSweeperNode:
 def do_cachesweeper_for(parser: Parser, token: Token) -> CacheSweeperForNode:
     """``{% cachesweeper_for item in items timeout [vary_on ...] [using=...] [grace=...] %}``"""
     bits, keywords = _split(parser, token)
+    named = _named_templates(keywords, bits[0])
     if len(bits) < 5 or bits[2] != "in":
         raise TemplateSyntaxError(
             f"'{bits[0]}' tag should look like "
@@ -157,7 +164,7 @@ def do_cachesweeper_for(parser: Parser, token: Token) -> CacheSweeperForNode:
     return CacheSweeperForNode(
         nodelist_loop,
         nodelist_empty,
-        _place(parser, token, remaining),
+        _place(parser, token, remaining, named),
         bits[1],
         parser.compile_filter(bits[3]),
         parser.compile_filter(bits[4]),
@@ -171,13 +178,17 @@ def resolve_target(target: FilterExpression, context: Context, tag: str) -> Any:
 
     Django's variable resolution calls callables, and a model class is one:
     ``Article`` would turn into an unsaved ``Article()``. Plain variables are
-    therefore looked up here without calling classes.
+    therefore looked up here without calling classes. A ``None`` on the way
+    (``article.author.profile`` with no author) resolves to ``None``: no
+    dependency, as ``{{ article.author.profile }}`` renders nothing.
     """
     var = target.var
     if target.filters or not isinstance(var, Variable) or var.lookups is None:
         return target.resolve(context)
     current: Any = context
     for bit in var.lookups:
+        if current is None:
+            return None
         current = _lookup(current, bit, str(var.var), tag)
         if callable(current) and not isinstance(current, type):
             if getattr(current, "do_not_call_in_templates", False):
@@ -236,7 +247,7 @@ def _lookup(current: Any, bit: str, full: str, tag: str) -> Any:
 
 
 def _split(parser: Parser, token: Token) -> tuple[list[str], dict[str, FilterExpression]]:
-    """Positional bits and ``using=``/``grace=`` keywords of a tag."""
+    """Positional bits and ``using=``/``grace=``/``templates=`` keywords of a tag."""
     bits: list[str] = []
     keywords: dict[str, FilterExpression] = {}
     for bit in token.split_contents():
@@ -260,21 +271,48 @@ def _fragment(content: str) -> Rendered:
     return Rendered(content, str(content))
 
 
-def _place(parser: Parser, token: Token, remaining: list[Token]) -> str:
-    """Where a fragment is written, and a digest of its body.
+def _place(parser: Parser, token: Token, remaining: list[Token], named: list[str]) -> Place:
+    """Where a fragment is written, a digest of its body, and the templates it shows.
 
     The body digest means that editing a fragment's template (a deploy)
     gives it new entries instead of serving content built from the old
-    template, and that two inline templates never share an entry.
+    template, and that two inline templates never share an entry. The
+    templates its body includes or extends by a literal name (and those
+    ``named`` by ``templates=``) add their own digests when it renders.
     """
     origin = parser.origin
     name = str(origin.template_name or origin.name) if origin is not None else "<unknown>"
+    current = str(origin.template_name) if origin is not None and origin.template_name else None
     # Django's parser pops tokens off the end of its list: the body is what went.
     body = remaining[len(parser.tokens) :]
     digest = hashlib.blake2b(digest_size=8)
+    templates = list(named)
     for part in body:
         digest.update(f"{part.token_type.value}:{len(part.contents)}:{part.contents}".encode())
-    return f"{name}:{token.lineno}:{digest.hexdigest()}"
+        if part.token_type == TokenType.BLOCK:
+            templates += digests.literal_names(part.split_contents(), current)
+    return Place(f"{name}:{token.lineno}:{digest.hexdigest()}", templates)
+
+
+def _origin(place: Place, context: Context) -> str:
+    """The place's text and the digest of the templates it shows (from the rendering engine)."""
+    if not place.templates or context.template is None:
+        return place.text  # a node list rendered without its template: no engine to ask
+    engine = context.template.engine
+    return place.origin(engine, digests.django_source(engine), digests.django_references)
+
+
+def _named_templates(keywords: dict[str, FilterExpression], tag: str) -> list[str]:
+    """The names of ``templates="a.html b.html"``: a literal string, read while parsing."""
+    value = keywords.pop("templates", None)
+    if value is None:
+        return []
+    if value.filters or not isinstance(value.var, str):
+        raise TemplateSyntaxError(
+            f"'{tag}' tag's templates= must be a literal string of template names, "
+            'e.g. templates="blog/_comment.html blog/_vote.html"'
+        )
+    return digests.split_names(value.var)
 
 
 def _forloop(index: int, length: int, parentloop: Any) -> dict[str, Any]:
