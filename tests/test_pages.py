@@ -272,7 +272,10 @@ def test_a_page_that_read_an_empty_session_is_not_served_to_visitors_with_one(
 ) -> None:
     assert body(client.get("/whoami/")) == "anonymous 1"
     with_session = Client()
-    with_session.cookies[settings.SESSION_COOKIE_NAME] = "abc"
+    session = with_session.session
+    session["cart"] = 1
+    session.save()
+    assert with_session.cookies[settings.SESSION_COOKIE_NAME].value
     assert body(with_session.get("/whoami/")) == "anonymous 2"
     assert body(with_session.get("/whoami/")) == "anonymous 3"  # nor stored for them
     with_messages = Client()
