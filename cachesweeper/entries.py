@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from django.core.cache import BaseCache
+from django.core.cache import BaseCache, InvalidCacheBackendError
 
 from cachesweeper import backends, collector, reads, signals, stats, tokens, uncommitted
 from cachesweeper.conf import conf
@@ -248,6 +248,8 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
         if not untrusted and _all_plain_hits(slots, found, counters):
             return
         _complete(slots, found, counters, needed)
+    except InvalidCacheBackendError:
+        raise  # a ``using=`` naming no cache is a mistake to fix, not an outage
     except Exception:
         logger.warning("cachesweeper: cache unreachable, rendering uncached", exc_info=True)
         for slot in slots:
