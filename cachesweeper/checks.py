@@ -113,6 +113,16 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="cachesweeper.E003",
             )
         )
+    interval = user.get("WARNING_INTERVAL", 60)
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval < 0:
+        errors.append(
+            Error(
+                f'CACHESWEEPER["WARNING_INTERVAL"] must be seconds >= 0, not {interval!r}.',
+                hint='Use a number such as "WARNING_INTERVAL": 60 (the default); 0 warns '
+                "about every failure of an unreachable cache.",
+                id="cachesweeper.E002",
+            )
+        )
     wait = user.get("COLD_WAIT", 0)
     statuses = user.get("CACHEABLE_STATUSES", (200,))
     if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from django.core.cache import BaseCache, InvalidCacheBackendError
 
-from cachesweeper import backends, collector, reads, signals, stats, tokens, uncommitted
+from cachesweeper import backends, collector, outages, reads, signals, stats, tokens, uncommitted
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency
 
@@ -250,8 +250,8 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
         _complete(slots, found, counters, needed)
     except InvalidCacheBackendError:
         raise  # a ``using=`` naming no cache is a mistake to fix, not an outage
-    except Exception:
-        logger.warning("cachesweeper: cache unreachable, rendering uncached", exc_info=True)
+    except Exception as error:
+        outages.report(_read_caches(slots[0]), "rendering uncached", error)
         for slot in slots:
             slot.cache_down = True
             slot.state = MISS
@@ -452,7 +452,7 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
         return
     cache = slots[0][0].cache
     for timeout, values in batch.items():
-        _safely(cache.set_many, values, timeout)
+        _safely(slots[0][0], cache.set_many, values, timeout)
     release([slot for slot, _, _ in slots])
 
 
@@ -460,7 +460,7 @@ def release(slots: Sequence[Slot]) -> None:
     """Give up the regeneration locks held for ``slots`` (always, even after an error)."""
     held = [slot for slot in slots if slot.locked]
     if held:
-        _safely(held[0].cache.delete_many, [slot.lock_key for slot in held])
+        _safely(held[0], held[0].cache.delete_many, [slot.lock_key for slot in held])
         for slot in held:
             slot.locked = False
 
@@ -471,7 +471,7 @@ def keep_stale(slot: Slot) -> None:
     assert entry is not None
     if entry.stale_since is None:
         marked = entry._replace(stale_since=time.time())
-        _safely(slot.cache.set, slot.key, marked.dump(), max(1, int(slot.grace)))
+        _safely(slot, slot.cache.set, slot.key, marked.dump(), max(1, int(slot.grace)))
     release([slot])
 
 
@@ -570,8 +570,8 @@ def _lock(slot: Slot) -> bool:
     """
     try:
         slot.locked = bool(slot.cache.add(slot.lock_key, 1, timeout=max(1, int(slot.grace))))
-    except Exception:
-        logger.warning("cachesweeper: cache unreachable while locking", exc_info=True)
+    except Exception as error:
+        outages.report(_entry_cache(slot), "rendering without the regeneration lock", error)
         slot.locked = False
         return True  # nobody can coordinate; render rather than serve stale forever
     return slot.locked
@@ -583,11 +583,30 @@ def _remember(key: str, names: Mapping[str, object]) -> None:
     _known[key] = frozenset(names)
 
 
-def _safely(method: Any, *args: Any) -> None:
+def _safely(slot: Slot, method: Any, *args: Any) -> None:
     try:
         failed = method(*args)
-    except Exception:
-        logger.warning("cachesweeper: cache unreachable, entry not stored", exc_info=True)
+    except Exception as error:
+        outages.report(_entry_cache(slot), "entry not stored", error)
         return
     if isinstance(failed, list) and failed:  # set_many() lists the keys it did not store
-        logger.warning("cachesweeper: cache did not store %s", ", ".join(map(str, failed)))
+        keys = ", ".join(map(str, failed))
+        outages.report(_entry_cache(slot), "entry not stored", NotStored(keys))
+
+
+class NotStored(Exception):
+    """The cache answered that it did not store these keys (pymemcache's quiet failures)."""
+
+
+def _entry_cache(slot: Slot) -> str:
+    """The entry cache of ``slot``, for messages."""
+    if slot.store is not None:
+        return type(slot.store).__name__
+    return repr(slot.using or conf.CACHE)
+
+
+def _read_caches(slot: Slot) -> str:
+    """The caches a lookup reads, for messages: the entry cache, and the version cache."""
+    entries = _entry_cache(slot)
+    versions = repr(conf.VERSION_CACHE)
+    return entries if entries == versions else f"{entries} or VERSION_CACHE {versions}"

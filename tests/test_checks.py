@@ -45,6 +45,8 @@ def test_unknown_version_cache_alias() -> None:
         {"CACHE": ""},
         {"USING": 3},
         {"TIMEOUT": 5},
+        {"WARNING_INTERVAL": -1},
+        {"WARNING_INTERVAL": "60"},
     ],
 )
 def test_settings_of_the_wrong_type(settings: dict[str, Any]) -> None:
