@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -587,11 +588,33 @@ def _safely(slot: Slot, method: Any, *args: Any) -> None:
     try:
         failed = method(*args)
     except Exception as error:
-        outages.report(_entry_cache(slot), "entry not stored", error)
+        refused = _too_large(error, args)
+        if refused is None:
+            outages.report(_entry_cache(slot), "entry not stored", error)
+        else:
+            outages.too_large(_entry_cache(slot), *refused, error)
         return
     if isinstance(failed, list) and failed:  # set_many() lists the keys it did not store
         keys = ", ".join(map(str, failed))
         outages.report(_entry_cache(slot), "entry not stored", NotStored(keys))
+
+
+def _too_large(error: Exception, args: tuple[Any, ...]) -> tuple[str, int] | None:
+    """The key and size of the largest entry written, if the server refused it for its size.
+
+    memcached answers ``SERVER_ERROR object too large for cache`` (1 MB items by
+    default) and pymemcache raises it; the other entries of a ``set_many`` are
+    stored. Redis refuses values over 512 MB by closing the connection, which
+    cannot be told apart from an outage, so it is reported as one.
+    """
+    if "too large" not in str(error).lower() or not args:
+        return None
+    values = args[0] if isinstance(args[0], dict) else {args[0]: args[1]}
+    sizes = {
+        key: len(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)) for key, value in values.items()
+    }
+    largest = max(sizes, key=sizes.__getitem__)
+    return str(largest), sizes[largest]
 
 
 class NotStored(Exception):

@@ -22,7 +22,8 @@ from cachesweeper.conf import conf
 logger = logging.getLogger("cachesweeper")
 
 _lock = threading.Lock()
-# cache name -> (monotonic time of its last warning, failures held back since then)
+# cache name (or cache and entry key) -> (monotonic time of its last warning, failures
+# held back since then)
 _warned: dict[str, tuple[float, int]] = {}
 
 
@@ -32,20 +33,55 @@ def report(cache: str, consequence: str, error: BaseException) -> None:
     Thread-safe: of concurrent failures exactly one warns, the others are counted.
     """
     logger.debug("cachesweeper: cache %s failed, %s", cache, consequence, exc_info=error)
+    due, held, since = _due(cache)
+    if due:
+        logger.warning(
+            "cachesweeper: cache unreachable (%s), %s: %s%s",
+            cache,
+            consequence,
+            _describe(error),
+            _held_back(held, since),
+        )
+
+
+def too_large(cache: str, key: str, size: int, error: BaseException) -> None:
+    """An entry the server refused for its size: not an outage, and the page still renders.
+
+    Warned about once per entry per interval: the same fragment is refused on
+    every request until it is made smaller.
+    """
+    logger.debug("cachesweeper: cache %s refused %s", cache, key, exc_info=error)
+    due, held, since = _due(f"{cache} {key}")
+    if due:
+        logger.warning(
+            "cachesweeper: entry of %d bytes not stored: larger than the server accepts "
+            "(cache %s, key %s: %s). It is rendered afresh on every request: make it "
+            "smaller, cache its parts as fragments of their own, or raise the server's "
+            "item size limit: memcached's is 1 MB unless started with -I%s",
+            size,
+            cache,
+            key,
+            _describe(error),
+            _held_back(held, since),
+        )
+
+
+def _due(topic: str) -> tuple[bool, int, float | None]:
+    """Whether ``topic`` may warn now; the failures held back and seconds since its last."""
     now = time.monotonic()
     with _lock:
-        last, held = _warned.get(cache, (None, 0))
+        last, held = _warned.get(topic, (None, 0))
         if last is not None and now - last < conf.WARNING_INTERVAL:
-            _warned[cache] = (last, held + 1)
-            return
-        _warned[cache] = (now, 0)
-    logger.warning(
-        "cachesweeper: cache unreachable (%s), %s: %s%s",
-        cache,
-        consequence,
-        _describe(error),
-        _held_back(held, None if last is None else now - last),
-    )
+            _warned[topic] = (last, held + 1)
+            return False, 0, None
+        if len(_warned) >= _TOPICS_LIMIT:
+            _warned.clear()
+        _warned[topic] = (now, 0)
+    return True, held, None if last is None else now - last
+
+
+#: Topics remembered at most (entries refused for their size are one topic each).
+_TOPICS_LIMIT = 10_000
 
 
 def _describe(error: BaseException) -> str:

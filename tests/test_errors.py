@@ -7,6 +7,7 @@ Django's RedisCache).
 from __future__ import annotations
 
 import logging
+import re
 
 import jinja2
 import pytest
@@ -42,7 +43,7 @@ def unreachable(caplog: pytest.LogCaptureFixture) -> list[str]:
 )
 def test_a_negative_timeout_is_a_template_syntax_error(source: str) -> None:
     with pytest.raises(TemplateSyntaxError, match=r"negative timeout value: -5; use seconds >= 0"):
-        render(source, ttl=-5, items=[1, 2])
+        render(source, ttl=-5, items=["a", "b"])
 
 
 def test_a_negative_grace_is_a_template_syntax_error() -> None:
@@ -81,7 +82,7 @@ def test_a_negative_value_resolved_at_render_time_in_jinja() -> None:
         render_jinja('{% cachesweeper "t", 5, grace=g %}x{% endcachesweeper %}', g=-3)
     with pytest.raises(jinja2.TemplateRuntimeError, match="negative timeout value: -5"):
         render_jinja(
-            "{% cachesweeper_for c in cs, ttl %}x{% endcachesweeper_for %}", cs=[1], ttl=-5
+            "{% cachesweeper_for c in cs, ttl %}x{% endcachesweeper_for %}", cs=["a"], ttl=-5
         )
 
 
@@ -102,7 +103,7 @@ def test_an_unknown_cache_alias_is_a_template_syntax_error_naming_it(
         caplog.at_level(logging.DEBUG, logger="cachesweeper"),
         pytest.raises(TemplateSyntaxError) as raised,
     ):
-        render(source, items=[1])
+        render(source, items=["a"])
     assert "unknown cache alias: using='nope' is not in CACHES ('default')" in str(raised.value)
     assert unreachable(caplog) == []
 
@@ -114,7 +115,7 @@ def test_an_unknown_cache_alias_in_jinja_names_it(caplog: pytest.LogCaptureFixtu
         with pytest.raises(jinja2.TemplateRuntimeError, match="using='nope' is not in CACHES"):
             render_jinja(
                 "{% cachesweeper_for c in cs, 60, using=u %}x{% endcachesweeper_for %}",
-                cs=[1],
+                cs=["a"],
                 u="nope",
             )
     assert unreachable(caplog) == []
@@ -133,3 +134,47 @@ def test_cache_page_with_an_unknown_alias_raises_instead_of_reporting_an_outage(
     ):
         view(RequestFactory().get("/"))
     assert unreachable(caplog) == []
+
+
+# -- an entry too large for the server ----------------------------------------------------
+
+BIG = '{% cachesweeper "big" 60 %}{{ counter.next }}:{{ payload }}{% endcachesweeper %}'
+#: Over memcached's default item size limit (1 MB); Redis takes up to 512 MB.
+PAYLOAD = "x" * 1_100_000
+
+
+def test_an_entry_too_large_for_the_server_is_not_reported_as_an_outage(
+    cache_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    counter = Counter()
+    with caplog.at_level(logging.DEBUG, logger="cachesweeper"):
+        first = render(BIG, counter=counter, payload=PAYLOAD)
+        second = render(BIG, counter=counter, payload=PAYLOAD)
+    assert first == "1:" + PAYLOAD  # the page renders either way
+    assert unreachable(caplog) == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if cache_backend != "memcached":
+        assert second == first and warnings == []  # stored, and a hit
+        return
+    assert second == "2:" + PAYLOAD  # refused, so rendered again
+    (warning,) = warnings  # one per entry per interval, not one per request
+    found = re.search(r"entry of (\d+) bytes not stored: larger than the server accepts", warning)
+    assert found is not None, warning
+    assert len(PAYLOAD) < int(found.group(1)) < len(PAYLOAD) + 1000
+    assert "object too large for cache" in warning and "unless started with -I" in warning
+
+
+@pytest.mark.parametrize("cache_backend", ["memcached"], indirect=True)
+def test_the_cache_keeps_working_around_an_entry_too_large(cache_backend: str) -> None:
+    """Small fragments written with the big one (one set_many) are stored and hit."""
+    counter = Counter()
+    source = (
+        "{% cachesweeper_for c in items 60 %}{{ counter.next }}"
+        "{% if c == 'b' %}{{ payload }}{% endif %};{% endcachesweeper_for %}"
+    )
+    first = render(source, items=["a", "b", "c"], counter=counter, payload=PAYLOAD)
+    second = render(source, items=["a", "b", "c"], counter=counter, payload=PAYLOAD)
+    assert first == f"1;2{PAYLOAD};3;"
+    assert second == f"1;4{PAYLOAD};3;"  # only the big item rendered again
+    small = '{% cachesweeper "small" 60 %}{{ counter.next }}{% endcachesweeper %}'
+    assert render(small, counter=counter) == render(small, counter=counter) == "5"
