@@ -22,7 +22,7 @@ import threading
 from contextvars import ContextVar
 from typing import Any
 
-from django.core.cache import BaseCache, caches
+from django.core.cache import BaseCache, InvalidCacheBackendError, caches
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -47,6 +47,15 @@ def backend(alias: str) -> BaseCache:
     cache = caches[alias]
     _memo.set((_generation, thread, {**known, alias: cache}))
     return cache
+
+
+def exists(alias: str) -> bool:
+    """Whether ``alias`` is in ``CACHES``: a tag's ``using=`` typo is an error, not an outage."""
+    try:
+        backend(alias)
+    except InvalidCacheBackendError:
+        return False
+    return True
 
 
 @receiver(setting_changed)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from cachesweeper.conf import DEFAULTS
 from cachesweeper.rules import compile_rules
+
+if TYPE_CHECKING:
+    from django.db.models import Model
 
 
 def _backend_class(backend: str) -> type | None:
@@ -58,7 +61,7 @@ _W001_WHY = {
 
 @register(Tags.caches)
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
-    """E001/E002/E003/E006, W001/W004: the ``CACHESWEEPER`` dict and the caches it names.
+    """E001/E002/E003/E006/E007, W001/W004: the ``CACHESWEEPER`` dict and the caches it names.
 
     Types are checked first: cache aliases are only looked at once the settings parse.
     """
@@ -110,6 +113,16 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="cachesweeper.E003",
             )
         )
+    interval = user.get("WARNING_INTERVAL", 60)
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval < 0:
+        errors.append(
+            Error(
+                f'CACHESWEEPER["WARNING_INTERVAL"] must be seconds >= 0, not {interval!r}.',
+                hint='Use a number such as "WARNING_INTERVAL": 60 (the default); 0 warns '
+                "about every failure of an unreachable cache.",
+                id="cachesweeper.E002",
+            )
+        )
     wait = user.get("COLD_WAIT", 0)
     statuses = user.get("CACHEABLE_STATUSES", (200,))
     if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:
@@ -134,7 +147,65 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         )
     if errors:
         return errors
-    return _check_caches(user)
+    return [*_check_key_prefix(user), *_check_caches(user)]
+
+
+#: The longest key the library writes after its prefix: ``:<kind>:<32 hex>:lock``.
+_KEY_TAIL = ":p:" + "0" * 32 + ":lock"
+#: memcached's limit on a key, in bytes.
+_MEMCACHED_KEY_BYTES = 250
+
+
+def _check_key_prefix(user: dict[str, Any]) -> list[CheckMessage]:
+    """E007: a ``KEY_PREFIX`` that makes keys no backend-safe client accepts.
+
+    Every key starts with the prefix, so a space in it makes memcached refuse
+    every read and every sweep: the site would run uncached, logging outages.
+    """
+    prefix = user.get("KEY_PREFIX", DEFAULTS["KEY_PREFIX"])
+    bad = sorted({char for char in prefix if char.isspace() or not char.isprintable()})
+    if bad:
+        return [
+            Error(
+                f'CACHESWEEPER["KEY_PREFIX"] {prefix!r} contains whitespace or control '
+                f"characters ({', '.join(map(repr, bad))}): every cache key starts with it, "
+                "and memcached refuses such keys, so every read and sweep would fail.",
+                hint=f'Use letters, digits and punctuation only, e.g. "KEY_PREFIX": '
+                f"{_cleaned(prefix)!r}.",
+                id="cachesweeper.E007",
+            )
+        ]
+    longest = max(_key_bytes(user, key, prefix + _KEY_TAIL) for key in ("CACHE", "VERSION_CACHE"))
+    if longest > _MEMCACHED_KEY_BYTES:
+        room = len(prefix.encode()) - (longest - _MEMCACHED_KEY_BYTES)
+        return [
+            Error(
+                f'CACHESWEEPER["KEY_PREFIX"] is too long: with it the longest cache keys are '
+                f"{longest} bytes, and memcached refuses keys over {_MEMCACHED_KEY_BYTES}.",
+                hint=f"Shorten it to {max(room, 1)} bytes at most (the cache's own KEY_PREFIX "
+                "and VERSION count too).",
+                id="cachesweeper.E007",
+            )
+        ]
+    return []
+
+
+def _cleaned(prefix: str) -> str:
+    """``prefix`` without the characters that break keys (a suggestion for the hint)."""
+    cleaned = "".join("-" if char.isspace() else char for char in prefix if char.isprintable())
+    return cleaned.strip("-") or str(DEFAULTS["KEY_PREFIX"])
+
+
+def _key_bytes(user: dict[str, Any], setting: str, key: str) -> int:
+    """Length in bytes of ``key`` as the cache named by ``setting`` sends it (its make_key)."""
+    from django.core.cache import caches
+
+    alias = user.get(setting, DEFAULTS[setting])
+    try:
+        key = caches[alias].make_key(key)
+    except Exception:  # an unknown alias (E001) or a backend that cannot be built
+        pass
+    return len(key.encode("utf-8", "surrogatepass"))
 
 
 def _check_caches(user: dict[str, Any]) -> list[CheckMessage]:
@@ -214,23 +285,27 @@ _NEEDED_BEFORE_PAGES = (
 
 @register(Tags.caches)
 def check_edges(**kwargs: Any) -> list[CheckMessage]:
-    """E004/W002: ``EDGES`` loads, and ``EdgeMiddleware`` is there to emit its headers."""
-    from django.core.exceptions import ImproperlyConfigured
-
+    """E004/W002/W005: ``EDGES`` loads, and ``EdgeMiddleware`` is there to emit its headers."""
     from cachesweeper.edges.loading import configured
 
-    try:
-        edges = configured()
-    except (ImproperlyConfigured, TypeError) as error:
+    raw = getattr(settings, "CACHESWEEPER", {})
+    items = raw.get("EDGES", []) if isinstance(raw, dict) else []
+    if not isinstance(items, (list, tuple)):
         return [
             Error(
-                f'CACHESWEEPER["EDGES"] is invalid: {error}',
-                hint='Each item is {"BACKEND": "cachesweeper.edges.Varnish", "OPTIONS": {...}}.',
+                f'CACHESWEEPER["EDGES"] must be a list, not {type(items).__name__}.',
+                hint=f"Use a list of edges, e.g. [{_EXAMPLES['Varnish']}].",
                 id="cachesweeper.E004",
             )
         ]
+    errors = [error for item in items for error in _check_edge(item)]
+    if errors:
+        return errors
+    edges = configured()
+    if not edges:
+        return _check_cachepurge()
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
-    if edges and _EDGE not in middleware:
+    if _EDGE not in middleware:
         return [
             Warning(
                 "CACHESWEEPER has EDGES but EdgeMiddleware is not in MIDDLEWARE: responses "
@@ -240,6 +315,77 @@ def check_edges(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+#: A working ``EDGES`` item per shipped backend, for hints.
+_EXAMPLES = {
+    "Varnish": '{"BACKEND": "cachesweeper.edges.Varnish", '
+    '"OPTIONS": {"servers": ["http://127.0.0.1:6081"]}}',
+    "Squid": '{"BACKEND": "cachesweeper.edges.Squid", '
+    '"OPTIONS": {"servers": ["http://127.0.0.1:3128"], "host": "www.example.com"}}',
+    "Fastly": '{"BACKEND": "cachesweeper.edges.Fastly", '
+    '"OPTIONS": {"service_id": "SU1Z0isxPaozGVKXdv0eY", "api_token": os.environ["FASTLY_KEY"]}}',
+    "Cloudflare": '{"BACKEND": "cachesweeper.edges.Cloudflare", "OPTIONS": '
+    '{"zone_id": "023e105f4ecef8ad9ca31a8372d0c353", "api_token": os.environ["CF_TOKEN"]}}',
+    "LiteSpeed": '{"BACKEND": "cachesweeper.edges.LiteSpeed", "OPTIONS": {"stale": True}}',
+}
+
+
+def _check_edge(item: Any) -> list[CheckMessage]:
+    """E004 for one ``EDGES`` item, with an example of that backend's configuration."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from cachesweeper.edges.loading import build
+
+    try:
+        build(item)
+    except (ImproperlyConfigured, TypeError) as error:
+        backend = item.get("BACKEND") if isinstance(item, dict) else None
+        return [
+            Error(
+                f'CACHESWEEPER["EDGES"] is invalid: {error}',
+                hint=_edge_hint(backend),
+                id="cachesweeper.E004",
+            )
+        ]
+    return []
+
+
+def _edge_hint(backend: object) -> str:
+    """An example item for ``backend`` (or the backend it subclasses), else the choices."""
+    from cachesweeper.edges.base import Edge
+
+    found = _backend_class(backend) if isinstance(backend, str) else None
+    if found is not None and issubclass(found, Edge):
+        for klass in found.__mro__:
+            if klass.__module__.startswith("cachesweeper.edges.") and klass.__name__ in _EXAMPLES:
+                return f"For example: {_EXAMPLES[klass.__name__]}."
+        options = ", ".join(f'"{name}": ...' for name in found.options)
+        return f'Write it as {{"BACKEND": "{backend}", "OPTIONS": {{{options}}}}}.'
+    shipped = ", ".join(f"cachesweeper.edges.{name}" for name in _EXAMPLES)
+    return (
+        'Each item is {"BACKEND": "<dotted path of an Edge class>", "OPTIONS": {...}}; '
+        f"the shipped backends are {shipped}."
+    )
+
+
+def _check_cachepurge() -> list[CheckMessage]:
+    """W005: django-cachepurge's ``CACHE_URLS`` is set, and nothing here reads it."""
+    urls = getattr(settings, "CACHE_URLS", None)
+    if not urls:
+        return []
+    servers = [urls] if isinstance(urls, str) else list(urls)
+    entry = {"BACKEND": "cachesweeper.edges.Squid", "OPTIONS": {"servers": servers}}
+    return [
+        Warning(
+            "CACHE_URLS (django-cachepurge's setting) is set but CACHESWEEPER has no EDGES: "
+            "cachesweeper does not read CACHE_URLS, so no PURGE reaches those caches.",
+            hint=f'Set CACHESWEEPER["EDGES"] = [{entry!r}] (the same PURGE <url> requests, '
+            "for the URLs of get_absolute_url() or register(Model, purge_urls=...)), add "
+            f'"{_EDGE}" first in MIDDLEWARE, and remove CACHE_URLS.',
+            id="cachesweeper.W005",
+        )
+    ]
 
 
 @register(Tags.caches)
@@ -269,3 +415,45 @@ def check_middleware_order(**kwargs: Any) -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+@register(Tags.caches, Tags.models)
+def check_token_attributes(**kwargs: Any) -> list[CheckMessage]:
+    """E008: a registered model's token attribute (``using=`` or ``USING``) is missing.
+
+    At run time such a model falls back to counters without a word, so a site
+    configured for zero-round-trip attribute tokens silently pays for counters.
+    """
+    from cachesweeper.sweeps import _registry
+
+    user = getattr(settings, "CACHESWEEPER", {})
+    default = user.get("USING", DEFAULTS["USING"]) if isinstance(user, dict) else None
+    errors: list[CheckMessage] = []
+    for model, registration in _registry.items():
+        own = registration.using is not None
+        strategy = registration.using if own else default
+        if not isinstance(strategy, str) or strategy == "counter" or hasattr(model, strategy):
+            continue
+        errors.append(_missing_attribute(model, strategy, own))
+    return errors
+
+
+def _missing_attribute(model: type[Model], attribute: str, own: bool) -> CheckMessage:
+    label = model._meta.label
+    where = (
+        f"cachesweeper.register({model.__name__}, using={attribute!r})"
+        if own
+        else f'CACHESWEEPER["USING"] = {attribute!r}'
+    )
+    changing = [
+        field.name for field in model._meta.get_fields() if getattr(field, "auto_now", False)
+    ]
+    known = f" (those that change on every save: {', '.join(changing)})" if changing else ""
+    keep = "" if own else f'; or keep counters for it: register({model.__name__}, using="counter")'
+    return Error(
+        f"{where}: {label} has no field {attribute!r}, so its tokens would silently be "
+        "counters in the version cache instead.",
+        hint=f"Name a field {label} has{known}, or add one, e.g. "
+        f"{attribute} = models.DateTimeField(auto_now=True){keep}.",
+        id="cachesweeper.E008",
+    )

@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "CACHEABLE_STATUSES": (200,),
     "EDGES": [],
     "PAGE_RULES": [],
+    "WARNING_INTERVAL": 60,
 }
 
 
@@ -43,6 +44,8 @@ class Settings:
     CACHEABLE_STATUSES: frozenset[int]
     EDGES: list[dict[str, Any]]
     PAGE_RULES: list[Any]
+    #: Seconds between two warnings about one unreachable cache (0: warn on every failure).
+    WARNING_INTERVAL: float
 
     _CONVERTERS: dict[str, Any] = {
         "CACHE": str,
@@ -54,6 +57,7 @@ class Settings:
         "CACHEABLE_STATUSES": lambda statuses: frozenset(int(status) for status in statuses),
         "EDGES": list,
         "PAGE_RULES": list,
+        "WARNING_INTERVAL": float,
     }
 
     def reload(self) -> None:

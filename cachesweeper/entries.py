@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from django.core.cache import BaseCache
+from django.core.cache import BaseCache, InvalidCacheBackendError
 
-from cachesweeper import backends, collector, reads, signals, stats, tokens, uncommitted
+from cachesweeper import backends, collector, outages, reads, signals, stats, tokens, uncommitted
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency
 
@@ -267,8 +268,10 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
         if not untrusted and _all_plain_hits(slots, found, counters):
             return
         _complete(slots, found, counters, needed)
-    except Exception:
-        logger.warning("cachesweeper: cache unreachable, rendering uncached", exc_info=True)
+    except InvalidCacheBackendError:
+        raise  # a ``using=`` naming no cache is a mistake to fix, not an outage
+    except Exception as error:
+        outages.report(_read_caches(slots[0]), "rendering uncached", error)
         for slot in slots:
             slot.cache_down = True
             slot.state = MISS
@@ -469,7 +472,7 @@ def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
         return
     cache = slots[0][0].cache
     for timeout, values in batch.items():
-        _safely(cache.set_many, values, timeout)
+        _safely(slots[0][0], cache.set_many, values, timeout)
     release([slot for slot, _, _ in slots])
 
 
@@ -477,7 +480,7 @@ def release(slots: Sequence[Slot]) -> None:
     """Give up the regeneration locks held for ``slots`` (always, even after an error)."""
     held = [slot for slot in slots if slot.locked]
     if held:
-        _safely(held[0].cache.delete_many, [slot.lock_key for slot in held])
+        _safely(held[0], held[0].cache.delete_many, [slot.lock_key for slot in held])
         for slot in held:
             slot.locked = False
 
@@ -488,7 +491,7 @@ def keep_stale(slot: Slot) -> None:
     assert entry is not None
     if entry.stale_since is None:
         marked = entry._replace(stale_since=time.time())
-        _safely(slot.cache.set, slot.key, marked.dump(), max(1, int(slot.grace)))
+        _safely(slot, slot.cache.set, slot.key, marked.dump(), max(1, int(slot.grace)))
     release([slot])
 
 
@@ -601,8 +604,8 @@ def _lock(slot: Slot) -> bool:
     """
     try:
         slot.locked = bool(slot.cache.add(slot.lock_key, 1, timeout=max(1, int(slot.grace))))
-    except Exception:
-        logger.warning("cachesweeper: cache unreachable while locking", exc_info=True)
+    except Exception as error:
+        outages.report(_entry_cache(slot), "rendering without the regeneration lock", error)
         slot.locked = False
         return True  # nobody can coordinate; render rather than serve stale forever
     return slot.locked
@@ -614,11 +617,52 @@ def _remember(key: str, names: Mapping[str, object]) -> None:
     _known[key] = frozenset(names)
 
 
-def _safely(method: Any, *args: Any) -> None:
+def _safely(slot: Slot, method: Any, *args: Any) -> None:
     try:
         failed = method(*args)
-    except Exception:
-        logger.warning("cachesweeper: cache unreachable, entry not stored", exc_info=True)
+    except Exception as error:
+        refused = _too_large(error, args)
+        if refused is None:
+            outages.report(_entry_cache(slot), "entry not stored", error)
+        else:
+            outages.too_large(_entry_cache(slot), *refused, error)
         return
     if isinstance(failed, list) and failed:  # set_many() lists the keys it did not store
-        logger.warning("cachesweeper: cache did not store %s", ", ".join(map(str, failed)))
+        keys = ", ".join(map(str, failed))
+        outages.report(_entry_cache(slot), "entry not stored", NotStored(keys))
+
+
+def _too_large(error: Exception, args: tuple[Any, ...]) -> tuple[str, int] | None:
+    """The key and size of the largest entry written, if the server refused it for its size.
+
+    memcached answers ``SERVER_ERROR object too large for cache`` (1 MB items by
+    default) and pymemcache raises it; the other entries of a ``set_many`` are
+    stored. Redis refuses values over 512 MB by closing the connection, which
+    cannot be told apart from an outage, so it is reported as one.
+    """
+    if "too large" not in str(error).lower() or not args:
+        return None
+    values = args[0] if isinstance(args[0], dict) else {args[0]: args[1]}
+    sizes = {
+        key: len(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)) for key, value in values.items()
+    }
+    largest = max(sizes, key=sizes.__getitem__)
+    return str(largest), sizes[largest]
+
+
+class NotStored(Exception):
+    """The cache answered that it did not store these keys (pymemcache's quiet failures)."""
+
+
+def _entry_cache(slot: Slot) -> str:
+    """The entry cache of ``slot``, for messages."""
+    if slot.store is not None:
+        return type(slot.store).__name__
+    return repr(slot.using or conf.CACHE)
+
+
+def _read_caches(slot: Slot) -> str:
+    """The caches a lookup reads, for messages: the entry cache, and the version cache."""
+    entries = _entry_cache(slot)
+    versions = repr(conf.VERSION_CACHE)
+    return entries if entries == versions else f"{entries} or VERSION_CACHE {versions}"

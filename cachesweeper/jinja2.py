@@ -44,6 +44,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.conf import settings
 from jinja2 import nodes
 from jinja2.exceptions import TemplateNotFound, TemplateRuntimeError, UndefinedError
 from jinja2.ext import Extension
@@ -53,7 +54,7 @@ from jinja2.runtime import Undefined
 from jinja2.utils import pass_eval_context
 from markupsafe import Markup
 
-from cachesweeper import digests
+from cachesweeper import backends, digests
 from cachesweeper.digests import Place
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
@@ -414,6 +415,10 @@ def _equals(name: nodes.Name, value: str) -> nodes.Compare:
 
 def _check_constant(parser: Parser, tag: str, name: str, value: nodes.Expr) -> None:
     """Reject a literal timeout, ``grace`` or ``using`` of the wrong type while parsing."""
+    # A literal ``-5`` is parsed as the negation of the constant 5.
+    negated = value.node if isinstance(value, nodes.Neg) else None
+    if isinstance(negated, nodes.Const) and (_integer(negated.value) or 0) > 0:
+        parser.fail(_negative(tag, name, -negated.value), value.lineno)
     if not isinstance(value, nodes.Const):
         return
     constant = value.value
@@ -423,8 +428,17 @@ def _check_constant(parser: Parser, tag: str, name: str, value: nodes.Expr) -> N
         if not isinstance(constant, str):
             parser.fail(f"'{tag}' tag got a non-string using value: {constant!r}", value.lineno)
         return
-    if _integer(constant) is None:
+    seconds = _integer(constant)
+    if seconds is None:
         parser.fail(f"'{tag}' tag got a non-integer {name} value: {constant!r}", value.lineno)
+    elif seconds < 0:
+        parser.fail(_negative(tag, name, constant), value.lineno)
+
+
+def _negative(tag: str, name: str, value: Any) -> str:
+    """A negative timeout or grace would silently never store: say so."""
+    none = " (or None for no expiry)" if name == "timeout" else ""
+    return f"'{tag}' tag got a negative {name} value: {value!r}; use seconds >= 0{none}"
 
 
 def _integer(value: Any) -> int | None:
@@ -459,6 +473,8 @@ def _timeout(value: Any, tag: str) -> int | None:
     seconds = _integer(value)
     if seconds is None:
         raise TemplateRuntimeError(f"'{tag}' tag got a non-integer timeout value: {value!r}")
+    if seconds < 0:
+        raise TemplateRuntimeError(_negative(tag, "timeout", value))
     return seconds
 
 
@@ -467,11 +483,18 @@ def _keywords(tag: str, using: Any, grace: Any) -> dict[str, Any]:
     if using is not None:
         if isinstance(using, Undefined):
             raise TemplateRuntimeError(f"'{tag}' tag got an undefined using value")
-        keywords["using"] = str(using)
+        keywords["using"] = alias = str(using)
+        if not backends.exists(alias):
+            raise TemplateRuntimeError(
+                f"'{tag}' tag got an unknown cache alias: using={alias!r} is not in CACHES "
+                f"({', '.join(map(repr, settings.CACHES))})"
+            )
     if grace is not None:
         seconds = _integer(grace)
         if seconds is None:
             raise TemplateRuntimeError(f"'{tag}' tag got a non-integer grace value: {grace!r}")
+        if seconds < 0:
+            raise TemplateRuntimeError(_negative(tag, "grace", grace))
         keywords["grace"] = seconds
     return keywords
 

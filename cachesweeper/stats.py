@@ -51,7 +51,8 @@ def snapshot() -> dict[str, Any]:
     ``sweeps`` (sweep calls), ``names_swept`` (dependency names bumped),
     ``largest_sweep`` (most names bumped by one sweep: the largest fan-out),
     ``purges_queued`` / ``purges_delivered`` / ``purges_failed`` / ``purges_widened``
-    (edge purge queue; failed counts failed attempts, which are retried),
+    (edge purge queue: queued and delivered count names and URLs, failed counts failed
+    purge calls, one per batch an edge refused or could not be reached for, each retried),
     ``purges_pending`` (not yet delivered), ``since`` (a Unix time) and
     ``process`` (the process id: the counters are this process's only).
     """

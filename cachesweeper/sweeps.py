@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 from django.utils import timezone
 
-from cachesweeper import signals, stamps, stats, tokens, uncommitted
+from cachesweeper import outages, signals, stamps, stats, tokens, uncommitted
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import encode, instance_name, model_name, name_of, tag_name
 
@@ -173,8 +173,8 @@ def _bump(names: Iterable[str]) -> list[str]:
     names = list(names)
     try:
         return tokens.bump(caches[conf.VERSION_CACHE], names)
-    except Exception:
-        logger.warning("cachesweeper: version cache unreachable", exc_info=True)
+    except Exception as error:
+        outages.report(repr(conf.VERSION_CACHE), "sweep not delivered yet", error)
         return names
 
 

@@ -14,7 +14,8 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     ``@pytest.mark.parametrize("cache_backend", ["redis"], indirect=True)``.
 ``_background_work_stays_in_its_test`` (autouse)
     After each test, waits out a purge being delivered, then discards what the test left
-    in the process's purge queue and sweep retry queue. Otherwise a test that queued
+    in the process's purge queue and sweep retry queue, and forgets which caches were
+    warned about as unreachable. Otherwise a test that queued
     purges for a dead edge keeps the purge thread retrying, and logging, during the
     tests after it, and an unconfirmed token slows their hits down the general path.
 ``down_cache_backend``
@@ -41,7 +42,7 @@ from django.core.cache import caches
 from django.test import override_settings
 from hypothesis import settings as hypothesis_settings
 
-from cachesweeper import sweeps, tokens
+from cachesweeper import outages, sweeps, tokens
 from cachesweeper.edges import queue
 from tests.counting import CountingCacheMixin
 from tests.servers import (
@@ -133,6 +134,7 @@ def _background_work_stays_in_its_test() -> Iterator[None]:
     with retries._lock:
         retries._names.clear()
     tokens.unconfirmed = frozenset()
+    outages.forget()  # the next test's first failure of a cache warns again
 
 
 @pytest.fixture(params=SERVER_KINDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import pytest
@@ -44,6 +45,8 @@ def test_unknown_version_cache_alias() -> None:
         {"CACHE": ""},
         {"USING": 3},
         {"TIMEOUT": 5},
+        {"WARNING_INTERVAL": -1},
+        {"WARNING_INTERVAL": "60"},
     ],
 )
 def test_settings_of_the_wrong_type(settings: dict[str, Any]) -> None:
@@ -225,3 +228,203 @@ def test_w001_says_what_is_wrong_with_each_kind(
     w001 = [message for message in found if message.id == "cachesweeper.W001"]
     assert len(w001) == 2
     assert says in w001[0].msg and never_says not in w001[0].msg
+
+
+# -- E007: a KEY_PREFIX that breaks keys ------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["a b", "site\n", "tab\there", "nb\u00a0sp"])
+def test_a_key_prefix_with_whitespace_or_control_characters_is_an_error(prefix: str) -> None:
+    (error,) = messages(KEY_PREFIX=prefix)
+    assert error.id == "cachesweeper.E007" and error.level == checks.ERROR
+    assert repr(prefix) in error.msg and "memcached refuses such keys" in error.msg
+    assert "letters, digits and punctuation" in str(error.hint)
+
+
+def test_the_key_prefix_the_hint_suggests_passes() -> None:
+    (error,) = messages(KEY_PREFIX="my site")
+    assert "\"KEY_PREFIX\": 'my-site'" in str(error.hint)
+    assert messages(KEY_PREFIX="my-site") == []
+
+
+def test_a_key_prefix_too_long_for_memcached_keys_is_an_error_that_says_how_long() -> None:
+    site = {**LOCMEM, "KEY_PREFIX": "shop"}  # the cache's own prefix: "shop:1:" before ours
+    with override_settings(CACHES={"default": site}):
+        (error,) = messages(KEY_PREFIX="x" * 210)
+        assert error.id == "cachesweeper.E007" and "250" in error.msg
+        room = int(str(error.hint).split("Shorten it to ")[1].split()[0])
+        assert messages(KEY_PREFIX="x" * room) == []
+        assert ids(messages(KEY_PREFIX="x" * (room + 1))) == ["cachesweeper.E007"]
+
+
+def test_the_longest_key_the_check_allows_is_accepted_by_memcached(
+    memcached_server: Any,
+) -> None:
+    """The check's arithmetic matches what memcached really takes: a grace lock key."""
+    from django.core.cache import caches
+
+    from tests.helpers import render
+    from tests.servers import cache_settings
+
+    entry = cache_settings("memcached", memcached_server.location, key_prefix="shop")
+    with override_settings(CACHES={"default": entry}):
+        (error,) = messages(KEY_PREFIX="x" * 300)
+        room = int(str(error.hint).split("Shorten it to ")[1].split()[0])
+        with override_settings(CACHESWEEPER={"KEY_PREFIX": "x" * room}):
+            caches["default"].clear()
+            source = "{% cachesweeper 'tag' 60 grace=5 %}{{ counter.next }}{% endcachesweeper %}"
+            counter = iter(range(1, 10))
+            assert render(source, counter={"next": lambda: next(counter)}) == "1"
+            assert render(source, counter={"next": lambda: next(counter)}) == "1"
+
+
+# -- E008: a token attribute the model lacks --------------------------------------------
+
+
+@pytest.fixture
+def registrations() -> Any:
+    """Register models differently in a test; the test app's registrations come back after."""
+    from cachesweeper import sweeps, tokens
+
+    saved, strategies = dict(sweeps._registry), dict(tokens._strategies)
+    yield sweeps.register
+    sweeps._registry.clear()
+    sweeps._registry.update(saved)
+    tokens._strategies.clear()
+    tokens._strategies.update(strategies)
+    tokens.forget_attributes()
+
+
+def test_register_using_a_field_the_model_lacks_is_an_error_naming_both(
+    registrations: Any,
+) -> None:
+    from tests.testapp.models import Topic
+
+    registrations(Topic, using="updatd_at")
+    (error,) = messages()
+    assert error.id == "cachesweeper.E008" and error.level == checks.ERROR
+    assert "register(Topic, using='updatd_at')" in error.msg
+    assert "testapp.Topic has no field 'updatd_at'" in error.msg
+    assert "updatd_at = models.DateTimeField(auto_now=True)" in str(error.hint)
+
+
+def test_a_site_wide_using_names_every_registered_model_that_lacks_it() -> None:
+    found = messages(USING="updated_at")
+    assert {str(error.id) for error in found} == {"cachesweeper.E008"}
+    named = sorted(error.msg.split(" has no field")[0].split(": ")[-1] for error in found)
+    # Page has updated_at, and registered its own strategy anyway.
+    assert named == [
+        "testapp.Article",
+        "testapp.Comment",
+        "testapp.Note",
+        "testapp.Topic",
+        "testapp.Vote",
+    ]
+    assert all("CACHESWEEPER[\"USING\"] = 'updated_at'" in error.msg for error in found)
+    assert any('register(Topic, using="counter")' in str(error.hint) for error in found)
+
+
+def test_the_hint_names_the_fields_that_change_on_every_save(registrations: Any) -> None:
+    from tests.testapp.models import Page
+
+    registrations(Page, using="modified")
+    (error,) = messages()
+    assert "(those that change on every save: updated_at)" in str(error.hint)
+
+
+def test_models_that_keep_counters_on_purpose_pass(registrations: Any) -> None:
+    from tests.testapp.models import Article, Comment, Note, Topic, Vote
+
+    for model in (Article, Comment, Note, Topic, Vote):
+        registrations(model, using="counter")
+    assert messages(USING="updated_at") == []
+
+
+# -- E004: edge options of the wrong type, with an example for that backend --------------
+
+
+def test_an_edge_option_of_the_wrong_type_says_so_and_what_it_needs() -> None:
+    edges = [
+        {
+            "BACKEND": "cachesweeper.edges.Fastly",
+            "OPTIONS": {"service_id": 12345, "api_token": "t"},
+        }
+    ]
+    (error,) = messages(EDGES=edges)
+    assert error.id == "cachesweeper.E004"
+    assert "OPTIONS['service_id'] has the wrong type: int (12345)" in error.msg
+    assert "it must be a string, e.g. '12345'" in error.msg
+    assert "needs" not in error.msg
+
+
+def test_a_missing_edge_option_still_says_it_is_needed() -> None:
+    edges = [{"BACKEND": "cachesweeper.edges.Fastly", "OPTIONS": {"api_token": "t"}}]
+    (error,) = messages(EDGES=edges)
+    assert "Fastly needs OPTIONS['service_id']" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "example"),
+    [
+        ("Fastly", {"service_id": 1}, '"service_id": '),
+        ("Cloudflare", {"zone_id": ["z"]}, '"zone_id": '),
+        ("Varnish", {"servers": "http://v"}, '"servers": ["http://127.0.0.1:6081"]'),
+        ("Squid", {"servers": None}, '"servers": ["http://127.0.0.1:3128"]'),
+        ("LiteSpeed", {"stael": True}, '"stale": True'),
+    ],
+)
+def test_the_hint_shows_an_example_of_the_backend_in_question(
+    backend: str, options: dict[str, Any], example: str
+) -> None:
+    (error,) = messages(EDGES=[{"BACKEND": f"cachesweeper.edges.{backend}", "OPTIONS": options}])
+    hint = str(error.hint)
+    assert f'"BACKEND": "cachesweeper.edges.{backend}"' in hint and example in hint
+    others = {"Fastly", "Cloudflare", "Varnish", "Squid", "LiteSpeed"} - {backend}
+    assert not any(f"edges.{other}" in hint for other in others)
+
+
+def test_the_edge_in_error_is_named_among_several() -> None:
+    edges = [
+        {"BACKEND": "cachesweeper.edges.LiteSpeed"},
+        {"BACKEND": "cachesweeper.edges.Cloudflare", "OPTIONS": {"zone_id": 7, "api_token": "t"}},
+    ]
+    (error,) = messages(EDGES=edges)
+    assert "Cloudflare OPTIONS['zone_id'] has the wrong type" in error.msg
+    assert "edges.Cloudflare" in str(error.hint)
+
+
+# -- W005: django-cachepurge's CACHE_URLS -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cache_urls", "servers"),
+    [
+        ("http://127.0.0.1:80/", ["http://127.0.0.1:80/"]),
+        (
+            ("http://10.0.0.1:3128", "http://10.0.0.2:3128"),
+            ["http://10.0.0.1:3128", "http://10.0.0.2:3128"],
+        ),
+    ],
+)
+def test_cache_urls_without_edges_warns_with_the_equivalent_edge(
+    cache_urls: Any, servers: list[str]
+) -> None:
+    with override_settings(CACHE_URLS=cache_urls):
+        (warning,) = messages()
+    assert warning.id == "cachesweeper.W005" and warning.level == checks.WARNING
+    assert "CACHE_URLS" in warning.msg and "no PURGE reaches those caches" in warning.msg
+    hint = str(warning.hint)
+    suggested = ast.literal_eval(hint.split('CACHESWEEPER["EDGES"] = ')[1].split("] (")[0] + "]")
+    assert suggested == [{"BACKEND": "cachesweeper.edges.Squid", "OPTIONS": {"servers": servers}}]
+    # The suggestion is a valid configuration: with it (and the middleware), the checks pass.
+    assert "cachesweeper.middleware.EdgeMiddleware" in hint
+    edge_first = ["cachesweeper.middleware.EdgeMiddleware"]
+    with override_settings(CACHE_URLS=cache_urls, MIDDLEWARE=edge_first):
+        assert messages(EDGES=suggested) == []
+
+
+def test_cache_urls_next_to_configured_edges_is_left_alone() -> None:
+    edges = [{"BACKEND": "cachesweeper.edges.Squid", "OPTIONS": {"servers": ["http://s"]}}]
+    edge_first = ["cachesweeper.middleware.EdgeMiddleware"]
+    with override_settings(CACHE_URLS="http://s/", MIDDLEWARE=edge_first):
+        assert messages(EDGES=edges) == []

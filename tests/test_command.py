@@ -141,7 +141,10 @@ def test_invalidate_hands_purges_to_the_edges_and_waits_for_them() -> None:
     [
         (("invalidate", "nope.Thing"), "unknown model 'nope.Thing'"),
         (("invalidate", "testapp.Nothing", "1"), "unknown model 'testapp.Nothing'"),
-        (("invalidate", "testapp"), "unknown model 'testapp'"),
+        (
+            ("invalidate", "testapp"),
+            "'testapp' is not app_label.Model: write it like blog.Article",
+        ),
         (("invalidate", "testapp.Article", "999999"), "has no row with pk 999999"),
         (("invalidate", "testapp.Article", "abc"), "bad pk for testapp.Article"),
         (("invalidate", "--tag", ""), "bad tag ''"),
@@ -170,6 +173,23 @@ def test_invalidate_hands_purges_to_the_edges_and_waits_for_them() -> None:
 def test_errors_are_command_errors(args: tuple[str, ...], message: str) -> None:
     with pytest.raises(CommandError, match=re.escape(message)):
         run(*args)
+
+
+@pytest.mark.parametrize("label", ["Article", "article", "blog.testapp.Article"])
+def test_a_model_without_its_app_label_shows_the_form_to_write(label: str) -> None:
+    with pytest.raises(CommandError) as raised:
+        run("invalidate", label, "1")
+    message = str(raised.value)
+    assert f"{label!r} is not app_label.Model: write testapp.Article" in message
+    assert "unpack" not in message
+
+
+def test_inspect_of_a_missing_row_does_not_speak_of_invalidating() -> None:
+    with pytest.raises(CommandError) as raised:
+        run("inspect", "--model", "testapp.Article", "999999")
+    message = str(raised.value)
+    assert "testapp.Article has no row with pk 999999" in message
+    assert "invalidat" not in message and "nothing to inspect" in message
 
 
 def test_a_missing_pk_invalidates_nothing() -> None:

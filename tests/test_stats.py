@@ -178,6 +178,21 @@ def test_failed_purge_attempts_are_counted() -> None:
     }
 
 
+def test_purges_failed_counts_failed_calls_not_names_times_calls() -> None:
+    RecordingEdge.reset(failures=2)
+    names = ["a", "b", "c"]  # one batch of RecordingEdge (max_batch 3)
+    with override_settings(CACHESWEEPER={"EDGES": EDGES}):
+        cachesweeper.invalidate_tag(*names)
+        assert queue.purges.flush(10)
+
+    assert RecordingEdge.attempts == 3  # one batch: failed twice, then delivered
+    assert counts("purges_queued", "purges_failed", "purges_delivered") == {
+        "purges_queued": 3,
+        "purges_failed": 2,
+        "purges_delivered": 3,
+    }
+
+
 def test_reset_starts_every_counter_again() -> None:
     article = Article.objects.create(title="a")
     render(SOURCE, article=article)

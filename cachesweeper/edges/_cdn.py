@@ -125,10 +125,21 @@ def purgeable(names: Iterable[str], max_label_bytes: int) -> list[str]:
 
 def required(edge: str, option: str, value: Any) -> str:
     """A non-empty option without whitespace inside (it goes into a URL or a header)."""
-    text = value.strip() if isinstance(value, str) else ""
-    if not text or any(char.isspace() or not char.isprintable() for char in text):
+    if value is None:
         raise ImproperlyConfigured(
             f"{edge} needs OPTIONS[{option!r}]: a non-empty string without whitespace"
+        )
+    if not isinstance(value, str):
+        quoted = isinstance(value, int) and not isinstance(value, bool)
+        raise ImproperlyConfigured(
+            f"{edge} OPTIONS[{option!r}] has the wrong type: {type(value).__name__} "
+            f"({value!r}); it must be a string" + (f", e.g. {str(value)!r}" if quoted else "")
+        )
+    text = value.strip()
+    if not text or any(char.isspace() or not char.isprintable() for char in text):
+        raise ImproperlyConfigured(
+            f"{edge} OPTIONS[{option!r}] is {value!r}: it must be a non-empty string "
+            "without whitespace"
         )
     return text
 

@@ -24,11 +24,12 @@ def configured() -> list[Edge]:
     raw = conf.EDGES
     key = repr(raw)
     if _built is None or _built[0] != key:
-        _built = (key, [_build(item) for item in raw])
+        _built = (key, [build(item) for item in raw])
     return _built[1]
 
 
-def _build(item: Any) -> Edge:
+def build(item: Any) -> Edge:
+    """The edge one ``EDGES`` item describes; ``ImproperlyConfigured`` says what is wrong."""
     if not isinstance(item, dict) or "BACKEND" not in item:
         raise ImproperlyConfigured(
             f'each CACHESWEEPER["EDGES"] item must be a dict with "BACKEND": {item!r}'

@@ -70,6 +70,11 @@ class _Work:
 
 @dataclass
 class Stats:
+    """Purge counts: ``queued``, ``delivered`` and ``widened`` count purges (a name, a URL,
+    or one "everything"); ``failed`` counts failed purge calls, one per batch an edge
+    refused or could not be reached for, each retried or widened.
+    """
+
     queued: int = 0
     delivered: int = 0
     failed: int = 0
@@ -197,7 +202,7 @@ class PurgeQueue:
                         edge.label,
                     )
                     work.everything = True
-                    self.stats.failed += count
+                    self.stats.failed += 1
                     self.stats.widened += 1
                 elif isinstance(error, _UNSENDABLE):
                     logger.error(
@@ -205,14 +210,14 @@ class PurgeQueue:
                         edge.label,
                         error,
                     )
-                    self.stats.failed += count
+                    self.stats.failed += 1
                 else:
                     work.give_back(batch)
                     work.failures += 1
                     work.not_before = time.monotonic() + min(
                         MAX_DELAY, FIRST_DELAY * 2 ** (work.failures - 1)
                     )
-                    self.stats.failed += count
+                    self.stats.failed += 1
                     self._bound(edge, work)
                 self._condition.notify_all()
 

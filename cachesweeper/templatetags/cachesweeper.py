@@ -19,11 +19,12 @@ import re
 from typing import Any
 
 from django import template
+from django.conf import settings
 from django.template import Context, Node, NodeList, TemplateSyntaxError
 from django.template.base import FilterExpression, Parser, Token, TokenType, Variable
 from django.utils.safestring import SafeString
 
-from cachesweeper import digests
+from cachesweeper import backends, digests
 from cachesweeper.digests import Place
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
@@ -200,15 +201,31 @@ def resolve_target(target: FilterExpression, context: Context, tag: str) -> Any:
 
 
 def resolve_timeout(timeout: FilterExpression, context: Context, tag: str) -> int | None:
-    """The timeout in seconds, ``None`` for no expiry; like Django's ``{% cache %}``."""
+    """The timeout in seconds, ``None`` for no expiry; like Django's ``{% cache %}``.
+
+    A bad value raises ``TemplateSyntaxError`` when it is resolved, as ``{% cache %}``
+    does; 0 is accepted and, as there, means "do not store".
+    """
     value = timeout.resolve(context)
     if value is None:
         return None
+    return _seconds(value, "timeout", tag)
+
+
+def _seconds(value: Any, name: str, tag: str) -> int:
+    """``value`` as whole seconds >= 0: a negative one would silently never store."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        message = f"'{tag}' tag got a non-integer timeout value: {value!r}"
-        raise TemplateSyntaxError(message) from None
+        seconds = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TemplateSyntaxError(
+            f"'{tag}' tag got a non-integer {name} value: {value!r}"
+        ) from None
+    if seconds < 0:
+        raise TemplateSyntaxError(
+            f"'{tag}' tag got a negative {name} value: {value!r}; use seconds >= 0"
+            + (" (or None for no expiry)" if name == "timeout" else "")
+        )
+    return seconds
 
 
 def resolve_keywords(
@@ -216,14 +233,14 @@ def resolve_keywords(
 ) -> dict[str, Any]:
     resolved: dict[str, Any] = {name: var.resolve(context) for name, var in keywords.items()}
     if "grace" in resolved:
-        try:
-            resolved["grace"] = int(resolved["grace"])
-        except (TypeError, ValueError):
-            raise TemplateSyntaxError(
-                f"'{tag}' tag got a non-integer grace value: {resolved['grace']!r}"
-            ) from None
+        resolved["grace"] = _seconds(resolved["grace"], "grace", tag)
     if "using" in resolved:
-        resolved["using"] = str(resolved["using"])
+        resolved["using"] = alias = str(resolved["using"])
+        if not backends.exists(alias):
+            raise TemplateSyntaxError(
+                f"'{tag}' tag got an unknown cache alias: using={alias!r} is not in CACHES "
+                f"({', '.join(map(repr, settings.CACHES))})"
+            )
     return resolved
 
 

@@ -221,7 +221,9 @@ class Command(BaseCommand):
             assert label is not None
             model = _model(label)
             if pks:
-                instances = _instances(model, pks, options["database"])
+                instances = _instances(
+                    model, pks, options["database"], "; nothing was invalidated"
+                )
                 for instance in instances:
                     invalidate_cache_for(instance)
                 names = [instance_name(instance) for instance in instances]
@@ -408,7 +410,7 @@ def _dependency_blocks(
     attribute = tokens.attribute_for(model)
     found = [
         (instance_name(instance), (attribute, getattr(instance, attribute)) if attribute else None)
-        for instance in _instances(model, pks, DEFAULT_DB_ALIAS)
+        for instance in _instances(model, pks, DEFAULT_DB_ALIAS, "; there is nothing to inspect")
     ]
     return describe_dependencies(found)
 
@@ -619,16 +621,33 @@ def _check_tag(tag: str) -> None:
 
 
 def _model(label: str) -> type[models.Model]:
+    if label.count(".") != 1:
+        raise CommandError(
+            f"{label!r} is not app_label.Model: {_spelled(label)} (the app's label, a dot, "
+            "the model's name)"
+        )
     try:
         return apps.get_model(label)
-    except (LookupError, ValueError) as error:
-        raise CommandError(
-            f"unknown model {label!r}: {error} (use app_label.ModelName, e.g. blog.Article)"
-        ) from None
+    except LookupError as error:
+        raise CommandError(f"unknown model {label!r}: {error}") from None
 
 
-def _instances(model: type[models.Model], pks: Sequence[str], database: str) -> list[Any]:
-    """The rows with ``pks``, in the order given; an error names any that do not exist."""
+def _spelled(label: str) -> str:
+    """How to write ``label``: the installed models of that name, or an example."""
+    name = label.rsplit(".", 1)[-1].lower()
+    found = [model._meta.label for model in apps.get_models() if model._meta.model_name == name]
+    if found:
+        return f"write {' or '.join(found)}"
+    return "write it like blog.Article"
+
+
+def _instances(
+    model: type[models.Model], pks: Sequence[str], database: str, missing_means: str = ""
+) -> list[Any]:
+    """The rows with ``pks``, in the order given; an error names any that do not exist.
+
+    ``missing_means`` finishes that error: what the command did not do because of it.
+    """
     pk_field = model._meta.pk
     assert pk_field is not None
     try:
@@ -643,7 +662,7 @@ def _instances(model: type[models.Model], pks: Sequence[str], database: str) -> 
     missing = [raw for raw, value in wanted if value not in found]
     if missing:
         raise CommandError(
-            f"{model._meta.label} has no row with pk {', '.join(missing)}; nothing was invalidated"
+            f"{model._meta.label} has no row with pk {', '.join(missing)}{missing_means}"
         )
     return list({value: found[value] for _, value in wanted}.values())
 

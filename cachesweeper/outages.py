@@ -1,0 +1,115 @@
+"""Warnings about caches that cannot be reached: one per cache per interval.
+
+With a cache down, every lookup fails; a warning with a traceback for each
+one would bury the log (and slow every request down further). So each
+cache gets one warning per ``CACHESWEEPER["WARNING_INTERVAL"]`` seconds (60
+by default), which says how many failures were held back since the one
+before; every failure, with its traceback, is logged at DEBUG.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from cachesweeper.conf import conf
+
+logger = logging.getLogger("cachesweeper")
+
+_lock = threading.Lock()
+# cache name (or cache and entry key) -> (monotonic time of its last warning, failures
+# held back since then)
+_warned: dict[str, tuple[float, int]] = {}
+
+
+def report(cache: str, consequence: str, error: BaseException) -> None:
+    """Log that ``cache`` failed (``error``) and what that meant (``consequence``).
+
+    Thread-safe: of concurrent failures exactly one warns, the others are counted.
+    """
+    logger.debug("cachesweeper: cache %s failed, %s", cache, consequence, exc_info=error)
+    due, held, since = _due(cache)
+    if due:
+        logger.warning(
+            "cachesweeper: cache unreachable (%s), %s: %s%s",
+            cache,
+            consequence,
+            _describe(error),
+            _held_back(held, since),
+        )
+
+
+def too_large(cache: str, key: str, size: int, error: BaseException) -> None:
+    """An entry the server refused for its size: not an outage, and the page still renders.
+
+    Warned about once per entry per interval: the same fragment is refused on
+    every request until it is made smaller.
+    """
+    logger.debug("cachesweeper: cache %s refused %s", cache, key, exc_info=error)
+    due, held, since = _due(f"{cache} {key}")
+    if due:
+        logger.warning(
+            "cachesweeper: entry of %d bytes not stored: larger than the server accepts "
+            "(cache %s, key %s: %s). It is rendered afresh on every request: make it "
+            "smaller, cache its parts as fragments of their own, or raise the server's "
+            "item size limit: memcached's is 1 MB unless started with -I%s",
+            size,
+            cache,
+            key,
+            _describe(error),
+            _held_back(held, since),
+        )
+
+
+def _due(topic: str) -> tuple[bool, int, float | None]:
+    """Whether ``topic`` may warn now; the failures held back and seconds since its last."""
+    now = time.monotonic()
+    with _lock:
+        last, held = _warned.get(topic, (None, 0))
+        if last is not None and now - last < conf.WARNING_INTERVAL:
+            _warned[topic] = (last, held + 1)
+            return False, 0, None
+        if len(_warned) >= _TOPICS_LIMIT:
+            _warned.clear()
+        _warned[topic] = (now, 0)
+    return True, held, None if last is None else now - last
+
+
+#: Topics remembered at most (entries refused for their size are one topic each).
+_TOPICS_LIMIT = 10_000
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _held_back(held: int, since: float | None) -> str:
+    """What the warning adds in parentheses: failures held back, and when the next may warn."""
+    notes = []
+    if held and since is not None:
+        notes.append(
+            f"{held} more failure{'s' if held != 1 else ''} since the last warning, "
+            f"{since:.0f}s ago"
+        )
+    interval = conf.WARNING_INTERVAL
+    if interval > 0:
+        notes.append(f"further failures within {interval:g}s are logged at DEBUG only")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def forget() -> None:
+    """Start afresh: the next failure of every cache warns."""
+    with _lock:
+        _warned.clear()
+
+
+@receiver(setting_changed)
+def _reconfigured(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("CACHES", "CACHESWEEPER"):  # other caches, or another interval
+        forget()
