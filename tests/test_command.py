@@ -490,3 +490,15 @@ def views_middleware() -> list[str]:
     from django.conf import settings
 
     return list(settings.MIDDLEWARE)
+
+
+def test_inspect_a_url_says_why_its_page_was_not_stored() -> None:
+    output = run("inspect", "--url", "/csrf/")
+    assert "entry          none" in output
+    assert "not stored: it uses a CSRF token" in output
+
+
+def test_inspect_a_url_not_stored_yet_asks_it_once() -> None:
+    first = run("inspect", "--url", "/tagged/")
+    assert "shareable; inspect again to see its entry" in first
+    assert "state          fresh" in run("inspect", "--url", "/tagged/")

@@ -390,7 +390,10 @@ class Command(BaseCommand):
             key = _variant_key(base, request, vary)
             values = ", ".join(f"{name}={request.headers.get(name, '')!r}" for name in vary)
             lines.append(f"  varies on {', '.join(vary)}; this variant: {values} (see --header)")
-        return lines + ["  " + line for line in describe(key, cache)]
+        described = describe(key, cache)
+        if _get(cache, key) is None:
+            described += _why_not_stored(request)
+        return lines + ["  " + line for line in described]
 
 
 # -- describing a dependency -----------------------------------------------------------
@@ -686,6 +689,20 @@ def _urls_by_host(urls: Sequence[str]) -> dict[str | None, list[str]]:
             )
         grouped.setdefault(host, []).append(path)
     return grouped
+
+
+def _why_not_stored(request: HttpRequest) -> list[str]:
+    """Ask the page once, as a visitor without cookies, and say what the page cache did."""
+    from django.test import Client
+
+    client = Client(raise_request_exception=False)
+    meta = {name: value for name, value in request.META.items() if name.startswith("HTTP_")}
+    response = client.get(request.get_full_path(), secure=request.is_secure(), **meta)
+    reason = getattr(response, "cachesweeper_refusal", None)
+    asked = f"asked now as a visitor without cookies (status {response.status_code}):"
+    if reason is None:
+        return [f"{asked} shareable; inspect again to see its entry"]
+    return [f"{asked} not stored: {reason}"]
 
 
 def _request(url: str, headers: Sequence[str]) -> HttpRequest:
