@@ -36,6 +36,7 @@ REFUSAL_ATTRIBUTE = "cachesweeper_refusal"
 MESSAGES_COOKIE = "messages"
 
 _COMMA = re.compile(r"\s*,\s*")
+_CSRF_USED = "it uses a CSRF token ({% csrf_token %} or get_token())"
 
 
 def visitor(request: HttpRequest) -> str | None:
@@ -121,8 +122,6 @@ def _refusal(
         return "it is a streaming response"
     if response.status_code not in conf.CACHEABLE_STATUSES:
         return f'its status {response.status_code} is not in CACHESWEEPER["CACHEABLE_STATUSES"]'
-    if response.cookies:
-        return f"it sets a cookie ({', '.join(sorted(response.cookies))})"
     directives = {
         part.split("=", 1)[0].strip().lower()
         for part in _COMMA.split(response.get("Cache-Control", ""))
@@ -134,7 +133,13 @@ def _refusal(
             return f"its Cache-Control says {directive}"
     if has_vary_header(response, "*"):
         return "it varies on *"
-    return None if private else personal(request, response, outermost)
+    reason = None if private else personal(request, response, outermost)
+    if reason is None and response.cookies:
+        # Judged after ``personal``, which names the cause while it can still see it.
+        reason = f"it sets a cookie ({', '.join(sorted(response.cookies))})"
+        if settings.CSRF_COOKIE_NAME in response.cookies:
+            reason += f": {_CSRF_USED}"
+    return reason
 
 
 def personal(
@@ -154,7 +159,7 @@ def personal(
     if who:
         return "it was made for a logged-in user"
     if request.META.get("CSRF_COOKIE_NEEDS_UPDATE") or request.META.get("CSRF_COOKIE_USED"):
-        return "it uses a CSRF token ({% csrf_token %} or get_token())"
+        return _CSRF_USED
     messages = getattr(request, "_messages", None)
     if getattr(messages, "used", False) and len(messages):  # type: ignore[arg-type]
         return "it shows messages"

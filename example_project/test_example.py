@@ -466,7 +466,8 @@ def test_page_with_forms_is_not_labelled_for_the_edge(flow: dict[str, Any]) -> N
     page = flow["pages"]["second"]
     assert "X-LiteSpeed-Tag" not in page["headers"]
     assert page["footer_headers"]["X-LiteSpeed-Tag"] is None
-    assert "csrftoken" in page["html"]  # the footer says why: the page sets a cookie
+    # The footer says why: its comment form carries a CSRF token (holes will fix that).
+    assert "because it sets a cookie (csrftoken): it uses a CSRF token" in page["html"]
 
 
 def test_comment_post_purges_the_swept_article(flow: dict[str, Any]) -> None:

@@ -29,7 +29,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpRequest, HttpResponseBase
@@ -195,8 +194,6 @@ def _why_not_shared(request: HttpRequest, response: HttpResponseBase, log: Reque
     """Why EdgeMiddleware gave this response no tags: the rule cachesweeper applied."""
     reason = getattr(response, "cachesweeper_refusal", None)  # set by cachesweeper
     if reason is not None:
-        if settings.CSRF_COOKIE_NAME in response.cookies:
-            reason += ": its forms carry a CSRF token"
         return str(reason)
     if not log.lookups:
         return "nothing cached was rendered, so there is nothing to label it with"
