@@ -921,3 +921,22 @@ def test_a_sweep_that_missed_the_version_cache_purges_varnish_when_it_lands(
             assert (page.cache, "second thoughts" in page.body) == ("MISS", True)
     finally:
         proxy.close()
+
+
+@pytest.mark.servers
+def test_varnish_caches_an_anonymous_page_that_reads_the_user(fresh: Site) -> None:
+    """Vary: Cookie from the session read; Varnish keeps one copy for cookie-less visitors."""
+    from tests.edges.varnish_site import CALLS
+
+    comment = make_comment("first words")
+    path = f"/comment/{comment.pk}/login-link/"
+    CALLS["comment_with_login_link"] = 0
+    with override_settings(CACHESWEEPER=fresh.edges()):
+        assert [fetch(fresh.varnish, path).cache for _ in range(3)] == ["MISS", "HIT", "HIT"]
+        assert CALLS["comment_with_login_link"] == 1
+
+        comment.text = "second thoughts"
+        comment.save()
+        flush()
+        page = fetch(fresh.varnish, path)
+        assert (page.cache, "second thoughts" in page.body) == ("MISS", True)

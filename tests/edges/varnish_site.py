@@ -65,8 +65,19 @@ def many_tags(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@edge_cache(60)
+def comment_with_login_link(request: HttpRequest, pk: int) -> TemplateResponse:
+    """A login link reads ``request.user``: still one page for every anonymous visitor."""
+    CALLS["comment_with_login_link"] += 1
+    request.user.is_authenticated  # noqa: B018 (what {% if user.is_authenticated %} does)
+    return TemplateResponse(
+        request, "page_with_fragment.html", {"comment": Comment.objects.get(pk=pk)}
+    )
+
+
 urlpatterns: list[URLPattern] = [
     path("comment/<int:pk>/", comment),
+    path("comment/<int:pk>/login-link/", comment_with_login_link),
     path("topic/<int:pk>/", topic),
     path("tagged-topic/<int:pk>/", tagged_topic),
     path("uncached/", uncached),
