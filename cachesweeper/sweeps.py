@@ -323,6 +323,11 @@ def _flush_at_exit() -> None:
     failed = _retries.flush()
     if failed:
         logger.error("cachesweeper: %d sweeps lost at exit: %s", len(failed), ", ".join(failed))
+    # Bumps that landed just now queued their purges; the purge queue's own exit
+    # hook may have run already (the last registered runs first), so flush it again.
+    from cachesweeper.edges.queue import flush_at_exit
+
+    flush_at_exit()
 
 
 # -- register() ----------------------------------------------------------------

@@ -251,7 +251,12 @@ purges = PurgeQueue()
 
 
 @atexit.register
-def _flush_at_exit() -> None:
+def flush_at_exit() -> None:
+    """Deliver what is pending before the interpreter exits, for ``EXIT_TIMEOUT`` at most.
+
+    Also called by the sweeps' own exit hook, after its last retries: their
+    purges are queued then, possibly after this hook already ran.
+    """
     if purges.pending() and not purges.flush(timeout=EXIT_TIMEOUT):
         logger.error(
             "cachesweeper: %d purges could not be delivered before exit", purges.pending()

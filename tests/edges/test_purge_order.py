@@ -106,3 +106,22 @@ def test_a_failed_bump_purges_nothing_until_its_retry_lands(
     assert queue.purges.flush(5)
     assert {name, "testapp.article"} <= RecordingEdge.names()
     assert (None, f"/article/{article.pk}/") in RecordingEdge.urls()
+
+
+def test_a_bump_that_lands_at_exit_still_purges(
+    cut_cache: CuttableProxy, retries: sweeps._RetryQueue
+) -> None:
+    """The purge queue's exit hook runs before the sweeps' (atexit: last in, first out)."""
+    article = Article.objects.create(title="old")
+    name = f"testapp.article.{article.pk}"
+    assert queue.purges.flush(5)
+    RecordingEdge.reset()
+    cut_cache.cut()
+    article.save()
+    queue.flush_at_exit()  # the purge queue's own hook: nothing to deliver yet
+    cut_cache.restore()
+
+    sweeps._flush_at_exit()  # the retry lands, and its purges are delivered
+
+    assert name in RecordingEdge.names()
+    assert queue.purges.pending() == 0

@@ -305,7 +305,7 @@ def test_the_exit_flush_is_bounded_and_says_what_is_lost(
     hung_queue.put([edge], ["b", "c"])  # queued behind the batch that hangs
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="cachesweeper"):
-        queue._flush_at_exit()
+        queue.flush_at_exit()
     assert time.monotonic() - started < 1.0
     assert "purges could not be delivered before exit" in caplog.text
     assert any(r.getMessage().startswith("cachesweeper: 3 purges") for r in caplog.records)
