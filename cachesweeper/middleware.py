@@ -18,7 +18,6 @@ from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, TooManyName
 from cachesweeper.edges.loading import configured, request_host
 from cachesweeper.pages import PagePolicy, aserve_page, serve_page, shareable
 from cachesweeper.rules import compile_rules, match
-from cachesweeper.visitors import aload_user
 
 #: Internal header carrying a page's dependencies and tokens to the WSGI page cache.
 DEPS_HEADER = "X-Cachesweeper-Deps"
@@ -98,7 +97,7 @@ class EdgeMiddleware(_Middleware):
         try:
             with collector.collect(wants_tokens=_wsgi(request)) as frame:
                 response = await self.get_response(request)
-            await aload_user(request)
+            await safety.aload_user(request)
             return _annotate(request, response, frame)
         finally:
             request_host.reset(host)

@@ -42,7 +42,6 @@ from cachesweeper.entries import (
     wait_for_entry,
 )
 from cachesweeper.keys import make_key
-from cachesweeper.visitors import aload_user
 
 _POINTER = "vary1"
 #: In a page's Vary list: the page read the empty session (or messages) of a visitor
@@ -238,7 +237,7 @@ async def aserve_page(
 ) -> HttpResponseBase:
     """:func:`serve_page` for async views."""
     kwargs = kwargs or {}
-    await aload_user(request)  # the visitor decides the key: load it off the event loop
+    await safety.aload_user(request)  # the visitor decides the key: load it off the event loop
     found = _page_slot(policy, request, args, kwargs)
     if found is None:
         return await view(request, *args, **kwargs)  # type: ignore[no-any-return]

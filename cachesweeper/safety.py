@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import has_vary_header
@@ -56,6 +57,21 @@ def visitor(request: HttpRequest) -> str | None:
     if user is None or not user.is_authenticated:
         return ""
     return f"user:{user.pk}"
+
+
+async def aload_user(request: HttpRequest | None) -> None:
+    """Load ``request.user`` in a thread, so judging the response from async code needs no query.
+
+    Whether a response may be shared depends on whether the visitor is logged
+    in; with a session cookie that loads the session and the user, which
+    Django refuses to do from an event loop (``SynchronousOnlyOperation``).
+    Without a session cookie nothing is loaded, so nothing is done here.
+    """
+    if request is None or not has_session_cookie(request):
+        return
+    user = getattr(request, "user", None)
+    if user is not None:
+        await sync_to_async(lambda: user.is_authenticated)()
 
 
 def has_session_cookie(request: HttpRequest) -> bool:

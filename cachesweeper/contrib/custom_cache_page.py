@@ -34,7 +34,7 @@ from django.utils.cache import patch_response_headers
 from django.utils.functional import SimpleLazyObject, empty
 
 from cachesweeper import pages, sweeps
-from cachesweeper.visitors import aload_user
+from cachesweeper.safety import aload_user
 
 __all__ = [
     "Versioned",

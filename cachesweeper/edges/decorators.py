@@ -13,7 +13,7 @@ from django.utils.cache import patch_cache_control
 from cachesweeper.dependencies import name_of
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, fit
 from cachesweeper.edges.litespeed import CONTROL_HEADER, TAG_HEADER, cache_control, purge_value
-from cachesweeper.visitors import aload_user
+from cachesweeper.safety import aload_user
 
 View = Callable[..., Any]
 
