@@ -8,7 +8,10 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from cachesweeper.conf import DEFAULTS
+from cachesweeper.edges.base import Edge
+from cachesweeper.edges.loading import build, configured
 from cachesweeper.rules import compile_rules
+from cachesweeper.sweeps import registrations
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -286,8 +289,6 @@ _NEEDED_BEFORE_PAGES = (
 @register(Tags.caches)
 def check_edges(**kwargs: Any) -> list[CheckMessage]:
     """E004/W002/W005: ``EDGES`` loads, and ``EdgeMiddleware`` is there to emit its headers."""
-    from cachesweeper.edges.loading import configured
-
     raw = getattr(settings, "CACHESWEEPER", {})
     items = raw.get("EDGES", []) if isinstance(raw, dict) else []
     if not isinstance(items, (list, tuple)):
@@ -335,8 +336,6 @@ def _check_edge(item: Any) -> list[CheckMessage]:
     """E004 for one ``EDGES`` item, with an example of that backend's configuration."""
     from django.core.exceptions import ImproperlyConfigured
 
-    from cachesweeper.edges.loading import build
-
     try:
         build(item)
     except (ImproperlyConfigured, TypeError) as error:
@@ -353,8 +352,6 @@ def _check_edge(item: Any) -> list[CheckMessage]:
 
 def _edge_hint(backend: object) -> str:
     """An example item for ``backend`` (or the backend it subclasses), else the choices."""
-    from cachesweeper.edges.base import Edge
-
     found = _backend_class(backend) if isinstance(backend, str) else None
     if found is not None and issubclass(found, Edge):
         for klass in found.__mro__:
@@ -424,12 +421,10 @@ def check_token_attributes(**kwargs: Any) -> list[CheckMessage]:
     At run time such a model falls back to counters without a word, so a site
     configured for zero-round-trip attribute tokens silently pays for counters.
     """
-    from cachesweeper.sweeps import _registry
-
     user = getattr(settings, "CACHESWEEPER", {})
     default = user.get("USING", DEFAULTS["USING"]) if isinstance(user, dict) else None
     errors: list[CheckMessage] = []
-    for model, registration in _registry.items():
+    for model, registration in registrations().items():
         own = registration.using is not None
         strategy = registration.using if own else default
         if not isinstance(strategy, str) or strategy == "counter" or hasattr(model, strategy):

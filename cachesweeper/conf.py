@@ -62,9 +62,6 @@ class Settings:
 
     def reload(self) -> None:
         self.__dict__.clear()
-        from cachesweeper import tokens  # settings first: tokens reads them
-
-        tokens.forget_attributes()
 
     def __getattr__(self, name: str) -> Any:
         try:

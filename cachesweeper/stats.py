@@ -24,6 +24,8 @@ import os
 import time
 from typing import Any
 
+from cachesweeper.edges import queue
+
 #: Fragments and pages served, by state (``"hit"``, ``"stale"``, ``"miss"``); the read
 #: path increments it directly (``SERVED[state] += 1``), which is cheaper than a call.
 #: A re-render that fails and falls back to a stale entry counts a miss and a stale serve.
@@ -91,8 +93,7 @@ def reset() -> None:
 
 
 def _purge_counts() -> dict[str, int]:
-    from cachesweeper.edges.queue import purges
-
+    purges = queue.purges  # looked up at call time: tests replace the queue
     stats = purges.stats
     return {
         "queued": stats.queued,

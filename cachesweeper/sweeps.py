@@ -27,6 +27,8 @@ from django.utils import timezone
 from cachesweeper import outages, signals, stamps, stats, tokens, uncommitted
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import encode, instance_name, model_name, name_of, tag_name
+from cachesweeper.edges.loading import configured, dispatch
+from cachesweeper.edges.queue import flush_at_exit
 
 logger = logging.getLogger("cachesweeper")
 
@@ -160,8 +162,6 @@ def _without(names: Sequence[str], failed: Iterable[str]) -> list[str]:
 
 
 def _purge(names: Sequence[str], urls: Sequence[str]) -> None:
-    from cachesweeper.edges.loading import dispatch
-
     try:
         dispatch(names, urls)
     except Exception:
@@ -325,8 +325,6 @@ def _flush_at_exit() -> None:
         logger.error("cachesweeper: %d sweeps lost at exit: %s", len(failed), ", ".join(failed))
     # Bumps that landed just now queued their purges; the purge queue's own exit
     # hook may have run already (the last registered runs first), so flush it again.
-    from cachesweeper.edges.queue import flush_at_exit
-
     flush_at_exit()
 
 
@@ -399,6 +397,11 @@ def register(
         uid = f"cachesweeper.post_init.{model._meta.label}"
         post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)
     return model
+
+
+def registrations() -> dict[type[models.Model], Registration]:
+    """Every registered model and how it was registered (for the system checks)."""
+    return dict(_registry)
 
 
 def registration_for(model: type[models.Model]) -> Registration | None:
@@ -610,8 +613,6 @@ def _touched(
 
 def _purges_urls(model: type[models.Model], registration: Registration | None) -> bool:
     """Whether an edge will want this model's URLs (worth loading a touched instance for)."""
-    from cachesweeper.edges.loading import configured
-
     has_urls = (registration is not None and registration.purge_urls is not None) or any(
         hasattr(model, method) for method in ("get_purge_urls", "get_absolute_url")
     )

@@ -19,9 +19,12 @@ import functools
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from django.core.cache import BaseCache
+from django.core.signals import setting_changed
 from django.db.models import Model
+from django.dispatch import receiver
 
 from cachesweeper import reads
 from cachesweeper.conf import conf
@@ -51,6 +54,12 @@ def set_strategy(model: type[Model], using: str | None) -> None:
 def forget_attributes() -> None:
     """Strategies or ``USING`` changed: work out every model's attribute afresh."""
     _attributes.clear()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CACHESWEEPER":  # ``USING`` may have changed
+        forget_attributes()
 
 
 def strategy_for(model: type[Model]) -> str:

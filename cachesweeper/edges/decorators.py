@@ -13,7 +13,7 @@ from django.utils.cache import patch_cache_control
 from cachesweeper.dependencies import name_of
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, fit
 from cachesweeper.edges.litespeed import CONTROL_HEADER, TAG_HEADER, cache_control, purge_value
-from cachesweeper.safety import aload_user
+from cachesweeper.safety import aload_user, refusal
 
 View = Callable[..., Any]
 
@@ -35,11 +35,9 @@ def edge_cache(
     names = [name_of(tag) for tag in tags]
 
     def mark(response: HttpResponseBase, args: tuple[Any, ...]) -> HttpResponseBase:
-        from cachesweeper.pages import shareable  # pages imports the edges' names
-
         setattr(response, RESPONSE_ATTRIBUTE, (policy, names))
         request = next((arg for arg in args if isinstance(arg, HttpRequest)), None)
-        personal = request is None or not shareable(request, response)
+        personal = request is None or refusal(request, response, storing=False) is not None
         if policy.max_age > 0 and cacheability == "public" and not personal:
             patch_cache_control(response, s_maxage=max_age)
         else:

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from cachesweeper.conf import conf
+from cachesweeper.edges import queue
 from cachesweeper.edges.base import Edge, PurgeBatch
 
 _built: tuple[str, list[Edge]] | None = None
@@ -48,8 +49,6 @@ def build(item: Any) -> Edge:
 
 def dispatch(names: Iterable[str], urls: Iterable[str] = (), everything: bool = False) -> None:
     """Hand a sweep to every edge: request-bound ones now, the others to the worker."""
-    from cachesweeper.edges.queue import purges
-
     edges = configured()
     if not edges:
         return
@@ -59,4 +58,4 @@ def dispatch(names: Iterable[str], urls: Iterable[str] = (), everything: bool = 
             edge.purge(PurgeBatch(names, urls, everything, host))
     queued = [edge for edge in edges if not edge.request_bound]
     if queued:
-        purges.put(queued, names, urls, host, everything)
+        queue.purges.put(queued, names, urls, host, everything)
