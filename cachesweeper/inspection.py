@@ -16,7 +16,7 @@ import functools
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from django.apps import apps
@@ -165,25 +165,32 @@ def _default_host() -> str:
     return "localhost"
 
 
-def page_policies(
-    request: HttpRequest,
-) -> list[tuple[str, PagePolicy, tuple[Any, ...], dict[str, Any]]]:
+class PageCache(NamedTuple):
+    """One page cache a URL goes through, and the view arguments its tags are asked with."""
+
+    where: str
+    policy: PagePolicy
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def page_policies(request: HttpRequest) -> list[PageCache]:
     """Where this URL's pages are cached: a ``PAGE_RULES`` rule, then the view's decorator."""
-    found: list[tuple[str, PagePolicy, tuple[Any, ...], dict[str, Any]]] = []
+    found: list[PageCache] = []
     try:
         rule = match(compile_rules(conf.PAGE_RULES), request.path)
     except ValueError as error:
         raise InspectionError(f'CACHESWEEPER["PAGE_RULES"] is misconfigured: {error}') from None
     if rule is not None:
         policy = PagePolicy(rule.ttl, tags=rule.tags, grace=rule.grace)
-        found.append((f"PAGE_RULES {rule.pattern!r}", policy, (), {}))
+        found.append(PageCache(f"PAGE_RULES {rule.pattern!r}", policy, (), {}))
     try:
         resolved = resolve(request.path_info)
     except Resolver404:
         return found
     for policy in view_policies(resolved.func):
         where = f"cache_page on {resolved.view_name or resolved._func_path}"
-        found.append((where, policy, tuple(resolved.args), dict(resolved.kwargs)))
+        found.append(PageCache(where, policy, tuple(resolved.args), dict(resolved.kwargs)))
     return found
 
 
@@ -434,6 +441,7 @@ def _get(cache: BaseCache, key: str) -> Any:
 
 
 def when(timestamp: float) -> str:
+    """A timestamp as UTC wall time, the same in every process's output."""
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
