@@ -157,7 +157,7 @@ class PagePolicy:
 POLICY_ATTRIBUTE = "cachesweeper_policy"
 
 
-def mark(view: Callable[..., Any], policy: PagePolicy) -> Callable[..., Any]:
+def mark_policy(view: Callable[..., Any], policy: PagePolicy) -> Callable[..., Any]:
     """Record on a view wrapper the policy it caches its pages with."""
     setattr(view, POLICY_ATTRIBUTE, policy)
     return view
@@ -197,13 +197,13 @@ def cache_page(
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 return await aserve_page(policy, request, view, args, kwargs)
 
-            return mark(async_wrapper, policy)
+            return mark_policy(async_wrapper, policy)
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             return serve_page(policy, request, view, args, kwargs)
 
-        return mark(wrapper, policy)
+        return mark_policy(wrapper, policy)
 
     return decorator
 

@@ -125,7 +125,7 @@ def cache_page(
                 response = await cached(request, *args, **kwargs)
                 return _with_max_age(request, response, timeout)
 
-            return pages.mark(async_wrapper, policy)
+            return pages.mark_policy(async_wrapper, policy)
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
@@ -133,7 +133,7 @@ def cache_page(
                 return view(request, *args, **kwargs)
             return _with_max_age(request, cached(request, *args, **kwargs), timeout)
 
-        return pages.mark(wrapper, policy)
+        return pages.mark_policy(wrapper, policy)
 
     return decorator
 
