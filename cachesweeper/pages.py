@@ -153,6 +153,15 @@ class PagePolicy:
             )
 
 
+POLICY_ATTRIBUTE = "cachesweeper_policy"
+
+
+def mark_policy(view: Callable[..., Any], policy: PagePolicy) -> Callable[..., Any]:
+    """Record on a view wrapper the policy it caches its pages with."""
+    setattr(view, POLICY_ATTRIBUTE, policy)
+    return view
+
+
 def cache_page(
     timeout: Timeout,
     *,
@@ -172,6 +181,11 @@ def cache_page(
     tag (a user tag on an anonymous visit, say). The page also depends
     on every fragment it rendered. Works for sync and async views; decorate a
     class-based view's ``as_view()`` or use ``method_decorator``.
+
+    The returned view carries its policy in the attribute ``cachesweeper_policy``
+    (:data:`POLICY_ATTRIBUTE`), which ``functools.wraps`` and ``method_decorator``
+    carry outwards, so tools such as ``manage.py cachesweeper inspect --url``
+    find it without unwrapping the view.
     """
     policy = PagePolicy(timeout, key_func, tags, only_if, grace, cacheability, using)
 
@@ -182,13 +196,13 @@ def cache_page(
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 return await aserve_page(policy, request, view, args, kwargs)
 
-            return async_wrapper
+            return mark_policy(async_wrapper, policy)
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             return serve_page(policy, request, view, args, kwargs)
 
-        return wrapper
+        return mark_policy(wrapper, policy)
 
     return decorator
 
@@ -279,7 +293,7 @@ def _finish(
         if page.vary:
             # Store under this variant's key, and leave a pointer at the page's
             # plain key for processes that do not know its Vary yet.
-            variant = _variant_key(base, request, page.vary)
+            variant = variant_key(base, request, page.vary)
             if variant != slot.key:
                 release([slot])
                 slot.key = variant
@@ -340,22 +354,20 @@ def _page_slot(
     visitor = safety.visitor(request)
     if visitor is None or (visitor and policy.cacheability == "public"):
         return None
-    dependencies = _dependencies(policy.tags, request, args, kwargs)
-    identity = [policy.key_func(request) if policy.key_func else _url(request)]
-    identity += [visitor, *(f"{dep.name} {dep.scope}" for dep in dependencies)]
-    base = make_key("p", identity)
+    dependencies = page_dependencies(policy.tags, request, args, kwargs)
+    base = page_key(policy, request, dependencies, visitor)
     vary = _vary_known.get(base, ())
     grace = conf.GRACE if policy.grace is None else policy.grace
-    key = _variant_key(base, request, vary) if vary else base
+    key = variant_key(base, request, vary) if vary else base
     # A callable timeout is asked when the response is known (see _rendered).
     timeout = None if callable(policy.timeout) else policy.timeout
     slot = Slot(key, dependencies, timeout, grace, using=policy.using)
     lookup([slot])
-    pointer = _pointer(slot.raw)
+    pointer = vary_pointer(slot.raw)
     if pointer is not None:  # this process meets the page's Vary for the first time
         _remember_vary(base, pointer)
         release([slot])
-        key = _variant_key(base, request, pointer)
+        key = variant_key(base, request, pointer)
         slot = Slot(key, dependencies, timeout, grace, using=policy.using)
         lookup([slot])
     return slot, base
@@ -411,11 +423,23 @@ def _page(
 # -- keys ------------------------------------------------------------------------------
 
 
-def _url(request: HttpRequest) -> str:
+def page_key(
+    policy: PagePolicy, request: HttpRequest, dependencies: Sequence[Dependency], visitor: str
+) -> str:
+    """The plain key of a page, before any ``Vary``: its URL (or ``key_func``), who it
+    is for (``""`` for anonymous visitors) and its declared dependencies."""
+    identity = [policy.key_func(request) if policy.key_func else page_url(request)]
+    identity += [visitor, *(f"{dep.name} {dep.scope}" for dep in dependencies)]
+    return make_key("p", identity)
+
+
+def page_url(request: HttpRequest) -> str:
+    """The default page identity: scheme, host, path and the canonical query."""
     return f"{request.scheme}://{request.get_host()}{request.path}?{canonical_query(request)}"
 
 
-def _variant_key(base: str, request: HttpRequest, vary: Iterable[str]) -> str:
+def variant_key(base: str, request: HttpRequest, vary: Iterable[str]) -> str:
+    """The key of this request's variant of a page that ``Vary``s on ``vary``."""
     values = [base]
     for header in vary:
         if header == _SESSION:
@@ -447,7 +471,8 @@ def _remember_vary(base: str, vary: tuple[str, ...]) -> None:
     _vary_known[base] = vary
 
 
-def _pointer(raw: Any) -> tuple[str, ...] | None:
+def vary_pointer(raw: Any) -> tuple[str, ...] | None:
+    """The ``Vary`` headers when ``raw`` (read at a page's plain key) is a pointer."""
     if isinstance(raw, tuple) and len(raw) == 2 and raw[0] == _POINTER:
         return tuple(raw[1])
     return None
@@ -461,9 +486,10 @@ def _store_pointer(pointer: Slot, vary: tuple[str, ...]) -> None:
         pass  # only a hint; the next request learns the Vary again
 
 
-def _dependencies(
+def page_dependencies(
     tags: Sequence[Tag] | Tag, request: HttpRequest, args: Sequence[Any], kwargs: dict[str, Any]
 ) -> list[Dependency]:
+    """The dependencies a policy's ``tags`` declare for this request (callables asked)."""
     if isinstance(tags, (str, type, Model, QuerySet)) or not isinstance(tags, Iterable):
         tags = [tags]
     dependencies: list[Dependency] = []

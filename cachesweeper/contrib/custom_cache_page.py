@@ -114,6 +114,7 @@ def cache_page(
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         cached = decorate(view)
+        policy = getattr(cached, pages.POLICY_ATTRIBUTE)  # this wrapper caches with it too
         if asyncio.iscoroutinefunction(view):
 
             @functools.wraps(view)
@@ -124,7 +125,7 @@ def cache_page(
                 response = await cached(request, *args, **kwargs)
                 return _with_max_age(request, response, timeout)
 
-            return async_wrapper
+            return pages.mark_policy(async_wrapper, policy)
 
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
@@ -132,7 +133,7 @@ def cache_page(
                 return view(request, *args, **kwargs)
             return _with_max_age(request, cached(request, *args, **kwargs), timeout)
 
-        return wrapper
+        return pages.mark_policy(wrapper, policy)
 
     return decorator
 
