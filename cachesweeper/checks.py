@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.db import DatabaseCache
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from cachesweeper.conf import DEFAULTS
 from cachesweeper.edges.base import Edge
@@ -18,8 +25,6 @@ if TYPE_CHECKING:
 
 
 def _backend_class(backend: str) -> type | None:
-    from django.utils.module_loading import import_string
-
     try:
         found = import_string(backend)
     except ImportError:
@@ -29,11 +34,6 @@ def _backend_class(backend: str) -> type | None:
 
 def _kind(backend: str) -> str | None:
     """Which of Django's unshared or unstoring backends ``backend`` is (or subclasses)."""
-    from django.core.cache.backends.db import DatabaseCache
-    from django.core.cache.backends.dummy import DummyCache
-    from django.core.cache.backends.filebased import FileBasedCache
-    from django.core.cache.backends.locmem import LocMemCache
-
     backend_class = _backend_class(backend)
     if backend_class is None:
         return None
@@ -201,8 +201,6 @@ def _cleaned(prefix: str) -> str:
 
 def _key_bytes(user: dict[str, Any], setting: str, key: str) -> int:
     """Length in bytes of ``key`` as the cache named by ``setting`` sends it (its make_key)."""
-    from django.core.cache import caches
-
     alias = user.get(setting, DEFAULTS[setting])
     try:
         key = caches[alias].make_key(key)
@@ -334,8 +332,6 @@ _EXAMPLES = {
 
 def _check_edge(item: Any) -> list[CheckMessage]:
     """E004 for one ``EDGES`` item, with an example of that backend's configuration."""
-    from django.core.exceptions import ImproperlyConfigured
-
     try:
         build(item)
     except (ImproperlyConfigured, TypeError) as error:

@@ -143,7 +143,7 @@ def _read(name: str, source_of: Source, references: References) -> tuple[str, tu
 
 def _jinja_directories() -> set[Path]:
     """Directories of Jinja2 backends, which Django's autoreloader does not watch itself."""
-    from django.template.backends.jinja2 import Jinja2
+    from django.template.backends.jinja2 import Jinja2  # imports jinja2, an optional package
 
     cwd = Path.cwd()
     return {

@@ -80,4 +80,4 @@ def fragment_key(origin: str, dependencies: Sequence[Dependency], vary_on: Seque
 @functools.lru_cache(maxsize=16_384)
 def _key(prefix: str, identity: tuple[str, ...], vary_on: tuple[str, ...]) -> str:
     """Hashing is the costly part of a hit's key; the same fragments come back often."""
-    return make_key("f", [identity[0], len(identity) - 1, *identity[1:], *vary_on])
+    return make_key(prefix, "f", [identity[0], len(identity) - 1, *identity[1:], *vary_on])

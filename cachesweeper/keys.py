@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from cachesweeper.conf import conf
 
-
-def make_key(kind: str, parts: Iterable[object]) -> str:
+def make_key(prefix: str, kind: str, parts: Iterable[object]) -> str:
     """Return ``<prefix>:<kind>:<digest>`` for an identity made of ``parts``.
 
     Each part is written with its length in front, which is unambiguous:
-    ``("a:b", "c")`` and ``("a", "b:c")`` never hash alike.
+    ``("a:b", "c")`` and ``("a", "b:c")`` never hash alike. Callers pass
+    ``conf.KEY_PREFIX``: a pure function can be memoised by its arguments.
     """
     identity = "".join(f"{len(text)}:{text}" for text in map(str, parts))
     digest = hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16)
-    return f"{conf.KEY_PREFIX}:{kind}:{digest.hexdigest()}"
+    return f"{prefix}:{kind}:{digest.hexdigest()}"

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cachesweeper.conf import conf
 from cachesweeper.entries import HIT, MISS, STALE, Rendered, Slot, announce, serve
 from cachesweeper.keys import make_key
 
@@ -45,7 +46,7 @@ def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
         return _join(serve(slots, render))
     first = slots[0]
     whole = Slot(
-        make_key("l", [slot.key for slot in slots]),
+        make_key(conf.KEY_PREFIX, "l", [slot.key for slot in slots]),
         [dep for slot in slots for dep in slot.dependencies],
         timeout=first.timeout,
         using=first.using,

@@ -430,7 +430,7 @@ def page_key(
     is for (``""`` for anonymous visitors) and its declared dependencies."""
     identity = [policy.key_func(request) if policy.key_func else page_url(request)]
     identity += [visitor, *(f"{dep.name} {dep.scope}" for dep in dependencies)]
-    return make_key("p", identity)
+    return make_key(conf.KEY_PREFIX, "p", identity)
 
 
 def page_url(request: HttpRequest) -> str:
@@ -449,7 +449,7 @@ def variant_key(base: str, request: HttpRequest, vary: Iterable[str]) -> str:
         if meta not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             meta = f"HTTP_{meta}"
         values += [header.lower(), request.META.get(meta, "")]
-    return make_key("p", values)
+    return make_key(conf.KEY_PREFIX, "p", values)
 
 
 def _replay_session_read(request: HttpRequest, response: HttpResponseBase) -> None:

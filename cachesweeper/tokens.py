@@ -97,7 +97,7 @@ def token_key(name: str) -> str:
 
 @functools.lru_cache(maxsize=65_536)
 def _token_key(prefix: str, name: str) -> str:
-    return make_key("t", (name,))
+    return make_key(prefix, "t", (name,))
 
 
 def new_token(swept: bool) -> int:

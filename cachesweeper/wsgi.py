@@ -40,6 +40,8 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl
 
+from django.core.cache.backends.base import BaseCache
+
 from cachesweeper import collector
 from cachesweeper.conf import conf
 from cachesweeper.copies import Copies
@@ -263,15 +265,13 @@ def _url(environ: dict[str, Any]) -> str:
 def _page_key(prefix: str, url: str) -> str:
     """Hashing the URL is a good part of a hit; the same pages come back often.
 
-    ``prefix`` (which ``make_key`` reads from the settings) keys the memo too.
+    ``prefix`` (``conf.KEY_PREFIX``) keys the memo too, so a changed setting needs no clearing.
     """
-    return make_key("w", [url])
+    return make_key(prefix, "w", [url])
 
 
 def _store(cache: Any) -> Any:
     """A Django cache as it is; a memcache-style client behind a small adapter."""
-    from django.core.cache.backends.base import BaseCache
-
     return cache if isinstance(cache, BaseCache) else _ClientStore(cache)
 
 

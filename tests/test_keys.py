@@ -59,7 +59,7 @@ def test_hostile_tag_names_work_as_dependencies(tag: str) -> None:
 
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_made_keys_are_short_printable_ascii(value: str) -> None:
-    key = make_key("f", [value, value])
+    key = make_key("cs", "f", [value, value])
     assert len(key) <= 250
     assert key.isascii() and key.isprintable() and " " not in key
 
