@@ -2,8 +2,8 @@
 
 Django hands each thread (and each async context) its own backend objects
 through asgiref's ``Local``, and every ``caches[alias]`` goes through that
-``Local``'s storage lookup: about 1.3 µs in a tight loop, several times that
-on a hit, where it runs between round trips with cold CPU caches. A hit looks
+``Local``'s storage lookup, which costs more on a hit than in a tight loop:
+there it runs between round trips with cold CPU caches. A hit looks
 up one or two backends, so they are remembered here under the same rules:
 
 - per thread: a memo is only used by the thread that made it;

@@ -112,7 +112,7 @@ class request:  # used like a function: ``with request(started):``
     """Mark a request as begun at ``started`` for everything inside.
 
     A class rather than ``@contextmanager``: the WSGI page cache enters it on
-    every hit, and a generator costs a few microseconds more.
+    every hit, and a generator costs more than a class.
     """
 
     def __init__(self, started: float) -> None:

@@ -4,16 +4,16 @@ Every hit reads several keys (an entry and its tokens) where Django's own
 tag reads one, so the per-key cost of the client decides how a hit compares.
 Django's ``PyMemcacheCache`` always talks through pymemcache's ``HashClient``,
 which, even with a single server, validates each key twice and hashes it with
-a pure-Python MurmurHash3 to pick that server: about 10 µs per key, more than
-a loopback round trip. With one healthy server, the read goes to that
-server's client directly; everything else (several servers, a server
-``HashClient`` has marked failing or dead, ``ignore_exc``, other backends)
-takes the ordinary path, and a connection error is recorded with
+a pure-Python MurmurHash3 to pick that server, which per key can cost more
+than a loopback round trip (figures in ``benchmarks/README.md``). With one
+healthy server, the read goes to that server's client directly; everything
+else (several servers, a server ``HashClient`` has marked failing or dead,
+``ignore_exc``, other backends) takes the ordinary path, and a connection error is recorded with
 ``HashClient`` as it would have been. So does a subclass that overrides
 ``get`` or ``get_many``: what it adds is kept.
 
 Django's own ``RedisCache`` builds a new ``redis.Redis`` client object for
-every call (about 50 µs); with one server, the read uses one client object
+every call; with one server, the read uses one client object
 per backend instead, over the same connection pool (sending ``MGET``
 without redis-py's ``mget`` helper, as for django-redis below), and the
 backend's serializer. The stock ``RedisSerializer`` tries ``int()`` first,
@@ -21,8 +21,8 @@ which fails on every entry; entries go straight to ``pickle.loads``, as
 they would after that failure.
 
 django-redis wraps each read in three layers (the backend's error handling,
-its client's ``get_many``, redis-py's ``mget`` helper): about 6 µs of a
-2-key read at loopback, on top of the ``MGET`` itself. A stock ``RedisCache`` with its
+its client's ``get_many``, redis-py's ``mget`` helper), a visible share of a
+small read at loopback, on top of the ``MGET`` itself. A stock ``RedisCache`` with its
 ``DefaultClient``, which does not ignore exceptions, is read through that
 client's own redis connection, ``make_key`` and decoding (so its
 serializer and compressor apply; an entry skips the failing ``int()`` that
@@ -178,7 +178,7 @@ def _redis_client(cache: BaseCache) -> Any:
 
 
 def _mget(redis: Any, keys: list[str]) -> list[bytes | None]:
-    """``redis.mget(keys)``, without the helper around it (about 3 µs of each call).
+    """``redis.mget(keys)``, without the helper around it, which costs on every call.
 
     The same command, and the ``keys`` that redis-py's client-side caching reads.
     """
@@ -220,7 +220,7 @@ def _decode(client: Any, raw: bytes) -> Any:
     """``client.decode(raw)``, without its ``int()`` on what cannot be an integer.
 
     ``DefaultClient.decode`` tries ``int()`` first; on an entry that fails,
-    and the exception costs about 1.3 µs of every hit. The rest is its own
+    and raising that exception is paid on every hit. The rest is its own
     fallback: decompress when compressed, then deserialize.
     """
     if raw[:1] in _INTEGER_START:
