@@ -14,6 +14,24 @@ from django.template import engines
 
 from cachesweeper import signals
 
+#: A comment fragment that shows how often it was rendered.
+COMMENT = (
+    '{% cachesweeper comment 500 "comment.xml" %}'
+    "{{ comment.text }} votes={{ comment.vote_total }} rendered={{ counter.next }}"
+    "{% endcachesweeper %}"
+)
+
+
+class Counter:
+    """Counts renders: ``{{ counter.next }}`` in a template increments it."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def next(self) -> int:
+        self.value += 1
+        return self.value
+
 
 def render(source: str, **context: Any) -> str:
     """Render a Django template string that has ``{% load cachesweeper %}`` prepended."""

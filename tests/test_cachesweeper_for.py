@@ -14,8 +14,7 @@ import pytest
 
 import cachesweeper
 from cachesweeper import reads, stats
-from tests.helpers import calls, reloaded, render, reset
-from tests.test_fragments import Counter
+from tests.helpers import Counter, calls, reloaded, render, reset
 from tests.testapp.models import Article, Comment, Page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]

@@ -17,7 +17,7 @@ import cachesweeper
 from cachesweeper import pages, signals, stats
 from cachesweeper.edges import queue
 from tests.edges.recording import RecordingEdge
-from tests.helpers import reloaded, render
+from tests.helpers import Counter, reloaded, render
 from tests.testapp import views
 from tests.testapp.models import Article, Page
 
@@ -29,17 +29,6 @@ ON_ARTICLE = (
 )
 ON_MODEL = "{% cachesweeper model 60 %}model {{ counter.next }}{% endcachesweeper %}"
 ON_TAG = '{% cachesweeper "frontpage" 60 %}front {{ counter.next }}{% endcachesweeper %}'
-
-
-class Counter:
-    """Counts renders: ``{{ counter.next }}`` in a template increments it."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,7 @@ from django.template.backends.jinja2 import Jinja2
 from django.template.loaders.locmem import Loader as LocmemLoader
 from django.utils.autoreload import file_changed
 
-from tests.helpers import calls, missed_keys, reloaded, reset
-from tests.test_fragments import Counter
+from tests.helpers import Counter, calls, missed_keys, reloaded, reset
 from tests.testapp.models import Article
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]

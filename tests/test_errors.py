@@ -17,8 +17,7 @@ from django.template import TemplateSyntaxError
 from django.test import RequestFactory
 
 import cachesweeper
-from tests.helpers import render
-from tests.test_fragments import Counter
+from tests.helpers import Counter, render
 from tests.test_jinja2 import ENGINE
 from tests.test_jinja2 import render as render_jinja
 

@@ -11,9 +11,8 @@ from django.test import override_settings
 import cachesweeper
 from cachesweeper import sweeps
 from cachesweeper.tokens import token_key
-from tests.helpers import render
+from tests.helpers import COMMENT, Counter, render
 from tests.servers import cache_settings
-from tests.test_fragments import COMMENT, Counter
 from tests.testapp.models import Article, Comment
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,27 +14,10 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
-from tests.helpers import calls, missed_keys, reloaded, render, reset, ttl_of
+from tests.helpers import COMMENT, Counter, calls, missed_keys, reloaded, render, reset, ttl_of
 from tests.testapp.models import Article, Comment, Page, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
-
-COMMENT = (
-    '{% cachesweeper comment 500 "comment.xml" %}'
-    "{{ comment.text }} votes={{ comment.vote_total }} rendered={{ counter.next }}"
-    "{% endcachesweeper %}"
-)
-
-
-class Counter:
-    """Counts renders: ``{{ counter.next }}`` in a template increments it."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value
 
 
 @pytest.fixture
@@ -305,7 +288,7 @@ def test_a_tuple_of_dependencies_is_swept_by_any_of_them() -> None:
 
 
 def test_using_keyword_stores_the_entry_in_that_cache(second_cache: str) -> None:
-    from tests.test_sweeps import missed_keys
+    from tests.helpers import missed_keys
 
     comment = make_comment()
     counter = Counter()
@@ -328,7 +311,7 @@ def test_using_keyword_stores_the_entry_in_that_cache(second_cache: str) -> None
 
 def test_a_separate_version_cache_holds_the_tokens(second_cache: str) -> None:
     from cachesweeper.tokens import token_key
-    from tests.test_sweeps import missed_keys
+    from tests.helpers import missed_keys
 
     with override_settings(CACHESWEEPER={"VERSION_CACHE": "second"}):
         comment = make_comment()

@@ -15,8 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
 from cachesweeper.jinja2 import CacheSweeperExtension
-from tests.helpers import calls, reloaded, reset
-from tests.test_fragments import Counter
+from tests.helpers import Counter, calls, reloaded, reset
 from tests.testapp.models import Article, Comment, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]

@@ -12,9 +12,7 @@ import cachesweeper
 from cachesweeper.dependencies import encode, name_of
 from cachesweeper.keys import make_key
 from cachesweeper.tokens import token_key
-from tests.helpers import reloaded, render
-from tests.test_fragments import Counter
-from tests.test_sweeps import missed_keys
+from tests.helpers import Counter, missed_keys, reloaded, render
 from tests.testapp.models import Article
 
 HOSTILE = [

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 import cachesweeper
-from tests.helpers import calls, reloaded, render, reset
-from tests.test_fragments import Counter
+from tests.helpers import Counter, calls, reloaded, render, reset
 from tests.testapp.models import Article, Comment, Note, Page, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]

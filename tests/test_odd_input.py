@@ -16,8 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
 import cachesweeper
-from tests.helpers import calls, reloaded, render, reset
-from tests.test_fragments import Counter
+from tests.helpers import Counter, calls, reloaded, render, reset
 from tests.test_jinja2 import render as render_jinja
 from tests.testapp.models import Article, Author, Comment
 

@@ -14,8 +14,7 @@ import pytest
 from django.test import override_settings
 
 import cachesweeper
-from tests.helpers import render
-from tests.test_fragments import Counter
+from tests.helpers import Counter, render
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

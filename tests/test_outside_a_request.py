@@ -15,8 +15,7 @@ import pytest
 from django.db import connection
 
 import cachesweeper
-from tests.helpers import calls, reloaded, render, reset
-from tests.test_fragments import Counter
+from tests.helpers import Counter, calls, reloaded, render, reset
 from tests.testapp.models import Article
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]

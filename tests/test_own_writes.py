@@ -20,8 +20,7 @@ from django.template import engines
 from django.test import AsyncClient, Client, TestCase, override_settings
 from django.urls import path
 
-from tests.helpers import render
-from tests.test_fragments import Counter
+from tests.helpers import Counter, render
 from tests.testapp.models import Article
 
 ON_ARTICLE = (

@@ -21,9 +21,8 @@ from django_redis.cache import RedisCache as DjangoRedisCache
 from django_redis.client import DefaultClient
 
 from cachesweeper import reads
-from tests.helpers import render
+from tests.helpers import Counter, render
 from tests.servers import MemcachedServer, RedisServer, cache_settings, free_port
-from tests.test_fragments import Counter
 from tests.testapp.models import Article
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,8 +18,7 @@ import cachesweeper
 from cachesweeper import sweeps, tokens
 from cachesweeper.tokens import token_key
 from cachesweeper.utils import invalidate_cache_handler
-from tests.helpers import calls, missed_keys, reloaded, render, reset, ttl_of
-from tests.test_fragments import COMMENT, Counter
+from tests.helpers import COMMENT, Counter, calls, missed_keys, reloaded, render, reset, ttl_of
 from tests.testapp.models import Article, Author, Comment, Legacy, Page, Topic, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
