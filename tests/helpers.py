@@ -13,6 +13,7 @@ from django.db.models import Model
 from django.template import engines
 
 from cachesweeper import signals
+from tests.testapp.models import Article, Comment
 
 #: A comment fragment that shows how often it was rendered.
 COMMENT = (
@@ -103,3 +104,10 @@ def ttl_of(kind: str, key: str, alias: str = "default") -> float | None:
     seconds = client.ttl(raw)
     assert seconds != -2, f"{key} is not stored"
     return None if seconds == -1 else float(seconds)
+
+
+def make_comments(count: int) -> list[Comment]:
+    """``count`` comments ``c0``, ``c1``... on one new article, loaded as a request would."""
+    article = Article.objects.create(title="Hello")
+    created = [Comment.objects.create(article=article, text=f"c{i}") for i in range(count)]
+    return [reloaded(comment) for comment in created]

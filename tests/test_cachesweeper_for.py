@@ -14,8 +14,8 @@ import pytest
 
 import cachesweeper
 from cachesweeper import reads, stats
-from tests.helpers import Counter, calls, reloaded, render, reset
-from tests.testapp.models import Article, Comment, Page
+from tests.helpers import Counter, calls, make_comments, reloaded, render, reset
+from tests.testapp.models import Comment, Page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -25,12 +25,6 @@ LIST = (
     "{% if forloop.last %}L{% endif %} {{ comment.text }} r{{ counter.next }}]"
     "{% empty %}none{% endcachesweeper_for %}"
 )
-
-
-def make_comments(count: int) -> list[Comment]:
-    article = Article.objects.create(title="Hello")
-    created = [Comment.objects.create(article=article, text=f"c{i}") for i in range(count)]
-    return [reloaded(comment) for comment in created]
 
 
 def test_items_render_with_forloop_and_are_cached() -> None:

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
 from cachesweeper.jinja2 import CacheSweeperExtension
-from tests.helpers import Counter, calls, reloaded, reset
+from tests.helpers import Counter, calls, make_comments, reloaded, reset
 from tests.testapp.models import Article, Comment, Vote
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
@@ -60,12 +60,6 @@ ENGINE = backend()
 
 def render(source: str, **context: Any) -> str:
     return str(ENGINE.from_string(source).render(context)).strip()
-
-
-def make_comments(count: int) -> list[Comment]:
-    article = Article.objects.create(title="Hello")
-    created = [Comment.objects.create(article=article, text=f"c{i}") for i in range(count)]
-    return [reloaded(comment) for comment in created]
 
 
 # --- {% cachesweeper %} ------------------------------------------------------------------
