@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db.models import Model
 from django.template import engines
+from django.test import Client
 
 from cachesweeper import signals
 from tests.testapp.models import Article, Comment
@@ -111,3 +113,24 @@ def make_comments(count: int) -> list[Comment]:
     article = Article.objects.create(title="Hello")
     created = [Comment.objects.create(article=article, text=f"c{i}") for i in range(count)]
     return [reloaded(comment) for comment in created]
+
+
+def stampede(url: str, count: int = 20) -> list[tuple[int, str]]:
+    """``count`` clients GET ``url`` at the same moment."""
+    barrier = threading.Barrier(count)
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def get() -> None:
+        client = Client()
+        barrier.wait()
+        response = client.get(url)
+        with lock:
+            results.append((response.status_code, response.content.decode()))
+
+    threads = [threading.Thread(target=get) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results

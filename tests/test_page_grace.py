@@ -14,6 +14,7 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client, override_settings
 
 import cachesweeper
+from tests.helpers import stampede
 from tests.testapp import views
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
@@ -30,27 +31,6 @@ def _fresh() -> Iterator[None]:
 
 def body(response: object) -> str:
     return response.content.decode()  # type: ignore[attr-defined,no-any-return]
-
-
-def stampede(url: str, count: int = 20) -> list[tuple[int, str]]:
-    """``count`` clients GET ``url`` at the same moment."""
-    barrier = threading.Barrier(count)
-    results: list[tuple[int, str]] = []
-    lock = threading.Lock()
-
-    def get() -> None:
-        client = Client()
-        barrier.wait()
-        response = client.get(url)
-        with lock:
-            results.append((response.status_code, response.content.decode()))
-
-    threads = [threading.Thread(target=get) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
 
 
 def test_swept_slow_page_is_regenerated_once_for_twenty_requests(client: Client) -> None:

@@ -14,7 +14,7 @@ from django.test import AsyncClient, Client, override_settings
 from django.urls.resolvers import URLResolver
 
 import cachesweeper
-from tests.test_page_grace import stampede
+from tests.helpers import stampede
 from tests.testapp import views
 from tests.testapp.models import Article, Comment
 
