@@ -16,9 +16,9 @@ from django.core.cache import caches
 from django.test import override_settings
 
 import cachesweeper
-from cachesweeper import sweeps
 from cachesweeper.edges import queue
 from cachesweeper.edges.base import Edge, PurgeBatch
+from cachesweeper.retries import RetryQueue
 from cachesweeper.tokens import token_key
 from tests.conftest import SERVER_KINDS
 from tests.edges.recording import RecordingEdge
@@ -44,11 +44,11 @@ class TokenWitness(Edge):
 
 
 @pytest.fixture
-def retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[sweeps._RetryQueue]:
+def retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[RetryQueue]:
     """A retry queue of the test's own that only retries when the test flushes it."""
-    queue = sweeps._RetryQueue()
+    queue = RetryQueue()
     queue.first_delay = 60
-    monkeypatch.setattr(sweeps, "_retries", queue)
+    monkeypatch.setattr("cachesweeper.retries.queue", queue)
     yield queue
     with queue._lock:
         queue._names.clear()
@@ -85,7 +85,7 @@ def cut_cache(request: pytest.FixtureRequest) -> Iterator[CuttableProxy]:
 
 
 def test_a_failed_bump_purges_nothing_until_its_retry_lands(
-    cut_cache: CuttableProxy, retries: sweeps._RetryQueue
+    cut_cache: CuttableProxy, retries: RetryQueue
 ) -> None:
     article = Article.objects.create(title="old")
     name = f"testapp.article.{article.pk}"

@@ -39,7 +39,7 @@ from django.http import HttpRequest
 from django.test import RequestFactory
 from django.urls import Resolver404, resolve
 
-from cachesweeper import stats, tokens
+from cachesweeper import retries, stats, tokens
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import instance_name, model_name, tag_name
 from cachesweeper.edges.base import Edge
@@ -56,7 +56,7 @@ from cachesweeper.pages import (
     _variant_key,
 )
 from cachesweeper.rules import compile_rules, match
-from cachesweeper.sweeps import _retries, invalidate_cache_for, invalidate_model, invalidate_tag
+from cachesweeper.sweeps import invalidate_cache_for, invalidate_model, invalidate_tag
 
 HELP = """Sweep dependencies, purge edge caches, show counters, inspect cache entries.
 
@@ -237,10 +237,10 @@ class Command(BaseCommand):
 
     def _check_swept(self, names: Sequence[str]) -> None:
         """A bump that failed is retried in the background; here, say so and fail."""
-        if not set(names) & set(_retries.pending()):
+        if not set(names) & set(retries.queue.pending()):
             return
-        _retries.flush()
-        failed = sorted(set(names) & set(_retries.pending()))
+        retries.queue.flush()
+        failed = sorted(set(names) & set(retries.queue.pending()))
         if failed:
             raise CommandError(
                 f"could not reach the version cache ({conf.VERSION_CACHE!r}) to sweep "
