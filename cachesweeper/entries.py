@@ -20,7 +20,17 @@ from typing import Any, NamedTuple
 
 from django.core.cache import BaseCache, InvalidCacheBackendError
 
-from cachesweeper import backends, collector, outages, reads, signals, stats, tokens, uncommitted
+from cachesweeper import (
+    backends,
+    collector,
+    outages,
+    reads,
+    retries,
+    signals,
+    stats,
+    tokens,
+    uncommitted,
+)
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency
 
@@ -318,14 +328,15 @@ def _needed(slots: Sequence[Slot]) -> dict[str, None]:
 def _untrusted() -> frozenset[str]:
     """Names whose tokens cannot be trusted here: their sweep has not landed yet.
 
-    Either the bump is being retried (``tokens.unconfirmed``), or it waits
+    Either the bump is being retried (``retries.queue.unconfirmed``), or it waits
     for the commit of a transaction this very code runs in, which must see
     its own writes.
     """
     waiting = uncommitted.names()
+    unconfirmed = retries.queue.unconfirmed
     if not waiting:
-        return tokens.unconfirmed
-    return waiting | tokens.unconfirmed
+        return unconfirmed
+    return waiting | unconfirmed
 
 
 def _copies_hit(slots: Sequence[Slot], untrusted: frozenset[str]) -> bool:
@@ -419,8 +430,8 @@ def _distrust(slots: Sequence[Slot], untrusted: frozenset[str]) -> None:
         if not untrusted.isdisjoint(names):
             slot.cache_down = True
             slot.state = MISS
-    if tokens.unconfirmed and tokens.retry_now is not None:
-        tokens.retry_now()
+    if retries.queue.unconfirmed:
+        retries.queue.poke()
 
 
 def _recheck(won: list[Slot]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.cache import BaseCache
@@ -33,13 +33,6 @@ from cachesweeper.keys import make_key
 COUNTER = "counter"
 
 _strategies: dict[type[Model], str] = {}
-
-#: Names whose latest sweep has not reached the version cache yet (it is being
-#: retried): their tokens cannot be trusted, so content on them is rendered, not
-#: served from an entry or stored.
-unconfirmed: frozenset[str] = frozenset()
-#: Asks the retry queue to try those sweeps now (set by :mod:`cachesweeper.sweeps`).
-retry_now: Callable[[], None] | None = None
 
 
 def set_strategy(model: type[Model], using: str | None) -> None:

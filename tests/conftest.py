@@ -42,7 +42,8 @@ from django.core.cache import caches
 from django.test import override_settings
 from hypothesis import settings as hypothesis_settings
 
-from cachesweeper import outages, sweeps, tokens
+from cachesweeper import outages
+from cachesweeper import retries as retry_queue
 from cachesweeper.edges import queue
 from tests.counting import CountingCacheMixin
 from tests.servers import (
@@ -130,10 +131,10 @@ def _background_work_stays_in_its_test() -> Iterator[None]:
     with purges._condition:
         purges._condition.wait_for(lambda: not purges._busy, timeout=5.0)
         purges._work.clear()
-    retries = sweeps._retries
+    retries = retry_queue.queue
     with retries._lock:
         retries._names.clear()
-    tokens.unconfirmed = frozenset()
+        retries.unconfirmed = frozenset()
     outages.forget()  # the next test's first failure of a cache warns again
 
 

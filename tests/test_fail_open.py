@@ -9,7 +9,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 import cachesweeper
-from cachesweeper import sweeps
+from cachesweeper import retries
 from cachesweeper.tokens import token_key
 from tests.helpers import COMMENT, Counter, render
 from tests.servers import cache_settings
@@ -43,15 +43,15 @@ def test_cachesweeper_for_renders_uncached() -> None:
 def test_saving_a_model_never_raises_and_the_sweep_waits_for_retry(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sweeps._retries.first_delay = 60  # keep the background thread out of this test
+    retries.queue.first_delay = 60  # keep the background thread out of this test
     try:
         with caplog.at_level(logging.ERROR, logger="cachesweeper"):
             article = Article.objects.create(title="a")
         assert f"testapp.article.{article.pk}" in caplog.text
         expected = {f"testapp.article.{article.pk}", "testapp.article"}
-        assert set(sweeps._retries.pending()) >= expected
+        assert set(retries.queue.pending()) >= expected
     finally:
-        sweeps._retries.first_delay = 0.5
+        retries.queue.first_delay = 0.5
 
 
 def test_pending_sweeps_are_delivered_when_the_cache_is_back(
@@ -69,19 +69,19 @@ def test_pending_sweeps_are_delivered_when_the_cache_is_back(
         assert render(source, article=article, counter=counter) == "1"
         before = caches["default"].get(token_key(f"testapp.article.{article.pk}"))
 
-    sweeps._retries.first_delay = 60
+    retries.queue.first_delay = 60
     try:
         with override_settings(CACHES={"default": down}):
             cachesweeper.invalidate_cache_for(article)
-            assert sweeps._retries.flush() == [f"testapp.article.{article.pk}"]
+            assert retries.queue.flush() == [f"testapp.article.{article.pk}"]
 
         with override_settings(CACHES={"default": live}):
-            assert sweeps._retries.flush() == []
+            assert retries.queue.flush() == []
             after = caches["default"].get(token_key(f"testapp.article.{article.pk}"))
             assert isinstance(after, int) and after != before
             assert render(source, article=article, counter=counter) == "2"
     finally:
-        sweeps._retries.first_delay = 0.5
+        retries.queue.first_delay = 0.5
 
 
 def wait_for_the_retry_thread(seconds: float = 5) -> list[str]:
@@ -89,9 +89,9 @@ def wait_for_the_retry_thread(seconds: float = 5) -> list[str]:
     import time
 
     deadline = time.monotonic() + seconds
-    while sweeps._retries.pending() and time.monotonic() < deadline:
+    while retries.queue.pending() and time.monotonic() < deadline:
         time.sleep(0.05)
-    return sweeps._retries.pending()
+    return retries.queue.pending()
 
 
 def test_new_sweeps_do_not_wait_out_an_earlier_backoff(memcached_server: object) -> None:
@@ -100,15 +100,15 @@ def test_new_sweeps_do_not_wait_out_an_earlier_backoff(memcached_server: object)
     with override_settings(CACHES={"default": live}):
         caches["default"].clear()
         caches["default"].set(token_key("second"), 2**50, None)
-        sweeps._retries.first_delay = 60
+        retries.queue.first_delay = 60
         try:
-            sweeps._retries.add(["first"])  # the thread now waits 60 s
-            assert sweeps._retries.flush() == []  # delivered by hand meanwhile
-            sweeps._retries.first_delay = 0.05
-            sweeps._retries.add(["second"])
+            retries.queue.add(["first"])  # the thread now waits 60 s
+            assert retries.queue.flush() == []  # delivered by hand meanwhile
+            retries.queue.first_delay = 0.05
+            retries.queue.add(["second"])
             assert wait_for_the_retry_thread() == []
         finally:
-            sweeps._retries.first_delay = 0.5
+            retries.queue.first_delay = 0.5
         assert caches["default"].get(token_key("second")) != 2**50
 
 
@@ -117,12 +117,12 @@ def test_background_retry_delivers_without_help(memcached_server: object) -> Non
     with override_settings(CACHES={"default": live}):
         caches["default"].clear()
         caches["default"].set(token_key("retry-me"), 2**50, None)
-        sweeps._retries.first_delay = 0.05
+        retries.queue.first_delay = 0.05
         try:
-            sweeps._retries.add(["retry-me"])
+            retries.queue.add(["retry-me"])
             assert wait_for_the_retry_thread() == []
         finally:
-            sweeps._retries.first_delay = 0.5
+            retries.queue.first_delay = 0.5
         # The retry thread has its own connection; read through a fresh one.
         after = caches["default"].get(token_key("retry-me"))
         assert isinstance(after, int) and after != 2**50

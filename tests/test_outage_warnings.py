@@ -107,15 +107,15 @@ def test_warn_on_every_failure_with_an_interval_of_zero(caplog: pytest.LogCaptur
 def test_every_lost_sweep_is_still_an_error_while_the_warning_is_held_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from cachesweeper import sweeps
+    from cachesweeper import retries
 
-    sweeps._retries.first_delay = 60  # keep the background thread out of this test
+    retries.queue.first_delay = 60  # keep the background thread out of this test
     try:
         with caplog.at_level(logging.WARNING, logger="cachesweeper"):
             cachesweeper.invalidate_tag("first")
             cachesweeper.invalidate_tag("second")
     finally:
-        sweeps._retries.first_delay = 0.5
+        retries.queue.first_delay = 0.5
     errors = [r.getMessage() for r in records(caplog, logging.ERROR)]
     assert len(errors) == 2
     assert "sweep first; will retry" in errors[0] and "sweep second; will retry" in errors[1]

@@ -430,14 +430,14 @@ def test_an_expired_copy_is_not_served(edge_app: WSGIHandler) -> None:
 def test_a_copy_is_not_served_while_a_sweep_of_its_page_is_pending(
     edge_app: WSGIHandler,
 ) -> None:
-    from cachesweeper import tokens
+    from cachesweeper import retries
 
     comment = Comment.objects.create(article=Article.objects.create(title="a"), text="c")
     app = PageCacheMiddleware(edge_app, [("/wsgi", 60, 0)], "default")
     call(app, django_page(comment), HTTP_HOST="testserver")
     call(app, django_page(comment), HTTP_HOST="testserver")
-    # A sweep of the comment failed and waits for its retry (see sweeps.py).
-    tokens.unconfirmed = frozenset({f"testapp.comment.{comment.pk}"})
+    # A sweep of the comment failed and waits for its retry (see retries.py).
+    retries.queue.unconfirmed = frozenset({f"testapp.comment.{comment.pk}"})
     call(app, django_page(comment), HTTP_HOST="testserver")
     assert views.CALLS["fragment_plain"] == 2
 

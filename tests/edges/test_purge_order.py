@@ -16,9 +16,10 @@ from django.core.cache import caches
 from django.test import override_settings
 
 import cachesweeper
-from cachesweeper import sweeps
+from cachesweeper import retries as retries_module
 from cachesweeper.edges import queue
 from cachesweeper.edges.base import Edge, PurgeBatch
+from cachesweeper.retries import RetryQueue
 from cachesweeper.tokens import token_key
 from tests.conftest import SERVER_KINDS
 from tests.edges.recording import RecordingEdge
@@ -44,11 +45,11 @@ class TokenWitness(Edge):
 
 
 @pytest.fixture
-def retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[sweeps._RetryQueue]:
+def retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[RetryQueue]:
     """A retry queue of the test's own that only retries when the test flushes it."""
-    queue = sweeps._RetryQueue()
+    queue = RetryQueue()
     queue.first_delay = 60
-    monkeypatch.setattr(sweeps, "_retries", queue)
+    monkeypatch.setattr("cachesweeper.retries.queue", queue)
     yield queue
     with queue._lock:
         queue._names.clear()
@@ -85,7 +86,7 @@ def cut_cache(request: pytest.FixtureRequest) -> Iterator[CuttableProxy]:
 
 
 def test_a_failed_bump_purges_nothing_until_its_retry_lands(
-    cut_cache: CuttableProxy, retries: sweeps._RetryQueue
+    cut_cache: CuttableProxy, retries: RetryQueue
 ) -> None:
     article = Article.objects.create(title="old")
     name = f"testapp.article.{article.pk}"
@@ -109,7 +110,7 @@ def test_a_failed_bump_purges_nothing_until_its_retry_lands(
 
 
 def test_a_bump_that_lands_at_exit_still_purges(
-    cut_cache: CuttableProxy, retries: sweeps._RetryQueue
+    cut_cache: CuttableProxy, retries: RetryQueue
 ) -> None:
     """The purge queue's exit hook runs before the sweeps' (atexit: last in, first out)."""
     article = Article.objects.create(title="old")
@@ -121,7 +122,7 @@ def test_a_bump_that_lands_at_exit_still_purges(
     queue.flush_at_exit()  # the purge queue's own hook: nothing to deliver yet
     cut_cache.restore()
 
-    sweeps._flush_at_exit()  # the retry lands, and its purges are delivered
+    retries_module._flush_at_exit()  # the retry lands, and its purges are delivered
 
     assert name in RecordingEdge.names()
     assert queue.purges.pending() == 0

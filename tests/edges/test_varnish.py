@@ -890,13 +890,13 @@ def test_a_sweep_that_missed_the_version_cache_purges_varnish_when_it_lands(
     fresh: Site, redis_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Purged before its bump, Varnish would refetch the old entry from Django and keep it."""
-    from cachesweeper import sweeps
+    from cachesweeper.retries import RetryQueue
     from tests.reliability.proxy import CuttableProxy
     from tests.servers import cache_settings
 
-    retries = sweeps._RetryQueue()
+    retries = RetryQueue()
     retries.first_delay = 60  # retried when the test says so
-    monkeypatch.setattr(sweeps, "_retries", retries)
+    monkeypatch.setattr("cachesweeper.retries.queue", retries)
     host, port = redis_server.location.rsplit(":", 1)
     proxy = CuttableProxy(host, int(port))
     cache = cache_settings("redis", proxy.url, counting=False, timeout=0.25)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cachesweeper import sweeps
+from cachesweeper.retries import RetryQueue
 from tests.reliability import figures
 
 
@@ -23,15 +23,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture
-def retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[sweeps._RetryQueue]:
+def retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[RetryQueue]:
     """A retry queue of the test's own, emptied afterwards.
 
     Its backoff can be changed freely: a retry thread sleeping out a long
     delay belongs to this queue, exits empty-handed, and never holds back the
     process's real queue in later tests.
     """
-    queue = sweeps._RetryQueue()
-    monkeypatch.setattr(sweeps, "_retries", queue)
+    queue = RetryQueue()
+    monkeypatch.setattr("cachesweeper.retries.queue", queue)
     yield queue
     with queue._lock:
         queue._names.clear()

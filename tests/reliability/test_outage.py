@@ -30,7 +30,8 @@ from django.core.cache import caches
 from django.db import transaction
 from django.test import Client, override_settings
 
-from cachesweeper import sweeps
+from cachesweeper import retries
+from cachesweeper.retries import RetryQueue
 from tests.reliability.figures import record
 from tests.reliability.proxy import CuttableProxy
 from tests.servers import MemcachedServer, RedisServer, ServerProcess, cache_settings, need_binary
@@ -43,8 +44,8 @@ TIMEOUT = 0.25
 
 
 @pytest.fixture(autouse=True)
-def _own_retries(retries: sweeps._RetryQueue) -> None:
-    """Each test has a retry queue of its own (``sweeps._retries``, see conftest)."""
+def _own_retries(retries: RetryQueue) -> None:
+    """Each test has a retry queue of its own (``cachesweeper.retries.queue``, see conftest)."""
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +146,7 @@ def test_killed_and_restarted_mid_run(kind: str, log_count: LogCount) -> None:
 
 def sustained_run(server: ServerProcess, events: dict[str, float]) -> dict[str, Any]:
     """Requests and saves for 4 s; the server dies at 1 s and is back at 2.5 s."""
-    sweeps._retries.first_delay, sweeps._retries.max_delay = 0.2, 1.0
+    retries.queue.first_delay, retries.queue.max_delay = 0.2, 1.0
     pks = [Article.objects.create(title=f"a{index}", body="0").pk for index in range(3)]
     committed = dict.fromkeys(pks, 0)
     client = Client()
@@ -203,7 +204,7 @@ def sustained_run(server: ServerProcess, events: dict[str, float]) -> dict[str, 
             counts["stale_reads"] += 1
     thread.join()
     deadline = time.monotonic() + 5
-    while sweeps._retries.pending() and time.monotonic() < deadline:
+    while retries.queue.pending() and time.monotonic() < deadline:
         time.sleep(0.05)
     return {
         "requests": sum(counts[f"reads_{phase}"] for phase in ("before", "down", "after")),
@@ -215,7 +216,7 @@ def sustained_run(server: ServerProcess, events: dict[str, float]) -> dict[str, 
         "exceptions": counts["exceptions"],
         "non_200": counts["non_200"],
         "stale_reads": counts["stale_reads"],
-        "pending_after": sweeps._retries.pending(),
+        "pending_after": retries.queue.pending(),
     }
 
 
@@ -250,14 +251,14 @@ def test_a_sweep_that_failed_lands_once_the_cache_is_back(
     kind: str, how: str, log_count: LogCount
 ) -> None:
     """The cache comes back *with its contents*; the failed sweep is retried and lands."""
-    sweeps._retries.first_delay, sweeps._retries.max_delay = 0.5, 30.0  # the defaults
+    retries.queue.first_delay, retries.queue.max_delay = 0.5, 30.0  # the defaults
     with behind_proxy(kind) as (server, proxy):
         client = Client()
         pk = Article.objects.create(title="a", body="1").pk
         warm(client, pk)
         proxy.cut() if how == "network cut" else server.pause()
         save_body(pk, "2")  # the sweep fails: logged, queued for retry
-        assert f"testapp.article.{pk}" in sweeps._retries.pending()
+        assert f"testapp.article.{pk}" in retries.queue.pending()
         time.sleep(1.0)  # the outage goes on past the first retry
         proxy.restore() if how == "network cut" else server.resume()
         back = time.monotonic()
@@ -268,7 +269,7 @@ def test_a_sweep_that_failed_lands_once_the_cache_is_back(
             assert time.monotonic() - back < 35, "the failed sweep never landed"
             time.sleep(0.02)
         window = time.monotonic() - back
-        while sweeps._retries.pending():
+        while retries.queue.pending():
             assert time.monotonic() - back < 35, "the retry queue never drained"
             time.sleep(0.02)
         drained = time.monotonic() - back
@@ -284,7 +285,7 @@ def test_a_sweep_that_failed_lands_once_the_cache_is_back(
 
 @pytest.mark.parametrize("kind", ["memcached", "django_redis"])
 def test_no_stale_read_once_a_cut_off_cache_answers_again(kind: str) -> None:
-    sweeps._retries.first_delay = 60  # the retry has not come round yet (it can take 30 s)
+    retries.queue.first_delay = 60  # the retry has not come round yet (it can take 30 s)
     with behind_proxy(kind) as (_, proxy):
         client = Client()
         pk = Article.objects.create(title="a", body="1").pk
@@ -307,7 +308,7 @@ def test_quiet_memcached_failures_count_as_failures(log_count: LogCount) -> None
     server.start()
     # pymemcache's defaults: 2 attempts, quiet for 1 s after a failure, then dead.
     entry = cache_settings("memcached", server.location, counting=False, timeout=TIMEOUT)
-    sweeps._retries.first_delay = 60
+    retries.queue.first_delay = 60
     try:
         with override_settings(CACHES={"default": entry}):
             cache = caches["default"]
@@ -322,13 +323,13 @@ def test_quiet_memcached_failures_count_as_failures(log_count: LogCount) -> None
             assert cache.get("reliability:probe") is None  # quiet: a default, no error
             save_body(pk, "2")  # its sweep meets the quiet client
             quiet_sweep = time.monotonic() - quiet_started < 1.0
-            assert f"testapp.article.{pk}" in sweeps._retries.pending()
+            assert f"testapp.article.{pk}" in retries.queue.pending()
             response = client.get(f"/article/{pk}/")  # a read meets it too: fails open
             assert response.status_code == 200 and response.content.decode() == f"{pk}=2;"
             server.resume()
             time.sleep(1.1)  # past pymemcache's quiet period
             answering()
-            assert sweeps._retries.flush() == []
+            assert retries.queue.flush() == []
             after = client.get(f"/article/{pk}/").content.decode()
     finally:
         server.close()

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import cachesweeper
 from cachesweeper import sweeps
+from cachesweeper.retries import RetryQueue
 from tests.reliability.figures import record
 from tests.servers import cache_settings, free_port
 from tests.testapp.models import Article, Comment, Topic, Vote
@@ -141,7 +142,7 @@ def article_registration() -> Iterator[None]:
 
 
 @pytest.fixture
-def quiet_retries(retries: sweeps._RetryQueue) -> None:
+def quiet_retries(retries: RetryQueue) -> None:
     retries.first_delay = 60  # a dead cache: keep the retry thread out of it
 
 

@@ -31,13 +31,13 @@ from django.core.management.base import (
 )
 from django.db import DEFAULT_DB_ALIAS
 
-from cachesweeper import inspection, stats
+from cachesweeper import inspection, retries, stats
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import instance_name, model_name
 from cachesweeper.edges.base import Edge
 from cachesweeper.edges.loading import configured, dispatch, request_host
 from cachesweeper.edges.queue import purges
-from cachesweeper.sweeps import _retries, invalidate_cache_for, invalidate_model, invalidate_tag
+from cachesweeper.sweeps import invalidate_cache_for, invalidate_model, invalidate_tag
 
 HELP = """Sweep dependencies, purge edge caches, show counters, inspect cache entries.
 
@@ -221,10 +221,10 @@ class Command(BaseCommand):
 
     def _check_swept(self, names: Sequence[str]) -> None:
         """A bump that failed is retried in the background; here, say so and fail."""
-        if not set(names) & set(_retries.pending()):
+        if not set(names) & set(retries.queue.pending()):
             return
-        _retries.flush()
-        failed = sorted(set(names) & set(_retries.pending()))
+        retries.queue.flush()
+        failed = sorted(set(names) & set(retries.queue.pending()))
         if failed:
             raise CommandError(
                 f"could not reach the version cache ({conf.VERSION_CACHE!r}) to sweep "
