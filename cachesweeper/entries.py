@@ -14,9 +14,9 @@ import asyncio
 import logging
 import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from enum import Enum
+from typing import Any, Final, NamedTuple
 
 from django.core.cache import BaseCache, InvalidCacheBackendError
 
@@ -68,68 +68,126 @@ class Entry(NamedTuple):
         return None
 
 
-@dataclass(slots=True)
-class Slot:
-    """One fragment or page being looked up, and what the lookup found."""
+class Slot(NamedTuple):
+    """What one fragment, list or page entry is: its key, dependencies and lifetime.
+
+    Immutable: what a lookup finds is a :class:`Lookup`, and what a render
+    changes (a page's ``Vary`` key, a list's lifetime) comes back in its
+    :class:`Rendered`. Made with :func:`slot`.
+    """
 
     key: str
     dependencies: Sequence[Dependency]
     timeout: float | None
-    grace: float = 0
-    entry: Entry | None = None
-    state: str = MISS
-    counters: dict[str, int] = field(default_factory=dict)
-    using: str | None = None
-    store: Any = None  # a cache object to use instead of the ``using`` alias
-    _backend: BaseCache | None = field(default=None, repr=False)
-    raw: Any = None
-    locked: bool = False
-    contended: bool = False
-    cache_down: bool = False
-    loaded_at: float | None = None  # when the instances it depends on were loaded
-    quiet: bool = False  # an entry that only speeds up others (a list entry): not announced
-    copy: Entry | None = None  # this process's copy of the entry (see copies.py), tried first
-    unsaved: bool = False  # depends on an instance with no primary key: never read nor stored
+    grace: float
+    using: str | None  # the entry cache alias (``None``: ``CACHE``)
+    store: Any  # a cache object to use instead of an alias (the WSGI page cache's)
+    loaded_at: float | None  # when the instances it depends on were loaded
+    kind: str  # FRAGMENT, LIST (an entry that only speeds up others: never announced) or PAGE
+    unsaved: bool  # depends on an instance with no primary key: never read nor stored
+    counter_names: tuple[str, ...]
+    attributes: dict[str, Any]
 
     @property
     def cache(self) -> BaseCache:
-        """The entry cache; looked up once per slot (``caches[...]`` is not free)."""
+        """The entry cache."""
         if self.store is not None:
             return self.store  # type: ignore[no-any-return]
-        if self._backend is None:
-            self._backend = backends.backend(self.using or conf.CACHE)
-        return self._backend
-
-    counter_names: list[str] = field(init=False)
-    attributes: dict[str, Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.counter_names, self.attributes = [], {}
-        for dep in self.dependencies:  # one pass: a slot is made for every fragment
-            if dep.attribute is None:
-                self.counter_names.append(dep.name)
-            else:
-                self.attributes[dep.name] = dep.value
+        return backends.backend(self.using or conf.CACHE)
 
     @property
     def lock_key(self) -> str:
         return f"{self.key}:lock"
 
+
+FRAGMENT = "fragment"
+LIST = "list"
+PAGE = "page"
+
+
+def slot(
+    key: str,
+    dependencies: Sequence[Dependency],
+    timeout: float | None,
+    grace: float = 0,
+    *,
+    using: str | None = None,
+    store: Any = None,
+    loaded_at: float | None = None,
+    kind: str = FRAGMENT,
+    unsaved: bool = False,
+) -> Slot:
+    """A :class:`Slot`, its dependencies split into counter names and attribute tokens."""
+    names, attributes = split(dependencies)
+    return Slot(
+        key, dependencies, timeout, grace, using, store, loaded_at, kind, unsaved,
+        names, attributes,
+    )  # fmt: skip
+
+
+def split(dependencies: Sequence[Dependency]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The names of counter tokens, and the values of attribute tokens, in one pass."""
+    names: list[str] = []
+    attributes: dict[str, Any] = {}
+    for dep in dependencies:
+        if dep.attribute is None:
+            names.append(dep.name)
+        else:
+            attributes[dep.name] = dep.value
+    return tuple(names), attributes
+
+
+class Lookup:
+    """What reading one slot's entry and tokens found, and the locks it holds."""
+
+    __slots__ = (
+        "cache_down",
+        "contended",
+        "copy",
+        "counters",
+        "entry",
+        "locked",
+        "raw",
+        "slot",
+        "state",
+    )
+
+    def __init__(self, slot: Slot, copy: Entry | None = None) -> None:
+        self.slot = slot
+        #: This process's copy of the entry (see ``copies.py``), tried first; ``None``
+        #: after the lookup when it turned out of date.
+        self.copy = copy
+        self.entry: Entry | None = None
+        self.state = MISS
+        self.counters: dict[str, int] = {}
+        self.raw: Any = None  # what the entry key held, entry or not (a page's Vary pointer)
+        self.locked = False  # holds the regeneration lock
+        self.contended = False  # a cold miss another request is rendering
+        self.cache_down = False  # not read, so not to be stored either
+
     def seen_tokens(self) -> dict[str, int | None]:
         """What this slot reports to the enclosing frame when served from its entry."""
         assert self.entry is not None
         seen: dict[str, int | None] = dict(self.entry.counters)
-        for name in self.attributes:
+        for name in self.slot.attributes:
             seen.setdefault(name, self.counters.get(name))
         return seen
 
     def declared_tokens(self) -> dict[str, int | None]:
         """Current tokens of the declared dependencies (``None`` where unknown)."""
-        return {dep.name: self.counters.get(dep.name) for dep in self.dependencies}
+        return {dep.name: self.counters.get(dep.name) for dep in self.slot.dependencies}
 
 
 def version_cache() -> BaseCache:
     return backends.backend(conf.VERSION_CACHE)
+
+
+class _Same(Enum):
+    AS_SLOT = 0
+
+
+#: In :class:`Rendered`: the slot's own key or timeout.
+AS_SLOT: Final = _Same.AS_SLOT
 
 
 class Rendered(NamedTuple):
@@ -138,125 +196,191 @@ class Rendered(NamedTuple):
     value: Any
     payload: Any = None  # None: do not store (an uncacheable page)
     failed: bool = False  # a bad result (a 5xx page): a stale entry is better, if allowed
+    key: str | _Same = AS_SLOT  # another key to store under (a page's ``Vary`` variant)
+    timeout: float | _Same | None = AS_SLOT  # decided from the result (``0``: do not store)
 
 
-def serve(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> list[tuple[str, Any]]:
-    """Return ``(state, value)`` for each slot: its stored payload, or what ``render`` made.
+#: A slot's state and its value: the stored payload, or what was rendered.
+Served = tuple[str, Any]
 
-    Every slot reports its dependencies to the enclosing frame, hit or miss.
-    A render that raises (or fails) falls back to a stale entry while grace
-    allows and never overwrites it; regeneration locks are always released.
+
+def serve(
+    slots: Sequence[Slot],
+    render: Callable[[int], Rendered],
+    found: Sequence[Lookup] | None = None,
+) -> list[Served]:
+    """The one read path: serve each slot from its entry, or render and store it.
+
+    ``render(i)`` builds slot ``i``; ``found`` are the slots' lookups when the
+    caller made them (a page following its ``Vary`` pointer, the WSGI page
+    cache trying its copy). Every slot reports its dependencies to the
+    enclosing frame, hit or miss. A render that raises (or fails) falls back
+    to a stale entry while grace allows and never overwrites it;
+    regeneration locks are always released.
     """
-    unsaved = any(slot.unsaved for slot in slots)
-    identified = [slot for slot in slots if not slot.unsaved] if unsaved else slots
-    if identified:
-        lookup(identified)
-    results: list[tuple[str, Any]] = []
-    to_save: list[tuple[Slot, Any, collector.Frame]] = []
+    found = lookup(slots) if found is None else found
+    to_save: list[_ToSave] = []
     try:
-        for index, slot in enumerate(slots):
-            if slot.unsaved:
-                results.append(render_unsaved(slot, render, index))
+        results: list[Served] = []
+        for index, one in enumerate(found):
+            if one.contended:
+                wait_for_entry(one)
+            if one.state != MISS:
+                results.append(served(one))
                 continue
-            if slot.contended and wait_for_entry(slot):
-                results.append(served(slot))
-                continue
-            if slot.state != MISS:
-                results.append(served(slot))
-                continue
-            announce(slot, MISS)
-            with collector.collect() as frame:
-                try:
-                    outcome = render(index)
-                except Exception as error:
-                    results.append(fall_back(slot, error))
-                    continue
-            results.append(accept(slot, outcome, frame, to_save))
-        if to_save:
-            save(to_save)
+            with _Render(one, to_save) as rendering:
+                rendering.outcome = render(index)
+            results.append(rendering.result)
+        save(to_save)
     finally:
-        release(slots)
+        release(found)
     return results
 
 
-def render_unsaved(slot: Slot, render: Callable[[int], Rendered], index: int) -> tuple[str, Any]:
-    """Render a fragment on an unsaved instance: nothing can key or sweep it.
+async def aserve(
+    slots: Sequence[Slot],
+    render: Callable[[int], Awaitable[Rendered]],
+    found: Sequence[Lookup] | None = None,
+) -> list[Served]:
+    """:func:`serve` for async views: waits and renders without blocking the event loop."""
+    found = lookup(slots) if found is None else found
+    to_save: list[_ToSave] = []
+    try:
+        results: list[Served] = []
+        for index, one in enumerate(found):
+            if one.contended:
+                await await_entry(one)
+            if one.state != MISS:
+                results.append(served(one))
+                continue
+            with _Render(one, to_save) as rendering:
+                rendering.outcome = await render(index)
+            results.append(rendering.result)
+        save(to_save)
+    finally:
+        release(found)
+    return results
 
-    What encloses it (a fragment, a list entry, a page) shows it too, so it
-    is not stored either.
+
+class _ToSave(NamedTuple):
+    found: Lookup
+    payload: Any
+    frame: collector.Frame
+    key: str
+    timeout: float | None
+
+
+class _Render:
+    """One render of a missed slot, in its own frame, judged when it ends.
+
+    ``serve`` and ``aserve`` differ only in how they call ``render``; what
+    happens around the call is here, once.
     """
-    announce(slot, MISS)
-    with collector.collect():
-        outcome = render(index)
-    collector.spoil()
-    return MISS, outcome.value
+
+    __slots__ = ("_collecting", "found", "frame", "outcome", "result", "to_save")
+
+    def __init__(self, found: Lookup, to_save: list[_ToSave]) -> None:
+        self.found, self.to_save = found, to_save
+        self.outcome: Rendered | None = None
+        self.result: Served = (MISS, None)
+
+    def __enter__(self) -> _Render:
+        announce(self.found.slot, MISS)
+        self._collecting = collector.collect()
+        self.frame = self._collecting.__enter__()
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
+        self._collecting.__exit__(kind, error, traceback)
+        found = self.found
+        if found.slot.unsaved:
+            # Nothing can key or sweep a fragment on an unsaved instance; what
+            # encloses it (a fragment, a list entry, a page) shows it too.
+            collector.spoil()
+            if self.outcome is not None:
+                self.result = (MISS, self.outcome.value)
+            return False
+        if error is not None:
+            if not isinstance(error, Exception) or not can_serve_stale(found):
+                return False  # raised as it is
+            logger.error("cachesweeper: re-render failed, serving the stale entry", exc_info=error)
+            self.result = _stale(found)
+            return True
+        assert self.outcome is not None
+        self.result = accept(found, self.outcome, self.frame, self.to_save)
+        return False
 
 
-def served(slot: Slot) -> tuple[str, Any]:
+def served(found: Lookup) -> Served:
     """Serve a slot from its entry (a hit, or stale during grace)."""
-    assert slot.entry is not None
-    announce(slot, slot.state)
+    assert found.entry is not None
+    announce(found.slot, found.state, found.entry)
     if collector.current() is not None:
-        collector.report(slot.seen_tokens())
-    return slot.state, slot.entry.payload
+        collector.report(found.seen_tokens())
+    return found.state, found.entry.payload
 
 
-def fall_back(slot: Slot, error: Exception) -> tuple[str, Any]:
-    """A re-render raised: serve the stale entry while grace allows, else re-raise."""
-    if not can_serve_stale(slot):
-        raise error
-    logger.error("cachesweeper: re-render failed, serving the stale entry", exc_info=error)
-    keep_stale(slot)
-    slot.state = STALE
-    return served(slot)
+def _stale(found: Lookup) -> Served:
+    keep_stale(found)
+    found.state = STALE
+    return served(found)
 
 
 def accept(
-    slot: Slot,
-    outcome: Rendered,
-    frame: collector.Frame,
-    to_save: list[tuple[Slot, Any, collector.Frame]],
-) -> tuple[str, Any]:
+    found: Lookup, outcome: Rendered, frame: collector.Frame, to_save: list[_ToSave]
+) -> Served:
     """Take a fresh render: queue its payload for storing, or prefer the stale entry."""
-    if outcome.failed and can_serve_stale(slot):
+    if outcome.failed and can_serve_stale(found):
         logger.warning("cachesweeper: re-render gave a bad result, serving the stale entry")
-        keep_stale(slot)
-        slot.state = STALE
-        return served(slot)
-    collector.report(slot.declared_tokens())
+        return _stale(found)
+    collector.report(found.declared_tokens())
     if outcome.payload is not None:
-        to_save.append((slot, outcome.payload, frame))
+        slot = found.slot
+        key = slot.key if outcome.key is AS_SLOT else outcome.key
+        timeout = slot.timeout if outcome.timeout is AS_SLOT else outcome.timeout
+        to_save.append(_ToSave(found, outcome.payload, frame, key, timeout))
     return MISS, outcome.value
 
 
-def wait_for_entry(slot: Slot) -> bool:
+def wait_for_entry(found: Lookup) -> bool:
     """A cold miss that another request is already rendering: wait briefly for its entry."""
     deadline = time.monotonic() + conf.COLD_WAIT
     while time.monotonic() < deadline:
         time.sleep(_POLL)
-        lookup([slot], lock=False)
-        if slot.state == HIT or slot.cache_down:
-            return slot.state == HIT
+        if _waited(found):
+            return found.state == HIT
     return False
 
 
-async def await_entry(slot: Slot) -> bool:
+async def await_entry(found: Lookup) -> bool:
     """:func:`wait_for_entry` for async views, without blocking the event loop."""
     deadline = time.monotonic() + conf.COLD_WAIT
     while time.monotonic() < deadline:
         await asyncio.sleep(_POLL)
-        lookup([slot], lock=False)
-        if slot.state == HIT or slot.cache_down:
-            return slot.state == HIT
+        if _waited(found):
+            return found.state == HIT
     return False
 
 
-def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
-    """Fetch the entries of ``slots`` and the tokens they need, and decide each state.
+def _waited(found: Lookup) -> bool:
+    """Read again while waiting; whether waiting is over (the entry came, or the cache went)."""
+    read([found], lock=False)
+    return found.state == HIT or found.cache_down
+
+
+def lookup(slots: Sequence[Slot]) -> list[Lookup]:
+    """Read the entries of ``slots`` and the tokens they need; see :func:`read`."""
+    found = [Lookup(slot) for slot in slots]
+    read(found)
+    return found
+
+
+def read(found: Sequence[Lookup], lock: bool = True) -> None:
+    """Fetch the entries and the tokens ``found`` need, and decide each state.
 
     One ``get_many`` when entries and tokens share a cache alias (two when
     they do not). Missing counters are created only when something will be
-    stored.
+    stored. Slots on unsaved instances are not read: they stay misses.
 
     A nested (Russian-doll) entry is the exception: the names its inner
     fragments contributed are stored only inside the entry, so the first
@@ -266,55 +390,58 @@ def lookup(slots: Sequence[Slot], lock: bool = True) -> None:
     every backend: the token keys to fetch are only known once the entry
     has been read.
 
-    Slots that carry this process's copy of their entry (the WSGI page
+    Lookups that carry this process's copy of their entry (the WSGI page
     cache's, see ``copies.py``) try it first, reading only its tokens.
     """
+    if any(one.slot.unsaved for one in found):
+        found = [one for one in found if not one.slot.unsaved]
+        if not found:
+            return
     untrusted = _untrusted()
     try:
-        if slots[0].copy is not None and _copies_hit(slots, untrusted):
+        if found[0].copy is not None and _copies_hit(found, untrusted):
             return
-        needed = _needed(slots)
-        found, counters = _fetch(slots[0], [slot.key for slot in slots], needed)
-        if not untrusted and _all_plain_hits(slots, found, counters):
-            return
-        _complete(slots, found, counters, needed)
+        needed = _needed(found)
+        raw, counters = _fetch(found[0].slot, [one.slot.key for one in found], needed)
+        _complete(found, raw, counters, needed)
     except InvalidCacheBackendError:
         raise  # a ``using=`` naming no cache is a mistake to fix, not an outage
     except Exception as error:
-        outages.report(_read_caches(slots[0]), "rendering uncached", error)
-        for slot in slots:
-            slot.cache_down = True
-            slot.state = MISS
+        outages.report(_read_caches(found[0].slot), "rendering uncached", error)
+        for one in found:
+            one.cache_down = True
+            one.state = MISS
         return
 
     if untrusted:
-        _distrust(slots, untrusted)
+        _distrust(found, untrusted)
     now = time.time()
-    won: list[Slot] = []
-    for slot in slots:
-        if slot.cache_down:
+    won: list[Lookup] = []
+    for one in found:
+        if one.cache_down:
             continue
-        slot.raw = found.get(slot.key)
-        slot.counters = counters
-        slot.state = _evaluate(slot, counters, now)
-        if not lock or slot.grace <= 0:
+        one.raw = raw.get(one.slot.key)
+        one.counters = counters
+        one.state = _evaluate(one, counters, now)
+        if not lock or one.slot.grace <= 0 or one.state == HIT:
             continue
-        if slot.state == STALE and _lock(slot):
-            won.append(slot)
-        elif slot.entry is None and conf.COLD_WAIT > 0:
+        if one.state == STALE and _lock(one):
+            won.append(one)
+        elif one.entry is None and conf.COLD_WAIT > 0:
             # A cold miss: whoever gets the lock renders, the others may wait for it.
-            slot.contended = not _lock(slot)
-            if slot.locked:
-                won.append(slot)
+            one.contended = not _lock(one)
+            if one.locked:
+                won.append(one)
     if won:
         _recheck(won)
 
 
-def _needed(slots: Sequence[Slot]) -> dict[str, None]:
-    """The counter names to read with the entries of ``slots``, in order."""
+def _needed(found: Sequence[Lookup]) -> dict[str, None]:
+    """The counter names to read with the entries, in order."""
     wants = collector.wants_tokens()
     needed: dict[str, None] = {}
-    for slot in slots:
+    for one in found:
+        slot = one.slot
         for name in slot.counter_names:
             needed[name] = None
         if wants:
@@ -339,192 +466,184 @@ def _untrusted() -> frozenset[str]:
     return waiting | unconfirmed
 
 
-def _copies_hit(slots: Sequence[Slot], untrusted: frozenset[str]) -> bool:
+def _copies_hit(found: Sequence[Lookup], untrusted: frozenset[str]) -> bool:
     """Serve every slot from its copy when the copies' tokens are still current.
 
     Reads only those tokens. If any copy is out of date (a token moved or is
     missing, the copy expired) or a sweep is pending, the copies are
     forgotten and the ordinary read decides, one more round trip.
     """
-    if untrusted or any(slot.copy is None for slot in slots):
-        return _forget_copies(slots)
-    names = {name: None for slot in slots for name in slot.copy.counters}  # type: ignore[union-attr]
+    if untrusted or any(one.copy is None for one in found):
+        return _forget_copies(found)
+    names = {name: None for one in found for name in one.copy.counters}  # type: ignore[union-attr]
     counters = tokens.read_counters(version_cache(), names)
     now = time.time()
-    for slot in slots:
-        slot.entry = slot.copy
-        if _evaluate(slot, counters, now) != HIT:
-            return _forget_copies(slots)
-    for slot in slots:
-        slot.counters, slot.state = counters, HIT
+    for one in found:
+        one.entry = one.copy
+        if _evaluate(one, counters, now) != HIT:
+            return _forget_copies(found)
+    for one in found:
+        one.counters, one.state = counters, HIT
     return True
 
 
-def _forget_copies(slots: Sequence[Slot]) -> bool:
-    for slot in slots:
-        slot.copy = slot.entry = None
+def _forget_copies(found: Sequence[Lookup]) -> bool:
+    for one in found:
+        one.copy = one.entry = None
     return False
 
 
-def _all_plain_hits(
-    slots: Sequence[Slot], found: Mapping[str, Any], counters: dict[str, int]
-) -> bool:
-    """Settle the common case with the least work: every entry valid and fresh.
-
-    Anything else (an entry naming counters that were not read, a pending
-    sweep, a stale or missing entry, an entry this process has not met) is
-    left to the general path, which decides every slot again.
-    """
-    now = time.time()
-    for slot in slots:
-        if slot.key not in _known:
-            return False
-        slot.entry = Entry.load(found.get(slot.key))
-        # Counters that were not read are absent from ``counters``: no hit.
-        if _evaluate(slot, counters, now) != HIT:
-            return False
-    for slot in slots:
-        slot.raw, slot.counters, slot.state = found.get(slot.key), counters, HIT
-    return True
-
-
 def _complete(
-    slots: Sequence[Slot],
-    found: Mapping[str, Any],
+    found: Sequence[Lookup],
+    raw: Mapping[str, Any],
     counters: dict[str, int],
     needed: dict[str, None],
 ) -> None:
     """Load the entries; read the counters only they name; create missing declared ones."""
     more: dict[str, None] = {}
-    for slot in slots:
-        slot.entry = entry = Entry.load(found.get(slot.key))
+    for one in found:
+        key = one.slot.key
+        one.entry = entry = Entry.load(raw.get(key))
         if entry is not None:
             unknown = [name for name in entry.counters if name not in needed]
             if unknown:
                 more.update(dict.fromkeys(unknown))
-            if unknown or slot.key not in _known:
-                _remember(slot.key, entry.counters)
+            if unknown or key not in _known:
+                _remember(key, entry.counters)
     if more:
         counters.update(tokens.read_counters(version_cache(), more))
-    missing = [name for name in needed if name not in counters]
-    if missing:
-        declared = {dep.name for slot in slots for dep in slot.dependencies}
-        missing = [name for name in missing if name in declared]
-    if missing:
-        counters.update(tokens.create_counters(version_cache(), missing))
-        if any(name not in counters for name in missing):
-            # Some clients answer "not stored" instead of raising while
-            # they consider the server dead.
-            raise ConnectionError("the version cache did not keep new counters")
+    if len(counters) < len(needed):
+        declared = {dep.name for one in found for dep in one.slot.dependencies}
+        missing = [name for name in needed if name not in counters and name in declared]
+        if missing:
+            counters.update(tokens.create_counters(version_cache(), missing))
+            if any(name not in counters for name in missing):
+                # Some clients answer "not stored" instead of raising while
+                # they consider the server dead.
+                raise ConnectionError("the version cache did not keep new counters")
 
 
-def _distrust(slots: Sequence[Slot], untrusted: frozenset[str]) -> None:
+def _distrust(found: Sequence[Lookup], untrusted: frozenset[str]) -> None:
     """Slots depending on a sweep that has not landed yet are rendered, not served or stored.
 
     If that sweep is being retried, the cache answers again: retry it at once.
     """
-    for slot in slots:
-        names = {dep.name for dep in slot.dependencies}
-        if slot.entry is not None:
-            names.update(slot.entry.counters)
+    for one in found:
+        names = {dep.name for dep in one.slot.dependencies}
+        if one.entry is not None:
+            names.update(one.entry.counters)
         if not untrusted.isdisjoint(names):
-            slot.cache_down = True
-            slot.state = MISS
+            one.cache_down = True
+            one.state = MISS
     if retries.queue.unconfirmed:
         retries.queue.poke()
 
 
-def _recheck(won: list[Slot]) -> None:
+def _recheck(won: list[Lookup]) -> None:
     """Read again after winning a lock: the previous holder may have just stored it.
 
     Without this, a request that read the stale entry just before another
     request stored the new one, and locked just after that one released,
     would render the page a second time.
     """
-    lookup(won, lock=False)
-    for slot in won:
-        if slot.state == HIT or slot.cache_down:
-            release([slot])
+    read(won, lock=False)
+    for one in won:
+        if one.state == HIT or one.cache_down:
+            release([one])
         else:
-            slot.state = MISS  # this request renders; a stale entry is its fallback
+            one.state = MISS  # this request renders; a stale entry is its fallback
 
 
-def save(slots: Sequence[tuple[Slot, Any, collector.Frame]]) -> None:
+def save(to_save: Sequence[_ToSave]) -> None:
     """Store freshly rendered payloads, each against the tokens it was built from.
 
     Content whose tokens are incomplete (the cache was down for an inner
     fragment) or inconsistent (a sweep happened mid-render) is not stored,
     nor is content that may show older data under a newer token (see
     :func:`_predates_a_sweep`); what encloses such content is not stored either.
+    Their locks are released once they are stored.
     """
+    if not to_save:
+        return
     now = time.time()
     request_started = collector.request_started_at()
-    timeout: float | None
+    expiry: float | None
     batch: dict[float | None, dict[str, Any]] = {}
-    for slot, payload, frame in slots:
-        if slot.cache_down or not frame.complete:
+    for found, payload, frame, key, timeout in to_save:
+        if found.cache_down or not frame.complete:
             continue
-        declared = {name: slot.counters[name] for name in slot.counter_names}
+        slot = found.slot
+        declared = {name: found.counters[name] for name in slot.counter_names}
         counters = {**declared}
         counters.update((name, token) for name, token in frame.tokens.items() if token is not None)
         if _predates_a_sweep(slot.loaded_at, declared, request_started, counters):
             collector.spoil()  # the enclosing fragment or page shows this content too
             continue
-        if slot.timeout is not None and slot.timeout <= 0:
+        if timeout is None:
+            fresh_until, expiry = None, None
+        elif timeout <= 0:
             continue
-        if slot.timeout is None:
-            fresh_until, timeout = None, None
         else:
-            fresh_until, timeout = now + slot.timeout, slot.timeout + slot.grace
+            fresh_until, expiry = now + timeout, timeout + slot.grace
         entry = Entry(payload, counters, slot.attributes, fresh_until)
-        batch.setdefault(timeout, {})[slot.key] = entry.dump()
-        _remember(slot.key, counters)
-    if not slots:
-        return
-    cache = slots[0][0].cache
-    for timeout, values in batch.items():
-        _safely(slots[0][0], cache.set_many, values, timeout)
-    release([slot for slot, _, _ in slots])
+        batch.setdefault(expiry, {})[key] = entry.dump()
+        _remember(key, counters)
+    first = to_save[0].found.slot
+    cache = first.cache
+    for expiry, values in batch.items():
+        _safely(first, cache.set_many, values, expiry)
+    release([item.found for item in to_save])
 
 
-def release(slots: Sequence[Slot]) -> None:
-    """Give up the regeneration locks held for ``slots`` (always, even after an error)."""
-    held = [slot for slot in slots if slot.locked]
+def release(found: Sequence[Lookup]) -> None:
+    """Give up the regeneration locks held (always, even after an error)."""
+    held = [one for one in found if one.locked]
     if held:
-        _safely(held[0], held[0].cache.delete_many, [slot.lock_key for slot in held])
-        for slot in held:
-            slot.locked = False
+        first = held[0].slot
+        _safely(first, first.cache.delete_many, [one.slot.lock_key for one in held])
+        for one in held:
+            one.locked = False
 
 
-def keep_stale(slot: Slot) -> None:
+def keep_stale(found: Lookup) -> None:
     """A regeneration failed: keep serving the stale entry, for ``grace`` seconds at most."""
-    entry = slot.entry
+    entry, slot = found.entry, found.slot
     assert entry is not None
     if entry.stale_since is None:
         marked = entry._replace(stale_since=time.time())
         _safely(slot, slot.cache.set, slot.key, marked.dump(), max(1, int(slot.grace)))
-    release([slot])
+    release([found])
 
 
-def can_serve_stale(slot: Slot) -> bool:
+def can_serve_stale(found: Lookup) -> bool:
     """Whether a failed regeneration may fall back to the slot's stale entry."""
-    if slot.entry is None or slot.grace <= 0:
+    if found.entry is None or found.slot.grace <= 0:
         return False
-    since = _stale_since(slot.entry, time.time())
-    return since is None or time.time() < since + slot.grace
+    since = _stale_since(found.entry, time.time())
+    return since is None or time.time() < since + found.slot.grace
 
 
-_SIGNALS = {HIT: signals.fragment_hit, STALE: signals.fragment_stale, MISS: signals.fragment_miss}
+_SIGNALS = {
+    FRAGMENT: {
+        HIT: signals.fragment_hit,
+        STALE: signals.fragment_stale,
+        MISS: signals.fragment_miss,
+    },
+    PAGE: {HIT: signals.page_hit, STALE: signals.page_stale, MISS: signals.page_miss},
+}
 
 
-def announce(slot: Slot, state: str) -> None:
-    """Count the serve and send the matching signal, only when somebody listens."""
-    if slot.quiet:
+def announce(slot: Slot, state: str, entry: Entry | None = None) -> None:
+    """Count the serve and send the matching signal, only when somebody listens.
+
+    List entries only speed up their items, which are announced themselves.
+    """
+    if slot.kind == LIST:
         return
     stats.SERVED[state] += 1
-    signal = _SIGNALS[state]
+    signal = _SIGNALS[slot.kind][state]
     if signal.receivers:
-        names = list(slot.entry.counters) if state != MISS and slot.entry else []
+        names = list(entry.counters) if entry is not None else []
         names += [dep.name for dep in slot.dependencies if dep.name not in names]
         signal.send(sender=Slot, key=slot.key, dependencies=names)
 
@@ -582,8 +701,8 @@ def _swept_since(counters: Mapping[str, int], started: float) -> bool:
     return False
 
 
-def _evaluate(slot: Slot, counters: Mapping[str, int], now: float) -> str:
-    entry = slot.entry
+def _evaluate(found: Lookup, counters: Mapping[str, int], now: float) -> str:
+    entry, slot = found.entry, found.slot
     if entry is None:
         return MISS
     valid = entry.attributes == slot.attributes and tokens.tokens_match(entry.counters, counters)
@@ -607,19 +726,20 @@ def _stale_since(entry: Entry, now: float) -> float | None:
     return min(known) if known else None
 
 
-def _lock(slot: Slot) -> bool:
+def _lock(found: Lookup) -> bool:
     """Try to become the one request that re-renders a stale entry.
 
     The lock's timeout is relative and bounded by grace, so a request that
     dies while rendering only holds the others back until then.
     """
+    slot = found.slot
     try:
-        slot.locked = bool(slot.cache.add(slot.lock_key, 1, timeout=max(1, int(slot.grace))))
+        found.locked = bool(slot.cache.add(slot.lock_key, 1, timeout=max(1, int(slot.grace))))
     except Exception as error:
         outages.report(_entry_cache(slot), "rendering without the regeneration lock", error)
-        slot.locked = False
+        found.locked = False
         return True  # nobody can coordinate; render rather than serve stale forever
-    return slot.locked
+    return found.locked
 
 
 def _remember(key: str, names: Mapping[str, object]) -> None:

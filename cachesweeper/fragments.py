@@ -10,7 +10,7 @@ from django.db.models import Model
 
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency, resolve, unsaved
-from cachesweeper.entries import Slot
+from cachesweeper.entries import FRAGMENT, Slot, split
 from cachesweeper.keys import make_key
 from cachesweeper.stamps import loaded_at
 from cachesweeper.tokens import attribute_for
@@ -34,10 +34,12 @@ def fragment_slot(
     key an entry by.
     """
     key, dependencies = _identity(origin, target, vary_on)
-    # Positional, then set: keyword arguments to a dataclass cost more, per item of a list.
-    slot = Slot(key, dependencies, timeout, conf.GRACE if grace is None else grace)
-    slot.using, slot.loaded_at, slot.unsaved = using, loaded_at(target), unsaved(target)
-    return slot
+    names, attributes = split(dependencies)
+    # Positional, as entries.slot() would: keyword arguments cost more, per item of a list.
+    return Slot(
+        key, dependencies, timeout, conf.GRACE if grace is None else grace, using, None,
+        loaded_at(target), FRAGMENT, unsaved(target), names, attributes,
+    )  # fmt: skip
 
 
 def _identity(

@@ -27,7 +27,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cachesweeper.conf import conf
-from cachesweeper.entries import HIT, MISS, STALE, Rendered, Slot, announce, serve
+from cachesweeper.entries import (
+    HIT,
+    LIST,
+    MISS,
+    STALE,
+    Lookup,
+    Rendered,
+    Slot,
+    announce,
+    lookup,
+    serve,
+    slot,
+)
 from cachesweeper.keys import make_key
 
 #: Shorter lists are served from their item entries alone.
@@ -38,30 +50,30 @@ def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
     """The joined content of the items in ``slots``; ``render(i)`` builds item ``i``."""
     if (
         len(slots) < MIN_ITEMS
-        or not any(slot.counter_names for slot in slots)
-        or any(slot.unsaved for slot in slots)
+        or not any(item.counter_names for item in slots)
+        or any(item.unsaved for item in slots)
     ):
         # Attribute-versioned items need no token reads: their list is N keys already.
-        # A list showing an unsaved item is never stored (entries.render_unsaved).
+        # A list showing an unsaved item is never stored (entries._Render).
         return _join(serve(slots, render))
     first = slots[0]
-    whole = Slot(
-        make_key(conf.KEY_PREFIX, "l", [slot.key for slot in slots]),
-        [dep for slot in slots for dep in slot.dependencies],
-        timeout=first.timeout,
+    whole = slot(
+        make_key(conf.KEY_PREFIX, "l", [item.key for item in slots]),
+        [dep for item in slots for dep in item.dependencies],
+        first.timeout,
         using=first.using,
-        quiet=True,  # its items judged their own load times (entries._predates_a_sweep)
+        kind=LIST,  # its items judged their own load times (entries._predates_a_sweep)
     )
 
     def render_all(_: int) -> Rendered:
-        content = _join(serve(slots, render))
-        whole.timeout = _lifetime(whole.timeout, slots)
-        return Rendered(content, content)
+        items = lookup(slots)
+        content = _join(serve(slots, render, items))
+        return Rendered(content, content, timeout=_lifetime(whole.timeout, items))
 
     ((state, content),) = serve([whole], render_all)
     if state == HIT:
-        for slot in slots:
-            announce(slot, HIT)
+        for item in slots:
+            announce(item, HIT)
     return str(content)
 
 
@@ -69,15 +81,15 @@ def _join(results: list[tuple[str, Any]]) -> str:
     return "".join([str(payload) for _, payload in results])
 
 
-def _lifetime(timeout: float | None, slots: Sequence[Slot]) -> float | None:
+def _lifetime(timeout: float | None, items: Sequence[Lookup]) -> float | None:
     """How long the list entry may be served: no longer than any item entry in it."""
     now = time.time()
     lifetime = timeout
-    for slot in slots:
-        if slot.state == STALE:
+    for item in items:
+        if item.state == STALE:
             return 0  # not stored: a stale item's old token would never match again
-        if slot.state == MISS or slot.entry is None or slot.entry.fresh_until is None:
+        if item.state == MISS or item.entry is None or item.entry.fresh_until is None:
             continue
-        left = math.floor(slot.entry.fresh_until - now)
+        left = math.floor(item.entry.fresh_until - now)
         lifetime = left if lifetime is None else min(lifetime, left)
     return lifetime  # 0 or less: not stored

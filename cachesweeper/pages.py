@@ -29,17 +29,15 @@ from cachesweeper.dependencies import Dependency, resolve
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE
 from cachesweeper.entries import (
     MISS,
+    PAGE,
+    Lookup,
     Rendered,
     Slot,
-    accept,
-    announce,
-    await_entry,
-    fall_back,
+    aserve,
     lookup,
     release,
-    save,
-    served,
-    wait_for_entry,
+    serve,
+    slot,
 )
 from cachesweeper.keys import make_key
 
@@ -219,27 +217,16 @@ def serve_page(
 ) -> HttpResponseBase:
     """Answer ``request`` from the page cache, or run ``view`` and store its response."""
     kwargs = kwargs or {}
-    found = _page_slot(policy, request, args, kwargs)
-    if found is None:
+    looked_up = _page_lookup(policy, request, args, kwargs)
+    if looked_up is None:
         return view(request, *args, **kwargs)  # type: ignore[no-any-return]
-    slot, base = found
-    try:
-        if slot.contended and wait_for_entry(slot):
-            return _hit(policy, request, slot)
-        if slot.state != MISS:
-            return _hit(policy, request, slot)
-        announce(slot, MISS)
-        to_save: list[tuple[Slot, Any, collector.Frame]] = []
-        with collector.collect() as frame:
-            try:
-                response = view(request, *args, **kwargs)
-                outcome = _rendered(policy, request, response, slot, frame)
-            except Exception as error:
-                state, payload = fall_back(slot, error)
-                return _response(policy, request, payload, state)
-        return _finish(policy, request, slot, base, outcome, frame, to_save)
-    finally:
-        release([slot])
+    found, base = looked_up
+
+    def render(_: int) -> Rendered:
+        return _rendered(policy, request, view(request, *args, **kwargs), found, base)
+
+    ((state, value),) = serve([found.slot], render, [found])
+    return _response(policy, request, state, value)
 
 
 async def aserve_page(
@@ -252,69 +239,31 @@ async def aserve_page(
     """:func:`serve_page` for async views."""
     kwargs = kwargs or {}
     await safety.aload_user(request)  # the visitor decides the key: load it off the event loop
-    found = _page_slot(policy, request, args, kwargs)
-    if found is None:
+    looked_up = _page_lookup(policy, request, args, kwargs)
+    if looked_up is None:
         return await view(request, *args, **kwargs)  # type: ignore[no-any-return]
-    slot, base = found
-    try:
-        if slot.contended and await await_entry(slot):
-            return _hit(policy, request, slot)
-        if slot.state != MISS:
-            return _hit(policy, request, slot)
-        announce(slot, MISS)
-        to_save: list[tuple[Slot, Any, collector.Frame]] = []
-        with collector.collect() as frame:
-            try:
-                response = await view(request, *args, **kwargs)
-                outcome = _rendered(policy, request, response, slot, frame)
-            except Exception as error:
-                state, payload = fall_back(slot, error)
-                return _response(policy, request, payload, state)
-        return _finish(policy, request, slot, base, outcome, frame, to_save)
-    finally:
-        release([slot])
+    found, base = looked_up
 
+    async def render(_: int) -> Rendered:
+        return _rendered(policy, request, await view(request, *args, **kwargs), found, base)
 
-def _finish(
-    policy: PagePolicy,
-    request: HttpRequest,
-    slot: Slot,
-    base: str,
-    outcome: Rendered,
-    frame: collector.Frame,
-    to_save: list[tuple[Slot, Any, collector.Frame]],
-) -> HttpResponseBase:
-    state, value = accept(slot, outcome, frame, to_save)
-    if state != MISS:
-        return _response(policy, request, value, state)
-    response: HttpResponseBase = value
-    if to_save:
-        page = StoredPage(*to_save[0][1])
-        if page.vary:
-            # Store under this variant's key, and leave a pointer at the page's
-            # plain key for processes that do not know its Vary yet.
-            variant = variant_key(base, request, page.vary)
-            if variant != slot.key:
-                release([slot])
-                slot.key = variant
-            _remember_vary(base, page.vary)
-            _store_pointer(Slot(base, (), slot.timeout, slot.grace, using=slot.using), page.vary)
-        save(to_save)
-        if not response.has_header("ETag"):
-            response["ETag"] = page.etag
-    if policy.cacheability == "private":
-        patch_cache_control(response, private=True)
-    return response
-
-
-def _hit(policy: PagePolicy, request: HttpRequest, slot: Slot) -> HttpResponseBase:
-    state, payload = served(slot)
-    return _response(policy, request, payload, state)
+    ((state, value),) = await aserve([found.slot], render, [found])
+    return _response(policy, request, state, value)
 
 
 def _response(
-    policy: PagePolicy, request: HttpRequest, payload: Any, state: str
+    policy: PagePolicy, request: HttpRequest, state: str, value: Any
 ) -> HttpResponseBase:
+    """The response just rendered (a miss), or the stored page rebuilt."""
+    if state == MISS:
+        response: HttpResponseBase = value
+        if policy.cacheability == "private":
+            patch_cache_control(response, private=True)
+        return response
+    return _stored_response(policy, request, value)
+
+
+def _stored_response(policy: PagePolicy, request: HttpRequest, payload: Any) -> HttpResponseBase:
     """Rebuild a stored page; answer ``If-None-Match`` with 304 when it matches."""
     page = StoredPage(*payload)
     response = HttpResponse(page.content, status=page.status)
@@ -340,10 +289,10 @@ def _response(
 # -- what may be cached -------------------------------------------------------------
 
 
-def _page_slot(
+def _page_lookup(
     policy: PagePolicy, request: HttpRequest, args: Sequence[Any], kwargs: dict[str, Any]
-) -> tuple[Slot, str] | None:
-    """The looked-up slot of this request's page and the page's plain key.
+) -> tuple[Lookup, str] | None:
+    """The lookup of this request's page, and the page's plain key.
 
     ``None`` when the request must not be served from or stored in the cache.
     """
@@ -358,37 +307,53 @@ def _page_slot(
     base = page_key(policy, request, dependencies, visitor)
     vary = _vary_known.get(base, ())
     grace = conf.GRACE if policy.grace is None else policy.grace
-    key = variant_key(base, request, vary) if vary else base
     # A callable timeout is asked when the response is known (see _rendered).
     timeout = None if callable(policy.timeout) else policy.timeout
-    slot = Slot(key, dependencies, timeout, grace, using=policy.using)
-    lookup([slot])
-    pointer = vary_pointer(slot.raw)
+
+    def page_slot(key: str) -> Slot:
+        return slot(key, dependencies, timeout, grace, using=policy.using, kind=PAGE)
+
+    (found,) = lookup([page_slot(variant_key(base, request, vary) if vary else base)])
+    pointer = vary_pointer(found.raw)
     if pointer is not None:  # this process meets the page's Vary for the first time
         _remember_vary(base, pointer)
-        release([slot])
-        key = variant_key(base, request, pointer)
-        slot = Slot(key, dependencies, timeout, grace, using=policy.using)
-        lookup([slot])
-    return slot, base
+        release([found])
+        (found,) = lookup([page_slot(variant_key(base, request, pointer))])
+    return found, base
 
 
 def _rendered(
     policy: PagePolicy,
     request: HttpRequest,
     response: HttpResponseBase,
-    slot: Slot,
-    frame: collector.Frame,
+    found: Lookup,
+    base: str,
 ) -> Rendered:
-    """Render a template response inside the page's frame, then judge it."""
+    """Render a template response inside the page's frame, then judge it.
+
+    A page that ``Vary``s is stored under its variant's key, with a pointer
+    at the plain key for processes that do not know its ``Vary`` yet.
+    """
     if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
         response.render()
     failed = response.status_code >= 500
     if safety.refusal(request, response, private=policy.cacheability == "private"):
         return Rendered(response, None, failed)
-    if callable(policy.timeout):
-        slot.timeout = policy.timeout(response)
-    return Rendered(response, tuple(_page(slot, request, response, frame)), failed)
+    slot = found.slot
+    timeout = policy.timeout(response) if callable(policy.timeout) else slot.timeout
+    if timeout is not None and timeout <= 0:
+        return Rendered(response, None, failed)
+    frame = collector.current()
+    assert frame is not None  # entries.serve renders inside the page's frame
+    page = _page(found, request, response, frame)
+    key = slot.key
+    if page.vary and not failed:
+        key = variant_key(base, request, page.vary)
+        _remember_vary(base, page.vary)
+        _store_pointer(slot._replace(key=base, timeout=timeout), page.vary)
+    if not response.has_header("ETag"):
+        response["ETag"] = page.etag
+    return Rendered(response, tuple(page), failed, key, timeout)
 
 
 def shareable(
@@ -399,7 +364,7 @@ def shareable(
 
 
 def _page(
-    slot: Slot, request: HttpRequest, response: HttpResponseBase, frame: collector.Frame
+    found: Lookup, request: HttpRequest, response: HttpResponseBase, frame: collector.Frame
 ) -> StoredPage:
     stored_at = time.time()
     headers = tuple(
@@ -412,8 +377,8 @@ def _page(
     )
     if safety.read_empty_state(request):
         vary += (_SESSION,)  # served again only to visitors without a session or messages
-    tokens = sorted({**slot.declared_tokens(), **frame.tokens}.items())
-    digest = hashlib.blake2b(repr((slot.key, tokens, stored_at)).encode(), digest_size=12)
+    tokens = sorted({**found.declared_tokens(), **frame.tokens}.items())
+    digest = hashlib.blake2b(repr((found.slot.key, tokens, stored_at)).encode(), digest_size=12)
     content = bytes(response.content)  # type: ignore[attr-defined]
     etag = f'"cs-{digest.hexdigest()}"'
     edge = getattr(response, RESPONSE_ATTRIBUTE, None)
@@ -479,6 +444,7 @@ def vary_pointer(raw: Any) -> tuple[str, ...] | None:
 
 
 def _store_pointer(pointer: Slot, vary: tuple[str, ...]) -> None:
+    """Leave the page's ``Vary`` at its plain key: a hint, for as long as its entries live."""
     timeout = None if pointer.timeout is None else pointer.timeout + pointer.grace
     try:
         pointer.cache.set(pointer.key, (_POINTER, vary), timeout)

@@ -8,6 +8,13 @@ fragment_hit = Signal()
 fragment_miss = Signal()
 #: A stale entry was served during grace while another request re-renders. Also ``key=``.
 fragment_stale = Signal()
+#: A page (``cache_page``, the site-wide or the WSGI page cache) was served from its
+#: entry. Also ``key=`` (the entry key).
+page_hit = Signal()
+#: A page was rendered (no entry, expired, or its tokens moved). Also ``key=``.
+page_miss = Signal()
+#: A stale page was served during grace while another request re-renders. Also ``key=``.
+page_stale = Signal()
 #: Tokens of ``dependencies`` were bumped.
 swept = Signal()
 #: An edge purge was delivered. Also ``edge=``.

@@ -48,15 +48,14 @@ from cachesweeper.copies import Copies
 from cachesweeper.entries import (
     HIT,
     MISS,
+    PAGE,
+    Lookup,
     Rendered,
     Slot,
-    accept,
-    fall_back,
     lookup,
-    release,
-    save,
-    served,
-    wait_for_entry,
+    read,
+    serve,
+    slot,
 )
 from cachesweeper.keys import make_key
 from cachesweeper.middleware import DEPS_HEADER, WSGI_FLAG
@@ -104,54 +103,42 @@ class PageCacheMiddleware:
         self, environ: dict[str, Any], start_response: StartResponse, rule: PageRule
     ) -> Iterable[bytes]:
         started = time.time()
-        slot = Slot(_page_key(conf.KEY_PREFIX, _url(environ)), (), rule.ttl, rule.grace)
+        key = _page_key(conf.KEY_PREFIX, _url(environ))
         if self._alias is not None:
-            slot.using = self._alias
+            page = slot(key, (), rule.ttl, rule.grace, using=self._alias, kind=PAGE)
         else:
-            slot.store = _store(self.cache)
-        self._lookup(slot)
-        try:
-            if (slot.contended and wait_for_entry(slot)) or slot.state != MISS:
-                return _replay(environ, start_response, served(slot)[1])
-            with collector.request(started):  # only what is rendered needs the mark
-                return self._render(environ, start_response, slot)
-        finally:
-            release([slot])
-
-    def _lookup(self, slot: Slot) -> None:
-        """Look the page up, trying this process's copy first; keep a copy of what was read."""
-        copies = self.copies
-        if copies is None:
-            lookup([slot])
-            return
-        slot.copy = copy = copies.get(slot.key)
-        lookup([slot])
-        if copy is not None and slot.copy is None:
-            copies.drop(slot.key)  # out of date
-        entry = slot.entry
-        if slot.state == HIT and entry is not None and entry is not copy:
-            copies.keep(slot.key, entry, _size(entry.payload))
-
-    def _render(
-        self, environ: dict[str, Any], start_response: StartResponse, slot: Slot
-    ) -> Iterable[bytes]:
-        """Run the application for a missing (or stale) page, and store what it answered."""
-        with collector.collect() as frame:
-            try:
-                page, reported = self._run(environ)
-            except Exception as error:
-                return _replay(environ, start_response, fall_back(slot, error)[1])
-            storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, frame, reported)
-        to_save: list[tuple[Slot, Any, collector.Frame]] = []
-        outcome = Rendered(page, page if storable else None, int(page[0][:3]) >= 500)
-        state, value = accept(slot, outcome, frame, to_save)
-        save(to_save)
+            page = slot(key, (), rule.ttl, rule.grace, store=_store(self.cache), kind=PAGE)
+        found = self._lookup(page)
+        with collector.request(started):  # rendering and storing judge data by this start
+            ((state, value),) = serve([page], lambda _: self._render(environ), [found])
         if state != MISS:
             return _replay(environ, start_response, value)
         status, headers, body, _ = value
         start_response(status, list(headers))
         # The app ran as GET (so its headers are a GET's): a HEAD gets them, not the body.
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+    def _lookup(self, page: Slot) -> Lookup:
+        """Look the page up, trying this process's copy first; keep a copy of what was read."""
+        copies = self.copies
+        if copies is None:
+            (found,) = lookup([page])
+            return found
+        copy = copies.get(page.key)
+        found = Lookup(page, copy)
+        read([found])
+        if copy is not None and found.copy is None:
+            copies.drop(page.key)  # out of date
+        entry = found.entry
+        if found.state == HIT and entry is not None and entry is not copy:
+            copies.keep(page.key, entry, _size(entry.payload))
+        return found
+
+    def _render(self, environ: dict[str, Any]) -> Rendered:
+        """Run the application for a missing (or stale) page, and judge what it answered."""
+        page, reported = self._run(environ)
+        storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, reported)
+        return Rendered(page, page if storable else None, int(page[0][:3]) >= 500)
 
     def _shared(self, environ: dict[str, Any]) -> bool:
         """GET or HEAD, from a visitor without a session or credentials."""
@@ -198,10 +185,14 @@ class PageCacheMiddleware:
                 headers.append((name, value))
         return (captured["status"], tuple(headers), body, time.time()), reported
 
-    def _storable(self, page: tuple[Any, ...], frame: collector.Frame, reported: bool) -> bool:
-        """``reported``: Django's ``EdgeMiddleware`` judged the page and told its dependencies."""
+    def _storable(self, page: tuple[Any, ...], reported: bool) -> bool:
+        """``reported``: Django's ``EdgeMiddleware`` judged the page and told its dependencies.
+
+        (A page whose dependencies' tokens are not all known is not stored
+        either: ``entries.save`` checks that for every entry.)
+        """
         status, headers, _, _ = page
-        if int(status[:3]) not in self.statuses or not frame.complete:
+        if int(status[:3]) not in self.statuses:
             return False
         for name, value in headers:
             lower = name.lower()

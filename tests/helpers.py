@@ -66,17 +66,20 @@ def reloaded(instance: M) -> M:
 
 @contextmanager
 def missed_keys() -> Iterator[list[str]]:
-    """The entry keys of the fragments rendered (not served from an entry) inside the block."""
+    """The entry keys of the fragments and pages rendered (not served from an entry) inside
+    the block."""
     keys: list[str] = []
 
     def receiver(key: str, **kwargs: Any) -> None:
         keys.append(key)
 
     signals.fragment_miss.connect(receiver)
+    signals.page_miss.connect(receiver)
     try:
         yield keys
     finally:
         signals.fragment_miss.disconnect(receiver)
+        signals.page_miss.disconnect(receiver)
 
 
 def ttl_of(kind: str, key: str, alias: str = "default") -> float | None:

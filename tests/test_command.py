@@ -47,10 +47,12 @@ def keys() -> Iterator[list[str]]:
     def remember(sender: Any, key: str, **kwargs: Any) -> None:
         seen.append(key)
 
-    for signal in (signals.fragment_hit, signals.fragment_miss, signals.fragment_stale):
+    served = (signals.fragment_hit, signals.fragment_miss, signals.fragment_stale)
+    served += (signals.page_hit, signals.page_miss, signals.page_stale)
+    for signal in served:
         signal.connect(remember)
     yield seen
-    for signal in (signals.fragment_hit, signals.fragment_miss, signals.fragment_stale):
+    for signal in served:
         signal.disconnect(remember)
 
 

@@ -128,15 +128,20 @@ def keys() -> Iterator[list[tuple[str, str]]]:
 
         receivers[state] = remember
         getattr(signals, f"fragment_{state}").connect(remember)
+        getattr(signals, f"page_{state}").connect(remember)
     yield seen
     for state, remember in receivers.items():
         getattr(signals, f"fragment_{state}").disconnect(remember)
+        getattr(signals, f"page_{state}").disconnect(remember)
 
 
 def our_receivers() -> list[Any]:
     return [
         receiver
-        for signal in (signals.fragment_hit, signals.fragment_miss, signals.fragment_stale)
+        for signal in (
+            *(signals.fragment_hit, signals.fragment_miss, signals.fragment_stale),
+            *(signals.page_hit, signals.page_miss, signals.page_stale),
+        )
         for receiver in signal.receivers
         if "cachesweeper.toolbar" in str(receiver[0])
     ]

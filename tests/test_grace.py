@@ -11,7 +11,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 import cachesweeper
-from cachesweeper.entries import Slot
+from cachesweeper.entries import slot
 from tests.helpers import missed_keys, reloaded, render, ttl_of
 from tests.testapp.models import Article, Comment
 
@@ -129,7 +129,7 @@ def test_the_regeneration_lock_expires_after_a_few_seconds(cache_backend: str) -
 
     slow, results = rerender_in_background(lambda: page(reloaded(article), probe), probe)
     try:
-        lock = Slot(key, (), None).lock_key
+        lock = slot(key, (), None).lock_key
         assert caches["default"].get(lock) is not None  # held while it renders
         ttl = ttl_of(cache_backend, lock)
         assert ttl is not None and 0 < ttl <= 30

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 import cachesweeper
 from cachesweeper import signals
 from tests.helpers import render
-from tests.testapp.models import Article
+from tests.testapp.models import Article, Comment
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 def received() -> Iterator[list[tuple[str, list[str]]]]:
     events: list[tuple[str, list[str]]] = []
     receivers = {}
-    for name in ("fragment_hit", "fragment_miss", "fragment_stale", "swept"):
+    names = ("fragment_hit", "fragment_miss", "fragment_stale", "swept")
+    for name in (*names, "page_hit", "page_miss", "page_stale"):
 
         def receiver(sender: Any, name: str = name, **kwargs: Any) -> None:
             events.append((name, kwargs["dependencies"]))
@@ -46,6 +47,23 @@ def test_miss_hit_and_sweep_are_signalled(received: list[tuple[str, list[str]]])
         ("fragment_miss", [name]),
         ("fragment_hit", [name]),
         ("swept", [name]),
+    ]
+
+
+def test_a_cached_page_sends_page_signals_and_its_fragment_its_own(
+    received: list[tuple[str, list[str]]], client: Client
+) -> None:
+    comment = Comment.objects.create(article=Article.objects.create(title="a"), text="hi")
+    name = f"testapp.comment.{comment.pk}"
+    received.clear()
+
+    client.get(f"/fragment/{comment.pk}/")
+    client.get(f"/fragment/{comment.pk}/")
+
+    assert received == [
+        ("page_miss", []),
+        ("fragment_miss", [name]),
+        ("page_hit", [name]),  # the page depends on what its fragment showed
     ]
 
 

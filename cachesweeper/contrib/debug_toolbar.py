@@ -94,7 +94,12 @@ CACHE_METHODS = (
     "has_key",
 )
 
-_SIGNALS = {HIT: signals.fragment_hit, MISS: signals.fragment_miss, STALE: signals.fragment_stale}
+#: Each state's signals: fragments', then pages'.
+_SIGNALS = {
+    HIT: (signals.fragment_hit, signals.page_hit),
+    MISS: (signals.fragment_miss, signals.page_miss),
+    STALE: (signals.fragment_stale, signals.page_stale),
+}
 
 _BUILD_TIMES_LIMIT = 10_000
 #: Entry key -> seconds its last watched build took in this process (see "Time saved").
@@ -222,10 +227,11 @@ def _listen() -> None:
     with _lock:
         _listening += 1
         if _listening == 1:
-            for state, signal in _SIGNALS.items():
-                signal.connect(
-                    _RECEIVERS[state], weak=False, dispatch_uid=f"cachesweeper.toolbar.{state}"
-                )
+            for state, pair in _SIGNALS.items():
+                for signal in pair:
+                    signal.connect(
+                        _RECEIVERS[state], weak=False, dispatch_uid=f"cachesweeper.toolbar.{state}"
+                    )
             for name, read in _READS.items():
                 # reads.get_many(cache, keys): the keys are the second argument.
                 setattr(reads, name, _counted(name, read, check=False))
@@ -236,8 +242,9 @@ def _stop_listening() -> None:
     with _lock:
         _listening = max(0, _listening - 1)
         if _listening == 0:
-            for state, signal in _SIGNALS.items():
-                signal.disconnect(dispatch_uid=f"cachesweeper.toolbar.{state}")
+            for state, pair in _SIGNALS.items():
+                for signal in pair:
+                    signal.disconnect(dispatch_uid=f"cachesweeper.toolbar.{state}")
             for name, read in _READS.items():
                 setattr(reads, name, read)
 

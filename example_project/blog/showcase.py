@@ -4,8 +4,8 @@ Demo machinery, not something a project using cachesweeper needs. The footer lis
 
 - every cached fragment and page this request looked up - hit, miss or served stale
   (grace) - with its dependency names: cachesweeper sends ``fragment_hit`` /
-  ``fragment_miss`` / ``fragment_stale`` (pages too; their keys contain ``:p:``) and
-  ``swept``, and the receivers below log them for the current request;
+  ``fragment_miss`` / ``fragment_stale``, ``page_hit`` / ``page_miss`` / ``page_stale``
+  and ``swept``, and the receivers below log them for the current request;
 - the cache round trips the request made, counted by the backends in ``blog/cache.py``;
 - the edge headers the response carries (``X-LiteSpeed-Tag``, ...).
 
@@ -99,6 +99,9 @@ def connect_receivers() -> None:
     signals.fragment_hit.connect(on_hit, dispatch_uid="blog.on_hit")
     signals.fragment_miss.connect(on_miss, dispatch_uid="blog.on_miss")
     signals.fragment_stale.connect(on_stale, dispatch_uid="blog.on_stale")
+    signals.page_hit.connect(on_hit, dispatch_uid="blog.on_page_hit")
+    signals.page_miss.connect(on_miss, dispatch_uid="blog.on_page_miss")
+    signals.page_stale.connect(on_stale, dispatch_uid="blog.on_page_stale")
     signals.swept.connect(on_swept, dispatch_uid="blog.on_swept")
 
 

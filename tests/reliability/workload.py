@@ -141,12 +141,12 @@ def main() -> dict[str, Any]:
     ledger = Ledger(pks)
     tally = Tally()
     receivers = [tally.on_state(state) for state in ("hit", "miss", "stale")]
-    for signal, receiver in zip(
+    for served in (
         (signals.fragment_hit, signals.fragment_miss, signals.fragment_stale),
-        receivers,
-        strict=True,
+        (signals.page_hit, signals.page_miss, signals.page_stale),
     ):
-        signal.connect(receiver, weak=False)
+        for signal, receiver in zip(served, receivers, strict=True):
+            signal.connect(receiver, weak=False)
 
     start = time.monotonic()
     deadline = start + duration
