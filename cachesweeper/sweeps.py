@@ -102,7 +102,7 @@ def sweep(
     urls: Iterable[str] = (),
     saved: models.Model | None = None,
 ) -> None:
-    """Sweep ``names``: :func:`bump`, or when the current transaction commits.
+    """Sweep ``names``: :func:`sweep_now`, or when the current transaction commits.
 
     Edges are told after the bump: purges of ``names`` and of the URL paths
     ``urls`` (for edges that purge by URL). ``saved`` is the instance whose
@@ -116,12 +116,12 @@ def sweep(
     if connection.in_atomic_block:
         _defer(connection, names, urls, saved)
     else:
-        bump(names, urls)
+        sweep_now(names, urls)
         if saved is not None:
             stamps.restamp(saved)
 
 
-def bump(names: Sequence[str], urls: Sequence[str] = ()) -> None:
+def sweep_now(names: Sequence[str], urls: Sequence[str] = ()) -> None:
     """Give the names fresh tokens now, then purge them (and ``urls``) at the edges.
 
     Edges hear only of names whose bump landed: purged earlier, an edge would
@@ -130,7 +130,7 @@ def bump(names: Sequence[str], urls: Sequence[str] = ()) -> None:
     sent when it lands. Failures never reach the caller.
     """
     stats.swept(len(names))
-    failed = retries.try_bump(names) if names else []
+    failed = retries.attempt(names) if names else []
     if failed:
         logger.error(
             "cachesweeper: could not reach the version cache to sweep %s; will retry",
@@ -156,7 +156,7 @@ class _Pending:
     def __call__(self) -> None:
         names, urls, self.names, self.urls = list(self.names), list(self.urls), {}, {}
         saved, self.saved = self.saved, []
-        bump(names, urls)
+        sweep_now(names, urls)
         for instance in saved:
             stamps.restamp(instance)
 

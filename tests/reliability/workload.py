@@ -132,7 +132,7 @@ def main() -> dict[str, Any]:
     if mode == "presweep":
         # The bug this library exists to avoid: bump the tokens before the commit.
         def immediately(connection: Any, names: Any, urls: Any, saved: Any = None) -> None:
-            sweeps.bump(list(names), list(urls))
+            sweeps.sweep_now(list(names), list(urls))
 
         sweeps._defer = immediately
 
