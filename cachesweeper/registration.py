@@ -121,16 +121,21 @@ def _remember_targets(sender: Any, instance: models.Model, **kwargs: Any) -> Non
 
 
 def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any) -> None:
+    """``post_save`` / ``post_delete``: sweep the instance and what it cascades to.
+
+    ``using`` is the database alias, as Django's signals name it.
+    """
+    database = using
     registration = registration_for(type(instance))
     if registration is None:
         return
     try:
         urls: dict[str, None] = {}
-        names = _names_to_sweep(instance, registration, using, set(), urls)
+        names = _names_to_sweep(instance, registration, database, set(), urls)
         # After a full save (post_save, not post_delete) the instance holds
         # exactly what was committed.
         full_save = "created" in kwargs and not kwargs.get("update_fields")
-        sweep(names, database=using, urls=urls, saved=instance if full_save else None)
+        sweep(names, database=database, urls=urls, saved=instance if full_save else None)
         if registration.touch:
             _remember_targets(sender, instance)
     except Exception:
@@ -147,23 +152,25 @@ def _on_m2m_changed(
     using: str | None = None,
     **kwargs: Any,
 ) -> None:
+    """``m2m_changed``: sweep the registered sides of the changed links (``using``: database)."""
     if action not in ("post_add", "post_remove", "pre_clear"):
         return
+    database = using
     try:
         names: list[str] = []
         urls: dict[str, None] = {}
         registration = registration_for(type(instance))
         if registration is not None:
-            names += _names_to_sweep(instance, registration, using, set(), urls)
-            _touch_relinked(type(instance), [instance.pk], using)
+            names += _names_to_sweep(instance, registration, database, set(), urls)
+            _touch_relinked(type(instance), [instance.pk], database)
         if registration_for(model) is not None:
             if pk_set is None:  # clear(): find the rows that are about to be unlinked
-                pk_set = set(_related_ids(sender, instance, reverse, model, using))
+                pk_set = set(_related_ids(sender, instance, reverse, model, database))
             label = model_name(model)
             names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
-            _touch_relinked(model, list(pk_set), using)
+            _touch_relinked(model, list(pk_set), database)
         # clear() and add()/remove() run in a transaction: this waits for its commit.
-        sweep(names, database=using, urls=urls)
+        sweep(names, database=database, urls=urls)
     except Exception:
         logger.exception("cachesweeper: could not sweep m2m change on %r", instance)
 
