@@ -390,7 +390,7 @@ def check_middleware_order(**kwargs: Any) -> list[CheckMessage]:
         messages.append(
             Warning(
                 "EdgeMiddleware is not first in MIDDLEWARE: what the middleware before it "
-                "renders or changes is not labelled for the edges.",
+                "renders or changes is not tagged for the edges.",
                 hint=f'Move "{_EDGE}" to the top of MIDDLEWARE.',
                 id="cachesweeper.W003",
             )
