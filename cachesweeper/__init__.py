@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cachesweeper.pages import cache_page, versioned
+    from cachesweeper.registration import register
     from cachesweeper.sweeps import (
         invalidate_cache_for,
         invalidate_model,
         invalidate_queryset,
         invalidate_tag,
-        register,
     )
 
 #: Public name -> the module that defines it.
@@ -31,7 +31,7 @@ _HOMES = {
     "invalidate_model": "cachesweeper.sweeps",
     "invalidate_queryset": "cachesweeper.sweeps",
     "invalidate_tag": "cachesweeper.sweeps",
-    "register": "cachesweeper.sweeps",
+    "register": "cachesweeper.registration",
 }
 
 __all__ = [

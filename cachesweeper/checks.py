@@ -17,8 +17,8 @@ from django.utils.module_loading import import_string
 from cachesweeper.conf import DEFAULTS
 from cachesweeper.edges.base import Edge
 from cachesweeper.edges.loading import build, configured
+from cachesweeper.registry import registrations
 from cachesweeper.rules import compile_rules
-from cachesweeper.sweeps import registrations
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -390,7 +390,7 @@ def check_middleware_order(**kwargs: Any) -> list[CheckMessage]:
         messages.append(
             Warning(
                 "EdgeMiddleware is not first in MIDDLEWARE: what the middleware before it "
-                "renders or changes is not labelled for the edges.",
+                "renders or changes is not tagged for the edges.",
                 hint=f'Move "{_EDGE}" to the top of MIDDLEWARE.',
                 id="cachesweeper.W003",
             )
@@ -421,8 +421,8 @@ def check_token_attributes(**kwargs: Any) -> list[CheckMessage]:
     default = user.get("USING", DEFAULTS["USING"]) if isinstance(user, dict) else None
     errors: list[CheckMessage] = []
     for model, registration in registrations().items():
-        own = registration.using is not None
-        strategy = registration.using if own else default
+        own = registration.strategy is not None
+        strategy = registration.strategy if own else default
         if not isinstance(strategy, str) or strategy == "counter" or hasattr(model, strategy):
             continue
         errors.append(_missing_attribute(model, strategy, own))

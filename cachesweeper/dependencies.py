@@ -2,7 +2,7 @@
 
 A dependency is a model instance (``blog.article.42``), a model class
 (``blog.article``) or a named tag (``frontpage``). The same name keys its
-token in the cache and labels content for edge caches, so it must be
+token in the cache and tags content for edge caches, so it must be
 header-safe: anything outside letters, digits and ``._~:/-`` is
 percent-encoded (UTF-8), which is lossless, so two different tags never
 share a name.

@@ -72,7 +72,7 @@ class PageCacheMiddleware(_Middleware):
 
 
 class EdgeMiddleware(_Middleware):
-    """Label responses for the caches in front of Django, and deliver LiteSpeed purges.
+    """Tag responses for the caches in front of Django, and deliver LiteSpeed purges.
 
     Goes first in ``MIDDLEWARE``. Every configured edge adds its tag header
     (the dependencies of everything the response rendered, plus explicit
@@ -131,9 +131,9 @@ def _annotate(
 def edge_headers(
     request: HttpRequest, response: HttpResponseBase, names: list[str]
 ) -> dict[str, str]:
-    """Every configured edge's labels and cache control for a response built from ``names``.
+    """Every configured edge's tags and cache control for a response built from ``names``.
 
-    Responses a shared cache must not keep get no labels, and no-cache.
+    Responses a shared cache must not keep get no tags, and no-cache.
     """
     edges = configured()
     if not edges:
@@ -149,7 +149,7 @@ def edge_headers(
         try:
             headers.update(edge.response_headers(names, policy))
         except TooManyNames:
-            # Unlabelled content could never be purged: keep it out of the edge.
+            # Untagged content could never be purged: keep it out of the edge.
             headers.update(edge.response_headers([], CachePolicy(0, "no-cache")))
     return headers
 

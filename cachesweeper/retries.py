@@ -46,8 +46,12 @@ def _purge(names: Sequence[str], urls: Sequence[str]) -> None:
         logger.exception("cachesweeper: could not hand %d purges to the edges", len(names))
 
 
-def try_bump(names: Iterable[str]) -> list[str]:
-    """Give the names fresh tokens in one round trip; return the names that failed."""
+def attempt(names: Iterable[str]) -> list[str]:
+    """One attempt to bump the names' tokens in the version cache; return the names that failed.
+
+    One round trip (:func:`cachesweeper.tokens.bump`); an unreachable cache
+    is reported as an outage and fails them all.
+    """
     names = list(names)
     try:
         return tokens.bump(caches[conf.VERSION_CACHE], names)
@@ -107,12 +111,12 @@ class RetryQueue:
         again meanwhile stays pending: only what this attempt covered is done.
         """
         with self._lock:
-            attempt = dict(self._names)
-        names = list(attempt)
-        failed = set(try_bump(names)) if names else set()
+            covered = dict(self._names)
+        names = list(covered)
+        failed = set(attempt(names)) if names else set()
         urls: list[str] = []
         with self._lock:
-            for name, queued in attempt.items():
+            for name, queued in covered.items():
                 if name not in failed and self._names.get(name) == queued:
                     del self._names[name]
             self.unconfirmed = frozenset(self._names)

@@ -111,7 +111,7 @@ def refusal(
 
     ``private``: the page is cached per user (``cacheability="private"``), so
     personal content is allowed. ``storing``: judged for a page cache, which
-    stores GET responses only (an edge also labels HEAD responses).
+    stores GET responses only (an edge also tags HEAD responses).
     ``outermost``: judged outside ``SessionMiddleware`` (see :func:`personal`).
     """
     reason = _refusal(request, response, private, storing, outermost)

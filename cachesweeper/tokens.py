@@ -18,13 +18,15 @@ from __future__ import annotations
 import functools
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.core.cache import BaseCache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.db.models import Model
+from django.db.models import DateTimeField, F, IntegerField, Model
 from django.dispatch import receiver
+from django.utils import timezone
 
 from cachesweeper import reads
 from cachesweeper.conf import conf
@@ -35,12 +37,15 @@ COUNTER = "counter"
 _strategies: dict[type[Model], str] = {}
 
 
-def set_strategy(model: type[Model], using: str | None) -> None:
-    """Remember the token strategy ``register(model, using=...)`` asked for."""
-    if using is None:
+def set_strategy(model: type[Model], strategy: str | None) -> None:
+    """Remember the token strategy ``register(model, using=...)`` asked for.
+
+    ``None`` forgets it: the model then follows the configured ``USING``.
+    """
+    if strategy is None:
         _strategies.pop(model, None)
     else:
-        _strategies[model] = using
+        _strategies[model] = strategy
     forget_attributes()
 
 
@@ -150,6 +155,35 @@ def bump(cache: BaseCache, names: Iterable[str]) -> list[str]:
         return []
     failed = cache.set_many({key: new_token(swept=True) for key in keys}, timeout=None)
     return [keys[key] for key in failed or ()]
+
+
+def move_attribute(
+    model: type[Model],
+    ids: Sequence[Any],
+    attribute: str,
+    database: str | None,
+    lookup: str = "pk",
+) -> None:
+    """Move the version attribute of rows on with one ``UPDATE`` (the attribute strategy's bump).
+
+    A ``DateTimeField`` is set to now, an ``IntegerField`` incremented; the
+    rows are those whose ``lookup`` field is in ``ids``.
+    """
+    if not ids:
+        return
+    field = model._meta.get_field(attribute)
+    value: Any
+    if isinstance(field, DateTimeField):
+        value = timezone.now()
+    elif isinstance(field, IntegerField):
+        value = F(attribute) + 1
+    else:
+        raise ImproperlyConfigured(
+            f"cachesweeper: {model.__name__}.{attribute} must be a DateTimeField or an "
+            "IntegerField to serve as a version attribute"
+        )
+    manager = model._base_manager.db_manager(database)
+    manager.filter(**{f"{lookup}__in": ids}).update(**{attribute: value})
 
 
 def tokens_match(stored: Mapping[str, object], current: Mapping[str, object]) -> bool:

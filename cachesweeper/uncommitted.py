@@ -23,7 +23,7 @@ from typing import Protocol
 
 
 class Batch(Protocol):
-    """A transaction's deferred sweep (``sweeps._Pending``)."""
+    """A transaction's deferred sweep (a batch of :mod:`cachesweeper.sweeps`)."""
 
     names: dict[str, None]
 

@@ -462,7 +462,7 @@ def test_cached_page_carries_its_dependency_names_for_the_edge(flow: dict[str, A
     assert listing["headers"]["X-LiteSpeed-Cache-Control"] == "public, max-age=60"
 
 
-def test_page_with_forms_is_not_labelled_for_the_edge(flow: dict[str, Any]) -> None:
+def test_page_with_forms_is_not_tagged_for_the_edge(flow: dict[str, Any]) -> None:
     page = flow["pages"]["second"]
     assert "X-LiteSpeed-Tag" not in page["headers"]
     assert page["footer_headers"]["X-LiteSpeed-Tag"] is None

@@ -284,12 +284,12 @@ def test_the_longest_key_the_check_allows_is_accepted_by_memcached(
 @pytest.fixture
 def registrations() -> Any:
     """Register models differently in a test; the test app's registrations come back after."""
-    from cachesweeper import sweeps, tokens
+    from cachesweeper import registration, registry, tokens
 
-    saved, strategies = dict(sweeps._registry), dict(tokens._strategies)
-    yield sweeps.register
-    sweeps._registry.clear()
-    sweeps._registry.update(saved)
+    saved, strategies = dict(registry._registry), dict(tokens._strategies)
+    yield registration.register
+    registry._registry.clear()
+    registry._registry.update(saved)
     tokens._strategies.clear()
     tokens._strategies.update(strategies)
     tokens.forget_attributes()

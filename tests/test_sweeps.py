@@ -15,7 +15,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
-from cachesweeper import sweeps, tokens
+from cachesweeper import registry, tokens
 from cachesweeper.tokens import token_key
 from cachesweeper.utils import invalidate_cache_handler
 from tests.helpers import COMMENT, Counter, calls, missed_keys, reloaded, render, reset, ttl_of
@@ -35,18 +35,18 @@ def token(name: str) -> object:
 @contextmanager
 def registered(model: type[Model], **options: Any) -> Iterator[None]:
     """``register(model, **options)`` for the block; the registration it had comes back."""
-    previous = sweeps._registry.get(model)
+    previous = registry._registry.get(model)
     cachesweeper.register(model, **options)
     try:
         yield
     finally:
         if previous is None:
-            del sweeps._registry[model]
+            del registry._registry[model]
             tokens.set_strategy(model, None)
         else:
             cachesweeper.register(
                 model,
-                using=previous.using,
+                using=previous.strategy,
                 touch=previous.touch,
                 tags=previous.tags,
                 purge_urls=previous.purge_urls,

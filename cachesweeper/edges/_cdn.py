@@ -1,8 +1,8 @@
 """What the CDN API backends (Fastly, Cloudflare) share.
 
-Labels: providers cap both the tag header and each label in it, so names
+Tags: providers cap both the tag header and each tag in it, so names
 are coarsened rather than sent in a form the provider would ignore (an
-ignored label is a purge that silently misses). Calls: one JSON POST with
+ignored tag is a purge that silently misses). Calls: one JSON POST with
 the standard library, a timeout, no redirects (a redirect would carry the
 API token to another host), and an exception for every failure, because
 the purge worker retries on exceptions and only on exceptions.
@@ -39,27 +39,29 @@ _PATH_SAFE = "/%:@!$&'()*+,;=?"
 
 
 class CdnEdge(Edge):
-    """What Fastly and Cloudflare share: labels within the CDN's limits, its own control header.
+    """What Fastly and Cloudflare share: tags within the CDN's limits, its own control header.
 
-    A response the CDN must not store gets ``no-store`` and no labels: there is
-    nothing to label, and a page with too many names is not an error then.
+    A response the CDN must not store gets ``no-store`` and no tags: there is
+    nothing to tag, and a page with too many names is not an error then.
     """
 
     control_header: ClassVar[str]
-    max_label_bytes: ClassVar[int] = 1024
-    max_labels: ClassVar[int | None] = None
+    #: Longest tag the provider accepts, in bytes.
+    max_tag_bytes: ClassVar[int] = 1024
+    #: Most tags one response may carry (``None``: only ``max_header_bytes`` caps them).
+    max_tags: ClassVar[int | None] = None
 
     def response_headers(self, names: Sequence[str], policy: CachePolicy | None) -> dict[str, str]:
         names = [check_name(name) for name in names]  # refused even when not used
         headers: dict[str, str] = {}
         if names and storable(policy) and self.tag_header:
-            headers[self.tag_header] = labels(
+            headers[self.tag_header] = cdn_tags(
                 names,
                 edge=self.label,
                 separator=self.separator,
                 max_header_bytes=self.max_header_bytes,
-                max_label_bytes=self.max_label_bytes,
-                max_labels=self.max_labels,
+                max_tag_bytes=self.max_tag_bytes,
+                max_tags=self.max_tags,
             )
         if policy is not None:
             headers[self.control_header] = cdn_control(policy)
@@ -85,42 +87,40 @@ def storable(policy: CachePolicy | None) -> bool:
     return policy is None or cdn_control(policy) != "no-store"
 
 
-def labels(
+def cdn_tags(
     names: Iterable[str],
     *,
     edge: str,
     separator: str,
     max_header_bytes: int,
-    max_label_bytes: int,
-    max_labels: int | None = None,
+    max_tag_bytes: int,
+    max_tags: int | None = None,
 ) -> str:
-    """The tag header value for ``names`` within the provider's header, label and count caps.
+    """The tag header value for ``names`` within the provider's header, tag and count caps.
 
-    A name too long for one label is replaced by its coarse label up
+    A name too long for one tag is replaced by its coarse tag up
     front; :func:`fit` then coarsens the rest if the header is still too big.
-    Raises :class:`TooManyNames` when no such value exists (a tag too long
-    to label, or too many models): the response must not be cached there.
+    Raises :class:`TooManyNames` when no such value exists (a named tag too
+    long to send, or too many models): the response must not be cached there.
     """
     checked = [check_name(name) for name in names]
-    shortened = [
-        coarse(name) if len(name.encode()) > max_label_bytes else name for name in checked
-    ]
+    shortened = [coarse(name) if len(name.encode()) > max_tag_bytes else name for name in checked]
     value = fit(shortened, separator, max_header_bytes)
-    if value is not None and max_labels is not None and value.count(separator) >= max_labels:
+    if value is not None and max_tags is not None and value.count(separator) >= max_tags:
         value = fit([coarse(name) for name in shortened], separator, max_header_bytes)
-        if value is not None and value.count(separator) >= max_labels:
+        if value is not None and value.count(separator) >= max_tags:
             value = None
     too_long = value is not None and any(
-        len(label.encode()) > max_label_bytes for label in value.split(separator)
+        len(tag.encode()) > max_tag_bytes for tag in value.split(separator)
     )
     if value is None or too_long:
         raise TooManyNames(edge)
     return value
 
 
-def purgeable(names: Iterable[str], max_label_bytes: int) -> list[str]:
-    """Drop labels too long for the provider: :func:`labels` never puts them on a response."""
-    return [name for name in names if len(name.encode()) <= max_label_bytes]
+def purgeable(names: Iterable[str], max_tag_bytes: int) -> list[str]:
+    """Drop tags too long for the provider: :func:`cdn_tags` never puts them on a response."""
+    return [name for name in names if len(name.encode()) <= max_tag_bytes]
 
 
 def required(edge: str, option: str, value: Any) -> str:

@@ -1,7 +1,7 @@
 """What every edge backend shares: options, header fitting, purge batches.
 
 An *edge* is a shared HTTP cache in front of Django. A backend turns
-dependency names into response headers (so the edge can label what it
+dependency names into response headers (so the edge can tag what it
 stores) and sweeps into purges. Names are header-safe already (see
 :mod:`cachesweeper.dependencies`); backends still refuse anything else.
 """
@@ -116,7 +116,7 @@ def any_instance(name: str) -> str:
     """``blog.article.42`` -> ``blog.article.*``: every response with an article on it.
 
     Purged only when a full purge queue widens. ``*`` never appears in an
-    encoded name, so these labels cannot collide with instances or tags.
+    encoded name, so these tags cannot collide with instances or tags.
     """
     model = _model(name)
     return f"{model}.*" if model else name
@@ -125,7 +125,7 @@ def any_instance(name: str) -> str:
 def coarse(name: str) -> str:
     """``blog.article.42`` -> ``blog.article.**``: responses whose names were coarsened.
 
-    Every instance purge also purges its model's coarse label
+    Every instance purge also purges its model's coarse tag
     (:func:`purge_names`), so a coarsened response is never missed.
     """
     model = _model(name)
@@ -133,7 +133,7 @@ def coarse(name: str) -> str:
 
 
 def purge_names(names: Iterable[str]) -> list[str]:
-    """The labels to purge for swept ``names``: each, plus its coarse label for instances."""
+    """The tags to purge for swept ``names``: each, plus its coarse tag for instances."""
     result: dict[str, None] = {}
     for name in names:
         result[check_name(name)] = None
@@ -142,15 +142,15 @@ def purge_names(names: Iterable[str]) -> list[str]:
 
 
 def widen(names: Iterable[str]) -> list[str]:
-    """Fewer, wider labels for a purge queue that is full: instances become their model's."""
+    """Fewer, wider tags for a purge queue that is full: instances become their model's."""
     return list(dict.fromkeys(any_instance(name) for name in names))
 
 
 def fit(names: Iterable[str], separator: str, limit: int) -> str | None:
-    """The labels of a response built from ``names``, joined within ``limit`` bytes.
+    """The tags of a response built from ``names``, joined within ``limit`` bytes.
 
-    Instance names also get their model's :func:`any_instance` label. If they
-    do not fit, instances are replaced by their :func:`coarse` label: such a
+    Instance names also get their model's :func:`any_instance` tag. If they
+    do not fit, instances are replaced by their :func:`coarse` tag: such a
     response is purged more often, never missed. ``None`` when even that does
     not fit: the response must not be cached at the edge.
     """

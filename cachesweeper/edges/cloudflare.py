@@ -1,4 +1,4 @@
-"""Cloudflare: ``Cache-Tag`` labels on responses, purges through the v4 API.
+"""Cloudflare: ``Cache-Tag`` tags on responses, purges through the v4 API.
 
 Provider facts this follows (Cloudflare cache documentation and API reference):
 
@@ -44,9 +44,9 @@ class Cloudflare(_cdn.CdnEdge):
     #: "16 KB" in Cloudflare's words; 16,000 is under it whichever KB is meant.
     max_header_bytes = 16000
     #: Cloudflare documents "about 1,000" tags per response; more are coarsened.
-    max_labels = 1000
+    max_tags = 1000
     #: Longest tag the purge API accepts.
-    max_label_bytes = 1024
+    max_tag_bytes = 1024
     #: Tags per purge call, as documented today.
     max_batch = 100
     #: The older per-call limit: refused tag calls are resent in batches this size.
@@ -70,11 +70,11 @@ class Cloudflare(_cdn.CdnEdge):
         self.endpoint = _cdn.api_endpoint(self.label, self.endpoint)
 
     def purge(self, batch: PurgeBatch) -> None:
-        """Purge everything, or the batch's tags (and coarse labels) and URLs."""
+        """Purge everything, or the batch's tags (and coarse tags) and URLs."""
         if batch.everything:
             self._post({"purge_everything": True})
             return
-        tags = _cdn.purgeable(purge_names(batch.names), self.max_label_bytes)
+        tags = _cdn.purgeable(purge_names(batch.names), self.max_tag_bytes)
         for chunk in batches(tags, self.max_batch):
             self._post_tags(chunk)
         files = []

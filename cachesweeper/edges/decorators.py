@@ -23,7 +23,7 @@ def edge_cache(
 ) -> Callable[[View], View]:
     """Let every configured edge cache a view's responses for ``max_age`` seconds.
 
-    ``EdgeMiddleware`` writes each edge's headers, labelled with the view's
+    ``EdgeMiddleware`` writes each edge's headers, tagged with the view's
     dependencies plus ``tags``; responses that must not be shared get no-cache.
     ``Cache-Control`` gets ``s-maxage`` (shared caches) and leaves browsers alone.
     """

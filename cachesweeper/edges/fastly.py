@@ -1,4 +1,4 @@
-"""Fastly: ``Surrogate-Key`` labels on responses, purges through Fastly's API.
+"""Fastly: ``Surrogate-Key`` tags on responses, purges through Fastly's API.
 
 Provider facts this follows (Fastly API and header reference):
 
@@ -40,7 +40,7 @@ class Fastly(_cdn.CdnEdge):
     separator = " "
     max_header_bytes = 16384
     #: Fastly ignores surrogate keys longer than this.
-    max_label_bytes = 1024
+    max_tag_bytes = 1024
     #: Keys per batch purge call (the API refuses more).
     max_batch = 256
     options: ClassVar[dict[str, Any]] = {
@@ -63,12 +63,12 @@ class Fastly(_cdn.CdnEdge):
         self.soft = bool(self.soft)
 
     def purge(self, batch: PurgeBatch) -> None:
-        """Purge everything, or the batch's keys (and coarse labels) and URLs."""
+        """Purge everything, or the batch's keys (and coarse tags) and URLs."""
         service = f"{self.endpoint}/service/{quote(self.service_id, safe='')}"
         if batch.everything:
             self._post(f"{service}/purge_all", soft=False)
             return
-        keys = _cdn.purgeable(purge_names(batch.names), self.max_label_bytes)
+        keys = _cdn.purgeable(purge_names(batch.names), self.max_tag_bytes)
         for chunk in batches(keys, self.max_batch):
             self._post(f"{service}/purge", {"surrogate_keys": chunk})
         for url in batch.urls:

@@ -3,7 +3,7 @@
 Sweeps hand their names and URLs to :data:`purges` after commit. A daemon
 thread delivers them per edge in batches, retries a failing edge with
 exponential backoff, and a full queue *widens* (instances become their
-model's label, then a purge of everything) instead of dropping work.
+model's tag, then a purge of everything) instead of dropping work.
 Pending purges are flushed at interpreter exit, within a time limit, so
 shutdown never hangs.
 """

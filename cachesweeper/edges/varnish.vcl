@@ -8,7 +8,7 @@
 #     (max-age / s-maxage, as `edge_cache` sets) or Expires. Without either,
 #     Varnish's builtin rules would keep it for default_ttl (120 s) -- a page
 #     nobody asked to cache at the edge.
-#   * Django labels each response with its dependency names in the `xkey`
+#   * Django tags each response with its dependency names in the `xkey`
 #     header; the xkey vmod indexes objects by them. The header is stripped
 #     before delivery (send `X-Cachesweeper-Debug: 1` from a purger to keep it).
 #   * Adds `X-Cache: HIT` or `X-Cache: MISS` to every delivered response.

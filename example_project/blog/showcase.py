@@ -177,7 +177,7 @@ def _footer_context(
     request: HttpRequest, response: HttpResponseBase, log: RequestLog
 ) -> dict[str, Any]:
     pages, fragments = log.of_kind("page"), log.of_kind("fragment")
-    labelled = response.has_header("X-LiteSpeed-Tag")
+    tagged = response.has_header("X-LiteSpeed-Tag")
     return {
         "log": log,
         "pages": pages,
@@ -189,7 +189,7 @@ def _footer_context(
         "round_trips_text": _trips(log.round_trips),
         "edge_headers": [(name, response.get(name)) for name in EDGE_HEADERS],
         "http_headers": [(name, response.get(name)) for name in HTTP_HEADERS],
-        "not_shared": None if labelled else _why_not_shared(request, response, log),
+        "not_shared": None if tagged else _why_not_shared(request, response, log),
     }
 
 
@@ -199,5 +199,5 @@ def _why_not_shared(request: HttpRequest, response: HttpResponseBase, log: Reque
     if reason is not None:
         return str(reason)
     if not log.lookups:
-        return "nothing cached was rendered, so there is nothing to label it with"
+        return "nothing cached was rendered, so there is nothing to tag it with"
     return "see cachesweeper's rules (cachesweeper/safety.py)"

@@ -8,7 +8,7 @@ fragments that depend on what changed.
 QuerySets are handed to templates unevaluated, so a fragment that hits never runs
 the query behind it.
 
-Two views are cached for the edge (``edge_cache``: ``EdgeMiddleware`` labels their
+Two views are cached for the edge (``edge_cache``: ``EdgeMiddleware`` tags their
 responses with the names of everything they rendered, in ``X-LiteSpeed-Tag``), and
 the author page is cached whole (``cachesweeper.cache_page``). The article page is
 neither: its forms carry a CSRF token, which makes it personal.

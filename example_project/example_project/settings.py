@@ -96,7 +96,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: it sees the dependencies of everything the response rendered and labels the
+    # First: it sees the dependencies of everything the response rendered and tags the
     # response for the edges (X-LiteSpeed-Tag), and puts the purges of this request's
     # sweeps on it (X-LiteSpeed-Purge).
     "cachesweeper.middleware.EdgeMiddleware",
@@ -177,7 +177,7 @@ LOGGING = {
 # TOOLBAR=1 ./scripts/example sets, after installing it) and DEBUG. The panel tells the
 # footer's story inside the toolbar. Off by default for a reason the footer shows when it
 # is on: the toolbar's Request panel reads the session, so every page becomes personal
-# and EdgeMiddleware no longer labels any of them for the edge.
+# and EdgeMiddleware no longer tags any of them for the edge.
 if DEBUG and env_flag("EXAMPLE_TOOLBAR", False):
     try:
         from debug_toolbar.settings import PANELS_DEFAULTS

@@ -1,7 +1,7 @@
 """``EdgeMiddleware`` in an async stack: Django's ``AsyncClient`` and async views.
 
 The middleware runs its async path when the view chain is async. It must
-label responses and deliver LiteSpeed purges exactly as the sync path does.
+tag responses and deliver LiteSpeed purges exactly as the sync path does.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def comment() -> Comment:
     return Comment.objects.create(article=Article.objects.create(title="a"), text="hello")
 
 
-def test_an_async_view_is_labelled_for_every_edge(async_paths: list[str]) -> None:
+def test_an_async_view_is_tagged_for_every_edge(async_paths: list[str]) -> None:
     target = comment()
     response = get(f"/async/comment/{target.pk}/")
     assert async_paths == [f"/async/comment/{target.pk}/"]
@@ -102,7 +102,7 @@ def logged_in() -> AsyncClient:
     return client
 
 
-def test_an_async_logged_in_visitor_gets_no_public_labels() -> None:
+def test_an_async_logged_in_visitor_gets_no_public_tags() -> None:
     """Telling needs the session and the user, loaded without blocking the event loop."""
     response = get(f"/async/comment/{comment().pk}/", logged_in())
     assert response.status_code == 200

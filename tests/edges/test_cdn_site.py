@@ -2,7 +2,7 @@
 
 ``CACHESWEEPER["EDGES"]`` points both backends at local fakes of their APIs
 (:mod:`tests.edges.fake_api`, which refuse what the real APIs refuse), with
-``EdgeMiddleware`` in ``MIDDLEWARE``. A visitor's response carries the labels
+``EdgeMiddleware`` in ``MIDDLEWARE``. A visitor's response carries the tags
 of what it rendered; a save commits, the background worker delivers the
 purge, and the fake sees the exact request the provider would.
 """
@@ -106,10 +106,10 @@ def cloudflare_bodies(api: FakeAPI, kind: str) -> list[list[str]]:
     return [r.body[kind] for r in api.requests if kind in r.body]
 
 
-# Responses are labelled for both CDNs
+# Responses are tagged for both CDNs
 
 
-def test_a_page_is_labelled_for_fastly_and_cloudflare(site: Site) -> None:
+def test_a_page_is_tagged_for_fastly_and_cloudflare(site: Site) -> None:
     comment = make_comment()
     response = site.client.get(f"/comment/{comment.pk}/")
     expected = [f"testapp.comment.{comment.pk}", "frontpage", "testapp.comment.*"]
@@ -120,7 +120,7 @@ def test_a_page_is_labelled_for_fastly_and_cloudflare(site: Site) -> None:
     assert "s-maxage=60" in response["Cache-Control"]
 
 
-def test_cache_page_and_edge_cache_tags_label_the_response_hit_or_miss(site: Site) -> None:
+def test_cache_page_and_edge_cache_tags_reach_the_response_hit_or_miss(site: Site) -> None:
     comment = make_comment()
     miss = site.client.get(f"/comment/{comment.pk}/tagged/")
     hit = site.client.get(f"/comment/{comment.pk}/tagged/")
@@ -128,8 +128,8 @@ def test_cache_page_and_edge_cache_tags_label_the_response_hit_or_miss(site: Sit
     for response in (miss, hit):
         keys = response["Surrogate-Key"].split(" ")
         tags = response["Cache-Tag"].split(",")
-        for labels in (keys, tags):
-            assert {"listing", "edge-tag", f"testapp.comment.{comment.pk}"} <= set(labels)
+        for header in (keys, tags):
+            assert {"listing", "edge-tag", f"testapp.comment.{comment.pk}"} <= set(header)
         assert response["Surrogate-Control"] == "max-age=90"
 
     site.forget()
@@ -139,7 +139,7 @@ def test_cache_page_and_edge_cache_tags_label_the_response_hit_or_miss(site: Sit
     assert cloudflare_bodies(site.cloudflare, "tags") == [["listing"]]
 
 
-def test_a_logged_in_visitor_gets_no_labels(site: Site) -> None:
+def test_a_logged_in_visitor_gets_no_tags(site: Site) -> None:
     from django.contrib.auth.models import User
 
     site.client.force_login(User.objects.create_user("ann"))
@@ -169,8 +169,8 @@ def test_a_save_in_a_transaction_purges_fastly_after_commit(site: Site) -> None:
     assert all(r.header("Fastly-Soft-Purge") == "1" for r in calls)
     [keys] = [r.body["surrogate_keys"] for r in calls if r.path == FASTLY_PURGE]
     article = f"testapp.article.{comment.article_id}"
-    for label in (f"testapp.comment.{comment.pk}", coarse("testapp.comment.1"), article):
-        assert label in keys  # the comment, its coarse label, what it touches
+    for tag in (f"testapp.comment.{comment.pk}", coarse("testapp.comment.1"), article):
+        assert tag in keys  # the comment, its coarse tag, what it touches
     # Saved outside a request: the article's URL goes to the first plain ALLOWED_HOSTS entry.
     url_purges = [r.path for r in calls if r.path.startswith("/purge/")]
     assert url_purges == [f"/purge/testserver/article/{comment.article_id}/"]

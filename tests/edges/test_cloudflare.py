@@ -152,7 +152,7 @@ def test_250_tags_go_in_batches_of_at_most_100(fake: FakeAPI) -> None:
     assert [tag for body in fake.bodies() for tag in body["tags"]] == names
 
 
-def test_instance_batches_include_coarse_labels(fake: FakeAPI) -> None:
+def test_instance_batches_include_coarse_tags(fake: FakeAPI) -> None:
     names = [f"blog.article.{pk}" for pk in range(250)]
     cloudflare(fake).purge(PurgeBatch(names=names))
     assert [len(body["tags"]) for body in fake.bodies()] == [100, 100, 51]

@@ -129,7 +129,7 @@ def test_a_key_over_1024_bytes_is_coarsened_alone() -> None:
     assert all(len(key.encode()) <= 1024 for key in keys.split(" "))
 
 
-def test_a_tag_over_1024_bytes_cannot_be_labelled() -> None:
+def test_a_tag_over_1024_bytes_cannot_be_sent() -> None:
     edge = Fastly(service_id="svc", api_token="tok")
     with pytest.raises(TooManyNames):
         edge.response_headers(["t" * 1025], CachePolicy(60))
@@ -182,7 +182,7 @@ def test_600_names_go_in_batches_of_at_most_256(fake: FakeAPI) -> None:
     fastly(fake).purge(PurgeBatch(names=names))
     assert [request.path for request in fake.requests] == [f"{SERVICE}/purge"] * 3
     sent = [request.body["surrogate_keys"] for request in fake.requests]
-    assert [len(keys) for keys in sent] == [256, 256, 89]  # 600 names + 1 coarse label
+    assert [len(keys) for keys in sent] == [256, 256, 89]  # 600 names + 1 coarse tag
     flat = [key for keys in sent for key in keys]
     assert flat == purge_names(names)
     assert coarse("blog.article.1") in flat

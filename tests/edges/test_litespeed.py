@@ -136,7 +136,7 @@ def test_many_names_are_coarsened_under_the_header_limit(client: Client) -> None
     assert tags.split(",") == ["testapp.comment.**", "many", "testapp.comment.*"]
     assert response["X-LiteSpeed-Cache-Control"] == "public, max-age=60"
 
-    # Any comment's purge also purges the coarse label, so that page goes too.
+    # Any comment's purge also purges the coarse tag, so that page goes too.
     one = Comment.objects.first()
     assert one is not None
     one.save()
@@ -153,7 +153,7 @@ def test_edge_cache_inside_cache_page_keeps_its_policy_on_page_hits(client: Clie
         assert response["X-LiteSpeed-Tag"] == "cached"
 
 
-def test_cache_page_and_edge_cache_tags_label_litespeed_and_varnish(
+def test_cache_page_and_edge_cache_tags_reach_litespeed_and_varnish(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Explicit tags reach the edge headers, on the page cache's miss and on its hits."""
@@ -171,6 +171,6 @@ def test_cache_page_and_edge_cache_tags_label_litespeed_and_varnish(
         hit = client.get(f"/comment/{target.pk}/tagged/")
     assert hit.has_header("Age")  # the view did not run
     for response in (miss, hit):
-        for labels in (response["X-LiteSpeed-Tag"].split(","), response["xkey"].split(" ")):
-            assert {"listing", "edge-tag", f"testapp.comment.{target.pk}"} <= set(labels)
+        for tags in (response["X-LiteSpeed-Tag"].split(","), response["xkey"].split(" ")):
+            assert {"listing", "edge-tag", f"testapp.comment.{target.pk}"} <= set(tags)
         assert response["X-LiteSpeed-Cache-Control"] == "public, max-age=90"

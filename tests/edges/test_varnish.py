@@ -142,7 +142,7 @@ def test_names_are_purged_with_one_xkey_purge_request(recorder: RecordingServer)
     assert request.headers["xkey-purge"].split(" ") == purge_names(
         ["blog.article.42", "frontpage"]
     )
-    # Each instance also purges the label of responses whose names were coarsened.
+    # Each instance also purges the tag of responses whose names were coarsened.
     assert coarse("blog.article.42") in request.headers["xkey-purge"].split(" ")
     assert "xkey-softpurge" not in request.headers
 
@@ -401,12 +401,12 @@ def test_unsafe_names_are_refused_before_anything_is_sent(
     assert recorder.received == []
 
 
-def test_response_headers_label_responses_in_xkey() -> None:
+def test_response_headers_tag_responses_in_xkey() -> None:
     edge = Varnish(servers=["http://127.0.0.1:6081"])
     headers = edge.response_headers(["blog.article.42", "frontpage"], None)
     assert list(headers) == ["xkey"]
-    labels = headers["xkey"].split(" ")
-    assert {"blog.article.42", "frontpage"} <= set(labels)
+    tags = headers["xkey"].split(" ")
+    assert {"blog.article.42", "frontpage"} <= set(tags)
     assert edge.response_headers([], None) == {}
 
 
@@ -794,7 +794,7 @@ def test_the_vcl_caches_only_what_django_marks_cacheable_and_hides_xkey(fresh: S
     assert [fetch(fresh.varnish, "/uncached/").cache for _ in range(2)] == ["MISS", "MISS"]
     assert CALLS["uncached"] == before + 2
 
-    comment = make_comment("labelled")
+    comment = make_comment("tagged")
     path = f"/comment/{comment.pk}/"
     with override_settings(CACHESWEEPER=fresh.edges()):
         assert fetch(fresh.varnish, path).xkey is None  # stripped for visitors
@@ -829,8 +829,8 @@ def test_the_header_limits_hold_against_varnish_itself(fresh: Site) -> None:
     """Tag headers close to ``HEADER_LIMIT`` are accepted; more would be a 503 / 400."""
     from tests.edges.varnish_site import MANY_TAGS
 
-    label = len("bulk-tag-00000 ")
-    MANY_TAGS["count"] = HEADER_LIMIT // label  # the most that fit
+    tag = len("bulk-tag-00000 ")
+    MANY_TAGS["count"] = HEADER_LIMIT // tag  # the most that fit
     try:
         with override_settings(CACHESWEEPER=fresh.edges()):
             first, second = (
@@ -840,7 +840,7 @@ def test_the_header_limits_hold_against_varnish_itself(fresh: Site) -> None:
             assert (first.status, first.cache, second.cache) == (200, "MISS", "HIT")
             debug = fetch(fresh.varnish, "/many-tags/", **{"X-Cachesweeper-Debug": "1"})
             assert debug.xkey is not None
-            assert HEADER_LIMIT - label < len(debug.xkey) <= HEADER_LIMIT
+            assert HEADER_LIMIT - tag < len(debug.xkey) <= HEADER_LIMIT
 
             # A purge of thousands of names takes several requests, each accepted.
             names = [f"bulk-tag-{index:05d}" for index in range(3000)]

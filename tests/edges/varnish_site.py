@@ -42,7 +42,7 @@ def topic(request: HttpRequest, pk: int) -> HttpResponse:
 @cache_page(60, tags=[lambda request, pk: Topic.objects.get(pk=pk)])
 @edge_cache(60, tags=["topics"])
 def tagged_topic(request: HttpRequest, pk: int) -> HttpResponse:
-    """No fragment: its labels are the ``cache_page`` and ``edge_cache`` tags alone."""
+    """No fragment: its tags are the ``cache_page`` and ``edge_cache`` tags alone."""
     CALLS["tagged_topic"] += 1
     return HttpResponse(f"tagged topic {Topic.objects.get(pk=pk).name}")
 
@@ -54,7 +54,7 @@ def uncached(request: HttpRequest) -> HttpResponse:
 
 
 def many_tags(request: HttpRequest) -> HttpResponse:
-    """A response labelled with ``MANY_TAGS["count"]`` tags (the header-limit tests)."""
+    """A response tagged with ``MANY_TAGS["count"]`` tags (the header-limit tests)."""
     CALLS["many_tags"] += 1
     tags = [f"bulk-tag-{index:05d}" for index in range(MANY_TAGS["count"])]
 

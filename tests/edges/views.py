@@ -64,7 +64,7 @@ def save_comment_atomically(request: HttpRequest, pk: int) -> HttpResponse:
 @cache_page(60, tags=["listing"])
 @edge_cache(90, tags=["edge-tag"])
 def tagged_page(request: HttpRequest, pk: int) -> TemplateResponse:
-    """Tags from ``cache_page`` and from ``edge_cache`` both label the response."""
+    """Tags from ``cache_page`` and from ``edge_cache`` both end up on the response."""
     comment = Comment.objects.get(pk=pk)
     return TemplateResponse(request, "page_with_fragment.html", {"comment": comment})
 

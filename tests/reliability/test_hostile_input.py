@@ -292,12 +292,12 @@ def test_tags_and_sweeps_from_the_request_never_inject_a_header(site: Client) ->
                 assert not set(name + value) & {"\r", "\n", "\x00"}
                 value.encode("latin-1")
         if tagged.has_header(TAG_HEADER):
-            labels = tagged[TAG_HEADER].split(",")
-            assert all(label == label.strip() and check_name(label) for label in labels)
-            # A sweep of the tag purges this response (its exact label, or the coarse
+            sent = tagged[TAG_HEADER].split(",")
+            assert all(each == each.strip() and check_name(each) for each in sent)
+            # A sweep of the tag purges this response (its exact tag, or the coarse
             # one a long header falls back to: a wider purge, never a missed one).
-            assert set(purge_names([tag_name(tag)])) & set(labels)
-        else:  # too long to label: kept out of the edge rather than cached unpurgeable
+            assert set(purge_names([tag_name(tag)])) & set(sent)
+        else:  # too long to send: kept out of the edge rather than cached unpurgeable
             assert len(tag_name(tag)) > 8000
             assert tagged[CONTROL_HEADER] == "no-cache"
         purged = [part.strip() for part in swept[PURGE_HEADER].split(",")]

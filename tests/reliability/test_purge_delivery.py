@@ -4,7 +4,7 @@
   server) refuses connections for 10 s while models are saved: once it is
   back, the purge worker delivers every name and URL swept meanwhile, on its
   own, without ``flush()``.
-* A full purge queue widens (instances to their model's label, then a purge
+* A full purge queue widens (instances to their model's tag, then a purge
   of everything) instead of dropping: every swept name is still covered.
 """
 

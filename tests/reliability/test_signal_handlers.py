@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cachesweeper
-from cachesweeper import sweeps
+from cachesweeper import registry
 from cachesweeper.retries import RetryQueue
 from tests.reliability.figures import record
 from tests.servers import cache_settings, free_port
@@ -136,9 +136,9 @@ def logged() -> Iterator[Logged]:
 @pytest.fixture
 def article_registration() -> Iterator[None]:
     """Put ``register(Article)`` back as the test app has it."""
-    original = sweeps._registry[Article]
+    original = registry._registry[Article]
     yield
-    sweeps._registry[Article] = original
+    registry._registry[Article] = original
 
 
 @pytest.fixture

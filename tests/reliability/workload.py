@@ -131,8 +131,8 @@ def main() -> dict[str, Any]:
     caches["default"].clear()
     if mode == "presweep":
         # The bug this library exists to avoid: bump the tokens before the commit.
-        def immediately(connection: Any, names: Any, urls: Any) -> None:
-            sweeps.bump(list(names), list(urls))
+        def immediately(connection: Any, names: Any, urls: Any, saved: Any = None) -> None:
+            sweeps.sweep_now(list(names), list(urls))
 
         sweeps._defer = immediately
 

@@ -1,0 +1,298 @@
+"""``register()``: the receivers of registered models and the cascades they sweep.
+
+A save, delete or m2m change of a registered model sweeps the instance, its
+model, its tags and what it touches (``touch=``, recursively), through
+:func:`cachesweeper.sweeps.sweep`; what each model asked for is kept in
+:mod:`cachesweeper.registry`. A receiver never raises into the code that
+saved the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, overload
+
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db import models
+from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
+
+from cachesweeper import registry, stamps, tokens
+from cachesweeper.dependencies import encode, instance_name, model_name, name_of
+from cachesweeper.edges.loading import configured
+from cachesweeper.registry import PurgeUrls, Registration, Tags, registration_for, urls_of
+from cachesweeper.sweeps import sweep
+
+logger = logging.getLogger("cachesweeper")
+
+M = TypeVar("M", bound=type[models.Model])
+
+
+@overload
+def register(
+    model: M,
+    *,
+    using: str | None = ...,
+    touch: Iterable[str] = ...,
+    tags: Tags | None = ...,
+    purge_urls: PurgeUrls | None = ...,
+) -> M: ...
+
+
+@overload
+def register(
+    model: None = ...,
+    *,
+    using: str | None = ...,
+    touch: Iterable[str] = ...,
+    tags: Tags | None = ...,
+    purge_urls: PurgeUrls | None = ...,
+) -> Callable[[M], M]: ...
+
+
+def register(
+    model: M | None = None,
+    *,
+    using: str | None = None,
+    touch: Iterable[str] = (),
+    tags: Tags | None = None,
+    purge_urls: PurgeUrls | None = None,
+) -> M | Callable[[M], M]:
+    """Sweep ``model``'s instances (and the model) on save, delete and m2m changes.
+
+    ``using``: the token strategy for this model (``"counter"`` or an
+    attribute name; ``None``: the configured ``USING``).
+    ``touch``: foreign keys whose targets are swept too, cascading through
+    their own registrations. ``tags``: extra named tags, a list or a
+    callable taking the instance. Works as a class decorator as well.
+    """
+    if model is None:
+
+        def decorator(model: M) -> M:
+            return register(model, using=using, touch=touch, tags=tags, purge_urls=purge_urls)
+
+        return decorator
+
+    touch = tuple(touch)
+    for field_name in touch:
+        _check_touch(model, field_name)
+    registry.add(
+        model, Registration(strategy=using, touch=touch, tags=tags, purge_urls=purge_urls)
+    )
+    tokens.set_strategy(model, strategy=using)
+    _connect()
+    stamps.stamp_instances_of(model)
+    if touch:
+        uid = f"cachesweeper.post_init.{model._meta.label}"
+        post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)
+    return model
+
+
+def _check_touch(model: type[models.Model], field_name: str) -> None:
+    try:
+        field = model._meta.get_field(field_name)
+    except FieldDoesNotExist:
+        raise ImproperlyConfigured(
+            f"cachesweeper.register({model.__name__}, touch=[{field_name!r}]): "
+            f"{model.__name__} has no field {field_name!r}"
+        ) from None
+    if not (field.many_to_one or field.one_to_one) or field.auto_created:
+        raise ImproperlyConfigured(
+            f"cachesweeper.register({model.__name__}, touch=[{field_name!r}]): "
+            "touch takes the names of ForeignKey or OneToOneField fields"
+        )
+
+
+def _connect() -> None:
+    post_save.connect(_on_save, dispatch_uid="cachesweeper.post_save")
+    post_delete.connect(_on_save, dispatch_uid="cachesweeper.post_delete")
+    m2m_changed.connect(_on_m2m_changed, dispatch_uid="cachesweeper.m2m_changed")
+
+
+def _remember_targets(sender: Any, instance: models.Model, **kwargs: Any) -> None:
+    """Keep the foreign keys an instance was loaded with, to sweep old targets too."""
+    registration = registration_for(type(instance))
+    if registration is None:
+        return
+    instance.__dict__["_cachesweeper_loaded"] = {
+        name: instance.__dict__.get(instance._meta.get_field(name).attname)  # type: ignore[union-attr]
+        for name in registration.touch
+    }
+
+
+def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any) -> None:
+    """``post_save`` / ``post_delete``: sweep the instance and what it cascades to.
+
+    ``using`` is the database alias, as Django's signals name it.
+    """
+    database = using
+    registration = registration_for(type(instance))
+    if registration is None:
+        return
+    try:
+        urls: dict[str, None] = {}
+        names = _names_to_sweep(instance, registration, database, set(), urls)
+        # After a full save (post_save, not post_delete) the instance holds
+        # exactly what was committed.
+        full_save = "created" in kwargs and not kwargs.get("update_fields")
+        sweep(names, database=database, urls=urls, saved=instance if full_save else None)
+        if registration.touch:
+            _remember_targets(sender, instance)
+    except Exception:
+        logger.exception("cachesweeper: could not sweep %r", instance)
+
+
+def _on_m2m_changed(
+    sender: Any,
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """``m2m_changed``: sweep the registered sides of the changed links (``using``: database)."""
+    if action not in ("post_add", "post_remove", "pre_clear"):
+        return
+    database = using
+    try:
+        names: list[str] = []
+        urls: dict[str, None] = {}
+        registration = registration_for(type(instance))
+        if registration is not None:
+            names += _names_to_sweep(instance, registration, database, set(), urls)
+            _touch_relinked(type(instance), [instance.pk], database)
+        if registration_for(model) is not None:
+            if pk_set is None:  # clear(): find the rows that are about to be unlinked
+                pk_set = set(_related_ids(sender, instance, reverse, model, database))
+            label = model_name(model)
+            names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
+            _touch_relinked(model, list(pk_set), database)
+        # clear() and add()/remove() run in a transaction: this waits for its commit.
+        sweep(names, database=database, urls=urls)
+    except Exception:
+        logger.exception("cachesweeper: could not sweep m2m change on %r", instance)
+
+
+def _touch_relinked(model: type[models.Model], ids: Sequence[Any], database: str | None) -> None:
+    """Rows whose links changed were not saved: move their version attribute, if they have one.
+
+    Their fragments compare that attribute, so the token bump alone would
+    leave them stale. Best effort: a failure here never costs the sweep.
+    """
+    attribute = tokens.attribute_for(model)
+    if attribute is None:
+        return
+    try:
+        tokens.move_attribute(model, ids, attribute, database)
+    except Exception:
+        logger.exception("cachesweeper: could not move %s.%s", model.__name__, attribute)
+
+
+def _related_ids(
+    through: type[models.Model],
+    instance: models.Model,
+    reverse: bool,
+    model: type[models.Model],
+    database: str | None,
+) -> list[Any]:
+    """Primary keys of the ``model`` rows linked to ``instance`` through ``through``."""
+    keys = [field for field in through._meta.fields if field.many_to_one]
+    sources = [f for f in keys if issubclass(type(instance), f.related_model)]  # type: ignore[arg-type]
+    targets = [f for f in keys if issubclass(model, f.related_model)]  # type: ignore[arg-type]
+    if sources is targets or sources == targets:  # self-referential: order tells them apart
+        sources, targets = (keys[1:], keys[:1]) if reverse else (keys[:1], keys[1:])
+    source, target = sources[0], next(f for f in targets if f is not sources[0])
+    rows = through._base_manager.db_manager(database).filter(**{source.attname: instance.pk})
+    return list(rows.values_list(target.attname, flat=True))
+
+
+def _names_to_sweep(
+    instance: models.Model,
+    registration: Registration,
+    database: str | None,
+    seen: set[str],
+    urls: dict[str, None],
+) -> list[str]:
+    """The instance, its model, its tags, and what it touches, recursively.
+
+    The URLs of every instance met are added to ``urls`` (for URL purges).
+    The instance and its model are always swept; extras (tags, touched
+    targets) are each best effort, so one failing extra never costs the sweep.
+    """
+    name = instance_name(instance)
+    if name in seen:
+        return []
+    seen.add(name)
+    urls.update(dict.fromkeys(urls_of(instance, registration.purge_urls)))
+    names = [name, model_name(type(instance))]
+    try:
+        names += _tag_names(instance, registration.tags)
+    except Exception:
+        logger.exception("cachesweeper: the tags of %r could not be found", instance)
+    for field_name in registration.touch:
+        try:
+            names += _touched(instance, field_name, database, seen, urls)
+        except Exception:
+            logger.exception("cachesweeper: could not sweep %r's %s", instance, field_name)
+    return names
+
+
+def _touched(
+    instance: models.Model,
+    field_name: str,
+    database: str | None,
+    seen: set[str],
+    urls: dict[str, None],
+) -> list[str]:
+    field = instance._meta.get_field(field_name)
+    target_model: type[models.Model] = field.related_model  # type: ignore[assignment]
+    target_registration = registration_for(target_model)
+    attribute = tokens.attribute_for(target_model)
+    loaded = instance.__dict__.get("_cachesweeper_loaded", {}).get(field_name)
+    current = getattr(instance, field.attname)  # type: ignore[union-attr]
+    ids = [value for value in dict.fromkeys((current, loaded)) if value is not None]
+    by_pk = field.target_field.primary_key  # type: ignore[union-attr]
+    needs_instance = (
+        not by_pk
+        or (
+            target_registration is not None
+            and (target_registration.touch or callable(target_registration.tags))
+        )
+        or _purges_urls(target_model, target_registration)
+    )
+    if attribute is not None:
+        lookup = field.target_field.attname  # type: ignore[union-attr]
+        tokens.move_attribute(target_model, ids, attribute, database, lookup)
+    names: list[str] = []
+    if not needs_instance:
+        label = model_name(target_model)
+        names += [f"{label}.{encode(str(value))}" for value in ids] + [label]
+        if target_registration is not None:
+            names += _tag_names(None, target_registration.tags)
+        return names
+    lookup = field.target_field.attname  # type: ignore[union-attr]
+    manager = target_model._base_manager.db_manager(database)
+    for target in manager.filter(**{f"{lookup}__in": ids}):
+        registration = target_registration or Registration()
+        names += _names_to_sweep(target, registration, database, seen, urls)
+    return names
+
+
+def _purges_urls(model: type[models.Model], registration: Registration | None) -> bool:
+    """Whether an edge will want this model's URLs (worth loading a touched instance for)."""
+    try:
+        return registry.has_urls(model, registration) and bool(configured())
+    except Exception:  # misconfigured edges are reported by the system checks
+        return False
+
+
+def _tag_names(instance: models.Model | None, tags: Tags | None) -> list[str]:
+    if tags is None:
+        return []
+    if callable(tags):
+        if instance is None:
+            return []
+        tags = tags(instance)
+    return [name_of(tag) for tag in tags]
