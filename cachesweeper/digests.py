@@ -179,25 +179,26 @@ class Place:
 
     ``text`` names the template, line and body digest; ``templates`` are the
     names the body includes or extends literally, and those its tag names
-    with ``templates=``. The origin that keys the fragment's entries adds
-    their tree's digest, remembered until digests are forgotten.
+    with ``templates=``. The place that keys the fragment's entries
+    (:meth:`current`) adds their tree's digest, remembered until digests are forgotten.
     """
 
-    __slots__ = ("_generation", "_origin", "templates", "text")
+    __slots__ = ("_current", "_generation", "templates", "text")
 
     def __init__(self, text: str, templates: Sequence[str] = ()) -> None:
         self.text = text
         self.templates = tuple(dict.fromkeys(templates))
-        self._origin = text
+        self._current = text
         self._generation = -1
 
-    def origin(self, engine: Any, source_of: Source, references: References) -> str:
+    def current(self, engine: Any, source_of: Source, references: References) -> str:
+        """The place as it keys entries now: its text and its templates' digest."""
         if not self.templates or self._generation == generation:
-            return self._origin
+            return self._current
         current = generation
-        self._origin = f"{self.text}:{tree(engine, self.templates, source_of, references)}"
+        self._current = f"{self.text}:{tree(engine, self.templates, source_of, references)}"
         self._generation = current
-        return self._origin
+        return self._current
 
     def __repr__(self) -> str:
         return f"<Place {self.text} {' '.join(self.templates)}>"

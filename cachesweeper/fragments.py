@@ -17,7 +17,7 @@ from cachesweeper.tokens import attribute_for
 
 
 def fragment_slot(
-    origin: str,
+    place: str,
     target: Any,
     timeout: Any,
     vary_on: Sequence[Any],
@@ -33,7 +33,7 @@ def fragment_slot(
     unsaved instance is rendered afresh every time: it has no identity to
     key an entry by.
     """
-    key, dependencies = _identity(origin, target, vary_on)
+    key, dependencies = _identity(place, target, vary_on)
     names, attributes = split(dependencies)
     # Positional, as entries.slot() would: keyword arguments cost more, per item of a list.
     return Slot(
@@ -42,9 +42,7 @@ def fragment_slot(
     )  # fmt: skip
 
 
-def _identity(
-    origin: str, target: Any, vary_on: Sequence[Any]
-) -> tuple[str, Sequence[Dependency]]:
+def _identity(place: str, target: Any, vary_on: Sequence[Any]) -> tuple[str, Sequence[Dependency]]:
     """The entry key and the dependencies of a fragment.
 
     Remembered for a single saved instance, the most common target: a list
@@ -54,15 +52,15 @@ def _identity(
     pk = target.pk if isinstance(target, Model) else None
     if pk is None:
         dependencies = resolve(target)
-        return fragment_key(origin, dependencies, vary_on), dependencies
+        return fragment_key(place, dependencies, vary_on), dependencies
     model = type(target)
-    memo = (conf.KEY_PREFIX, origin, model, pk, attribute_for(model), *map(str, vary_on))
+    memo = (conf.KEY_PREFIX, place, model, pk, attribute_for(model), *map(str, vary_on))
     found = _identities.get(memo)
     if found is None:
         if len(_identities) >= _IDENTITIES_LIMIT:
             _identities.clear()
         named = tuple(resolve(target))
-        found = _identities[memo] = (fragment_key(origin, named, vary_on), named)
+        found = _identities[memo] = (fragment_key(place, named, vary_on), named)
     key, (dependency,) = found
     if dependency.attribute is not None:
         value = getattr(target, dependency.attribute)
@@ -74,8 +72,8 @@ _IDENTITIES_LIMIT = 16_384
 _identities: dict[tuple[Any, ...], tuple[str, Sequence[Dependency]]] = {}
 
 
-def fragment_key(origin: str, dependencies: Sequence[Dependency], vary_on: Sequence[Any]) -> str:
-    identity = (origin, *(f"{dep.name} {dep.scope}" for dep in dependencies))
+def fragment_key(place: str, dependencies: Sequence[Dependency], vary_on: Sequence[Any]) -> str:
+    identity = (place, *(f"{dep.name} {dep.scope}" for dep in dependencies))
     return _key(conf.KEY_PREFIX, identity, tuple(map(str, vary_on)))
 
 

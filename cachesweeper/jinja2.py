@@ -293,7 +293,7 @@ class CacheSweeperExtension(Extension):
         text = f"{self._template_name(parser)}:{lineno}:{digest.hexdigest()}"
         return nodes.Const(text), nodes.Const(tuple(dict.fromkeys(templates)))
 
-    def _origin(self, text: str, templates: tuple[str, ...]) -> str:
+    def _current_place(self, text: str, templates: tuple[str, ...]) -> str:
         """The place's text and the digest of the templates it shows; no work without any."""
         if not templates:
             return text
@@ -302,7 +302,7 @@ class CacheSweeperExtension(Extension):
             if len(self._places) >= _PLACES_LIMIT:  # templates made from ever new strings
                 self._places.clear()
             place = self._places.setdefault((text, templates), Place(text, templates))
-        return place.origin(self.environment, self._source_of, self._references)
+        return place.current(self.environment, self._source_of, self._references)
 
     def _source_of(self, name: str) -> str | None:
         loader = self.environment.loader
@@ -344,7 +344,7 @@ class CacheSweeperExtension(Extension):
     ) -> str:
         tag = "cachesweeper"
         slot = fragment_slot(
-            self._origin(text, templates),
+            self._current_place(text, templates),
             _dependency(target, tag),
             _timeout(timeout, tag),
             list(vary_on),
@@ -373,14 +373,14 @@ class CacheSweeperExtension(Extension):
             return caller(None, None, _EMPTY, None)
         expiry = _timeout(timeout, tag)
         keywords = _keywords(tag, using, grace)
-        origin = self._origin(text, templates)
+        place = self._current_place(text, templates)
         loops = [CacheSweeperLoop(index, len(items)) for index in range(len(items))]
         slots = []
         for item, loop in zip(items, loops, strict=True):
             vary_on: list[Any] = []
             if probe:
                 caller(item, loop, _PROBE, vary_on)
-            slots.append(fragment_slot(origin, item, expiry, vary_on, **keywords))
+            slots.append(fragment_slot(place, item, expiry, vary_on, **keywords))
 
         def render(index: int) -> Rendered:
             return _rendered(caller(items[index], loops[index], _RENDER, None))

@@ -400,7 +400,17 @@ def page_key(
 
 def page_url(request: HttpRequest) -> str:
     """The default page identity: scheme, host, path and the canonical query."""
-    return f"{request.scheme}://{request.get_host()}{request.path}?{canonical_query(request)}"
+    scheme = request.scheme or "http"
+    return url_identity(scheme, request.get_host(), request.path, request.GET.lists())
+
+
+def url_identity(scheme: str, host: str, path: str, query: Iterable[tuple[str, list[str]]]) -> str:
+    """A URL as it keys pages, for ``cache_page`` and the WSGI page cache alike.
+
+    Hosts are case-insensitive (``Example.com`` is ``example.com``); the
+    query is in canonical order (see :func:`canonical_query`).
+    """
+    return f"{scheme}://{host.lower()}{path}?{sorted_query(query)}"
 
 
 def variant_key(base: str, request: HttpRequest, vary: Iterable[str]) -> str:

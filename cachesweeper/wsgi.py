@@ -37,7 +37,7 @@ import pickle
 import time
 from collections.abc import Callable, Iterable, Sequence
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from django.core.cache.backends.base import BaseCache
@@ -59,13 +59,26 @@ from cachesweeper.entries import (
 )
 from cachesweeper.keys import make_key
 from cachesweeper.middleware import DEPS_HEADER, WSGI_FLAG
-from cachesweeper.pages import HOP_BY_HOP, sorted_query
+from cachesweeper.pages import HOP_BY_HOP, url_identity
 from cachesweeper.rules import PageRule, compile_rules, match
 
 StartResponse = Callable[..., Any]
 Header = tuple[str, str]
-# (status line, headers, body, stored at): what is stored for a page.
-StoredPage = tuple[str, tuple[Header, ...], bytes, float]
+
+
+class WSGIPage(NamedTuple):
+    """What an application answered, stored as it was and replayed byte for byte.
+
+    Not :class:`cachesweeper.pages.StoredPage`: that one is rebuilt as a Django
+    response (ETag, ``Vary`` variants, edge labels); here there is only WSGI.
+    """
+
+    status: str  # the status line, reason phrase included
+    headers: tuple[Header, ...]
+    body: bytes
+    stored_at: float
+
+
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _PRIVATE = ("private", "no-store", "no-cache")
@@ -113,10 +126,10 @@ class PageCacheMiddleware:
             ((state, value),) = serve([page], lambda _: self._render(environ), [found])
         if state != MISS:
             return _replay(environ, start_response, value)
-        status, headers, body, _ = value
-        start_response(status, list(headers))
+        page_answered: WSGIPage = value
+        start_response(page_answered.status, list(page_answered.headers))
         # The app ran as GET (so its headers are a GET's): a HEAD gets them, not the body.
-        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [page_answered.body]
 
     def _lookup(self, page: Slot) -> Lookup:
         """Look the page up, trying this process's copy first; keep a copy of what was read."""
@@ -138,7 +151,8 @@ class PageCacheMiddleware:
         """Run the application for a missing (or stale) page, and judge what it answered."""
         page, reported = self._run(environ)
         storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, reported)
-        return Rendered(page, page if storable else None, int(page[0][:3]) >= 500)
+        # Stored as a plain tuple: entries hold no class of ours.
+        return Rendered(page, tuple(page) if storable else None, int(page.status[:3]) >= 500)
 
     def _shared(self, environ: dict[str, Any]) -> bool:
         """GET or HEAD, from a visitor without a session or credentials."""
@@ -155,7 +169,7 @@ class PageCacheMiddleware:
             return False
         return not self.session_cookies & set(cookies)
 
-    def _run(self, environ: dict[str, Any]) -> tuple[StoredPage, bool]:
+    def _run(self, environ: dict[str, Any]) -> tuple[WSGIPage, bool]:
         """Call the application, collect its response, and strip the dependency header.
 
         Also says whether the response carried that header.
@@ -183,9 +197,9 @@ class PageCacheMiddleware:
                 reported = True
             elif lower not in HOP_BY_HOP:  # dropped once, here, not on every replay
                 headers.append((name, value))
-        return (captured["status"], tuple(headers), body, time.time()), reported
+        return WSGIPage(captured["status"], tuple(headers), body, time.time()), reported
 
-    def _storable(self, page: tuple[Any, ...], reported: bool) -> bool:
+    def _storable(self, page: WSGIPage, reported: bool) -> bool:
         """``reported``: Django's ``EdgeMiddleware`` judged the page and told its dependencies.
 
         (A page whose dependencies' tokens are not all known is not stored
@@ -226,14 +240,18 @@ def _report(header: str) -> None:
     collector.report(tokens)
 
 
-def _replay(environ: dict[str, Any], start_response: StartResponse, page: Any) -> Iterable[bytes]:
+def _replay(
+    environ: dict[str, Any], start_response: StartResponse, page: tuple[Any, ...]
+) -> Iterable[bytes]:
+    """Answer with a stored page (a :class:`WSGIPage` as a tuple) and its age."""
     status, headers, body, stored_at = page
     start_response(status, [*headers, ("Age", str(max(0, int(time.time() - stored_at))))])
     return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
-def _size(page: StoredPage) -> int:
-    """About the memory a stored page takes: its body, its headers and some overhead."""
+def _size(page: tuple[Any, ...]) -> int:
+    """About the memory a stored page (a :class:`WSGIPage` as a tuple) takes: its body,
+    its headers and some overhead."""
     status, headers, body, _ = page
     return (
         len(body) + len(status) + sum(len(name) + len(value) + 64 for name, value in headers) + 256
@@ -241,15 +259,12 @@ def _size(page: StoredPage) -> int:
 
 
 def _url(environ: dict[str, Any]) -> str:
-    scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
-    query = environ.get("QUERY_STRING", "")
-    if query:
-        lists: dict[str, list[str]] = {}
-        for name, value in parse_qsl(query, keep_blank_values=True):
-            lists.setdefault(name, []).append(value)
-        query = sorted_query(lists.items())
-    return f"{scheme}://{host.lower()}{environ.get('PATH_INFO', '')}?{query}"
+    lists: dict[str, list[str]] = {}
+    for name, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+        lists.setdefault(name, []).append(value)
+    scheme = environ.get("wsgi.url_scheme", "http")
+    return url_identity(scheme, host, environ.get("PATH_INFO", ""), lists.items())
 
 
 @functools.lru_cache(maxsize=4096)

@@ -230,6 +230,14 @@ def test_host_and_query_are_part_of_the_key(client: Any) -> None:
     assert app.calls["/page"] == 3
 
 
+def test_a_host_in_other_letter_case_is_the_same_page(client: Any) -> None:
+    app = App()
+    cached = PageCacheMiddleware(app, [("/", 60, 0)], client)
+    call(cached, "/page", HTTP_HOST="a.example")
+    call(cached, "/page", HTTP_HOST="A.Example")
+    assert app.calls["/page"] == 1
+
+
 def test_hop_by_hop_headers_are_neither_stored_nor_replayed(client: Any) -> None:
     app = App()
     app.headers = [("Connection", "keep-alive"), ("Keep-Alive", "timeout=5"), ("X-Kept", "1")]

@@ -55,7 +55,7 @@ class CacheSweeperNode(Node):
 
     def render(self, context: Context) -> str:
         slot = fragment_slot(
-            _origin(self.place, context),
+            _current_place(self.place, context),
             resolve_target(self.target, context, "cachesweeper"),
             resolve_timeout(self.timeout, context, "cachesweeper"),
             [var.resolve(context) for var in self.vary_on],
@@ -99,7 +99,7 @@ class CacheSweeperForNode(Node):
             return self.nodelist_empty.render(context)
         timeout = resolve_timeout(self.timeout, context, "cachesweeper_for")
         keywords = resolve_keywords(self.keywords, context, "cachesweeper_for")
-        origin = _origin(self.place, context)
+        place = _current_place(self.place, context)
         parentloop = context.get("forloop", {})
         count = len(items)
         with context.push():
@@ -107,13 +107,13 @@ class CacheSweeperForNode(Node):
             if self.constant_vary_on:  # literals only: the same for every item
                 vary_on = [var.resolve(context) for var in self.vary_on]
                 for item in items:
-                    slots.append(fragment_slot(origin, item, timeout, vary_on, **keywords))
+                    slots.append(fragment_slot(place, item, timeout, vary_on, **keywords))
             else:
                 for index, item in enumerate(items):
                     context[self.loopvar] = item
                     context["forloop"] = _forloop(index, count, parentloop)
                     vary_on = [var.resolve(context) for var in self.vary_on]
-                    slots.append(fragment_slot(origin, item, timeout, vary_on, **keywords))
+                    slots.append(fragment_slot(place, item, timeout, vary_on, **keywords))
 
             def render(index: int) -> Rendered:
                 context[self.loopvar] = items[index]
@@ -311,12 +311,12 @@ def _place(parser: Parser, token: Token, remaining: list[Token], named: list[str
     return Place(f"{name}:{token.lineno}:{digest.hexdigest()}", templates)
 
 
-def _origin(place: Place, context: Context) -> str:
+def _current_place(place: Place, context: Context) -> str:
     """The place's text and the digest of the templates it shows (from the rendering engine)."""
     if not place.templates or context.template is None:
         return place.text  # a node list rendered without its template: no engine to ask
     engine = context.template.engine
-    return place.origin(engine, digests.django_source(engine), digests.django_references)
+    return place.current(engine, digests.django_source(engine), digests.django_references)
 
 
 def _named_templates(keywords: dict[str, FilterExpression], tag: str) -> list[str]:
