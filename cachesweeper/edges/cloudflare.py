@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from cachesweeper.edges import _cdn
+from cachesweeper.edges import cdn
 from cachesweeper.edges.base import (
     PurgeBatch,
     batches,
@@ -32,7 +32,7 @@ from cachesweeper.edges.base import (
 DEFAULT_ENDPOINT = "https://api.cloudflare.com/client/v4"
 
 
-class Cloudflare(_cdn.CdnEdge):
+class Cloudflare(cdn.CdnEdge):
     """Cloudflare: ``Cache-Tag`` on responses, purges by tag through the v4 API.
 
     OPTIONS: ``zone_id`` and ``api_token`` (required), ``endpoint`` (the v4 API).
@@ -65,21 +65,21 @@ class Cloudflare(_cdn.CdnEdge):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.zone_id = _cdn.required(self.label, "zone_id", self.zone_id)
-        self.api_token = _cdn.required(self.label, "api_token", self.api_token)
-        self.endpoint = _cdn.api_endpoint(self.label, self.endpoint)
+        self.zone_id = cdn.required(self.label, "zone_id", self.zone_id)
+        self.api_token = cdn.required(self.label, "api_token", self.api_token)
+        self.endpoint = cdn.api_endpoint(self.label, self.endpoint)
 
     def purge(self, batch: PurgeBatch) -> None:
         """Purge everything, or the batch's tags (and coarse tags) and URLs."""
         if batch.everything:
             self._post({"purge_everything": True})
             return
-        tags = _cdn.purgeable(purge_names(batch.names), self.max_tag_bytes)
+        tags = cdn.purgeable(purge_names(batch.names), self.max_tag_bytes)
         for chunk in batches(tags, self.max_batch):
             self._post_tags(chunk)
         files = []
         for url in batch.urls:
-            target = _cdn.page(url, batch.host, self.label)
+            target = cdn.page(url, batch.host, self.label)
             if target is not None:
                 host, path = target
                 scheme = "http" if url.lower().startswith("http://") else "https"
@@ -90,10 +90,10 @@ class Cloudflare(_cdn.CdnEdge):
     def _post_tags(self, tags: list[str]) -> None:
         try:
             self._post({"tags": tags})
-        except _cdn.PurgeFailed as error:
+        except cdn.PurgeFailed as error:
             if error.status != 400 or len(tags) <= self.legacy_batch:
                 raise
-            _cdn.logger.info(
+            cdn.logger.info(
                 "cachesweeper: %s refused %d tags in one call; resending %d at a time",
                 self.label,
                 len(tags),
@@ -109,9 +109,9 @@ class Cloudflare(_cdn.CdnEdge):
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
-        answer = _cdn.post(url, headers, body, edge=self.label)
+        answer = cdn.post(url, headers, body, edge=self.label)
         if not isinstance(answer, dict) or answer.get("success") is not True:
-            raise _cdn.PurgeFailed(f"{self.label} purge_cache: {_errors(answer)}")
+            raise cdn.PurgeFailed(f"{self.label} purge_cache: {_errors(answer)}")
 
 
 def _errors(answer: Any) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from cachesweeper.edges import _cdn
+from cachesweeper.edges import cdn
 from cachesweeper.edges.base import (
     PurgeBatch,
     batches,
@@ -28,7 +28,7 @@ from cachesweeper.edges.base import (
 DEFAULT_ENDPOINT = "https://api.fastly.com"
 
 
-class Fastly(_cdn.CdnEdge):
+class Fastly(cdn.CdnEdge):
     """Fastly: ``Surrogate-Key`` on responses, purges by key through the API.
 
     OPTIONS: ``service_id`` and ``api_token`` (required), ``soft`` (default
@@ -57,9 +57,9 @@ class Fastly(_cdn.CdnEdge):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.service_id = _cdn.required(self.label, "service_id", self.service_id)
-        self.api_token = _cdn.required(self.label, "api_token", self.api_token)
-        self.endpoint = _cdn.api_endpoint(self.label, self.endpoint)
+        self.service_id = cdn.required(self.label, "service_id", self.service_id)
+        self.api_token = cdn.required(self.label, "api_token", self.api_token)
+        self.endpoint = cdn.api_endpoint(self.label, self.endpoint)
         self.soft = bool(self.soft)
 
     def purge(self, batch: PurgeBatch) -> None:
@@ -68,11 +68,11 @@ class Fastly(_cdn.CdnEdge):
         if batch.everything:
             self._post(f"{service}/purge_all", soft=False)
             return
-        keys = _cdn.purgeable(purge_names(batch.names), self.max_tag_bytes)
+        keys = cdn.purgeable(purge_names(batch.names), self.max_tag_bytes)
         for chunk in batches(keys, self.max_batch):
             self._post(f"{service}/purge", {"surrogate_keys": chunk})
         for url in batch.urls:
-            target = _cdn.page(url, batch.host, self.label)
+            target = cdn.page(url, batch.host, self.label)
             if target is not None:
                 host, path = target
                 self._post(f"{self.endpoint}/purge/{host}{path}")
@@ -83,6 +83,6 @@ class Fastly(_cdn.CdnEdge):
             headers["Content-Type"] = "application/json"
         if self.soft if soft is None else soft:
             headers["Fastly-Soft-Purge"] = "1"
-        answer = _cdn.post(url, headers, body, edge=self.label)
+        answer = cdn.post(url, headers, body, edge=self.label)
         if isinstance(answer, dict) and answer.get("status") == "fail":
-            raise _cdn.PurgeFailed(f"{self.label} POST {url}: {answer.get('reason', answer)}")
+            raise cdn.PurgeFailed(f"{self.label} POST {url}: {answer.get('reason', answer)}")

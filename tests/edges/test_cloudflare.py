@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from cachesweeper.edges import _cdn
+from cachesweeper.edges import cdn
 from cachesweeper.edges.base import CachePolicy, PurgeBatch, TooManyNames, coarse, purge_names
 from cachesweeper.edges.cloudflare import Cloudflare
 from cachesweeper.edges.queue import PurgeQueue
@@ -173,7 +173,7 @@ def test_older_30_tag_limit_is_handled(fake: FakeAPI, caplog: pytest.LogCaptureF
 
 def test_small_refused_batch_is_not_resent(fake: FakeAPI) -> None:
     fake.limit = 1
-    with pytest.raises(_cdn.PurgeFailed, match="HTTP 400"):
+    with pytest.raises(cdn.PurgeFailed, match="HTTP 400"):
         cloudflare(fake).purge(PurgeBatch(names=["a", "b"]))
     assert len(fake.requests) == 1
 
@@ -246,36 +246,36 @@ def test_purge_everything(fake: FakeAPI) -> None:
 
 def test_success_false_raises_with_cloudflares_errors(fake: FakeAPI) -> None:
     fake.mode = "unsuccessful"
-    with pytest.raises(_cdn.PurgeFailed, match=r"success is False.*1100: Purge failed"):
+    with pytest.raises(cdn.PurgeFailed, match=r"success is False.*1100: Purge failed"):
         cloudflare(fake).purge(PurgeBatch(names=["frontpage"]))
 
 
 def test_server_error_raises(fake: FakeAPI) -> None:
     fake.mode = "error"
-    with pytest.raises(_cdn.PurgeFailed, match="HTTP 500: Internal Server Error"):
+    with pytest.raises(cdn.PurgeFailed, match="HTTP 500: Internal Server Error"):
         cloudflare(fake).purge(PurgeBatch(everything=True))
 
 
 def test_answer_that_is_not_json_raises(fake: FakeAPI) -> None:
     fake.mode = "not_json"
-    with pytest.raises(_cdn.PurgeFailed, match="not a JSON object"):
+    with pytest.raises(cdn.PurgeFailed, match="not a JSON object"):
         cloudflare(fake).purge(PurgeBatch(names=["frontpage"]))
 
 
 def test_wrong_token_raises_without_showing_it(fake: FakeAPI) -> None:
-    with pytest.raises(_cdn.PurgeFailed, match=r"HTTP 403.*Authentication error") as error:
+    with pytest.raises(cdn.PurgeFailed, match=r"HTTP 403.*Authentication error") as error:
         cloudflare(fake, api_token="secret-wrong").purge(PurgeBatch(names=["frontpage"]))
     assert "secret-wrong" not in str(error.value)
 
 
 def test_wrong_zone_raises(fake: FakeAPI) -> None:
-    with pytest.raises(_cdn.PurgeFailed, match="HTTP 404"):
+    with pytest.raises(cdn.PurgeFailed, match="HTTP 404"):
         cloudflare(fake, zone_id="other").purge(PurgeBatch(names=["frontpage"]))
 
 
 def test_redirect_is_not_followed(fake: FakeAPI) -> None:
     fake.mode = "redirect"
-    with pytest.raises(_cdn.PurgeFailed, match="HTTP 302"):
+    with pytest.raises(cdn.PurgeFailed, match="HTTP 302"):
         cloudflare(fake).purge(PurgeBatch(names=["frontpage"]))
     assert len(fake.requests) == 1
 
@@ -283,7 +283,7 @@ def test_redirect_is_not_followed(fake: FakeAPI) -> None:
 def test_unreachable_api_raises(fake: FakeAPI) -> None:
     with serve("cloudflare") as gone:
         url = gone.url
-    with pytest.raises(_cdn.PurgeFailed, match="Cloudflare POST"):
+    with pytest.raises(cdn.PurgeFailed, match="Cloudflare POST"):
         cloudflare(fake, endpoint=url).purge(PurgeBatch(names=["frontpage"]))
 
 

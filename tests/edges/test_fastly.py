@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from cachesweeper.edges import _cdn
+from cachesweeper.edges import cdn
 from cachesweeper.edges.base import CachePolicy, PurgeBatch, TooManyNames, coarse, purge_names
 from cachesweeper.edges.fastly import Fastly
 from cachesweeper.edges.queue import PurgeQueue
@@ -243,31 +243,31 @@ def test_purge_everything(fake: FakeAPI) -> None:
 
 def test_server_error_raises_with_status_and_excerpt(fake: FakeAPI) -> None:
     fake.mode = "error"
-    with pytest.raises(_cdn.PurgeFailed, match="HTTP 500: Internal Server Error: upstream boom"):
+    with pytest.raises(cdn.PurgeFailed, match="HTTP 500: Internal Server Error: upstream boom"):
         fastly(fake).purge(PurgeBatch(names=["frontpage"]))
 
 
 def test_wrong_token_raises_without_showing_it(fake: FakeAPI) -> None:
-    with pytest.raises(_cdn.PurgeFailed, match="HTTP 401") as error:
+    with pytest.raises(cdn.PurgeFailed, match="HTTP 401") as error:
         fastly(fake, api_token="secret-wrong-token").purge(PurgeBatch(names=["frontpage"]))
     assert "secret-wrong-token" not in str(error.value)
 
 
 def test_failed_status_in_a_200_answer_raises(fake: FakeAPI) -> None:
     fake.mode = "unsuccessful"
-    with pytest.raises(_cdn.PurgeFailed, match="purge refused"):
+    with pytest.raises(cdn.PurgeFailed, match="purge refused"):
         fastly(fake).purge(PurgeBatch(names=["frontpage"]))
 
 
 def test_url_purge_failure_raises(fake: FakeAPI) -> None:
     fake.mode = "error"
-    with pytest.raises(_cdn.PurgeFailed, match="HTTP 500"):
+    with pytest.raises(cdn.PurgeFailed, match="HTTP 500"):
         fastly(fake).purge(PurgeBatch(urls=["/"], host="example.com"))
 
 
 def test_redirect_is_not_followed(fake: FakeAPI) -> None:
     fake.mode = "redirect"
-    with pytest.raises(_cdn.PurgeFailed, match="HTTP 302"):
+    with pytest.raises(cdn.PurgeFailed, match="HTTP 302"):
         fastly(fake).purge(PurgeBatch(names=["frontpage"]))
     assert len(fake.requests) == 1  # the token went nowhere else
 
@@ -275,14 +275,14 @@ def test_redirect_is_not_followed(fake: FakeAPI) -> None:
 def test_unreachable_api_raises(fake: FakeAPI) -> None:
     with serve("fastly") as gone:
         url = gone.url
-    with pytest.raises(_cdn.PurgeFailed, match="Fastly POST"):
+    with pytest.raises(cdn.PurgeFailed, match="Fastly POST"):
         fastly(fake, endpoint=url).purge(PurgeBatch(names=["frontpage"]))
 
 
 def test_slow_api_times_out(fake: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cdn, "TIMEOUT", 0.2)
+    monkeypatch.setattr(cdn, "TIMEOUT", 0.2)
     fake.mode, fake.delay = "slow", 1.0
-    with pytest.raises(_cdn.PurgeFailed, match="timed out"):
+    with pytest.raises(cdn.PurgeFailed, match="timed out"):
         fastly(fake).purge(PurgeBatch(names=["frontpage"]))
 
 
