@@ -407,10 +407,11 @@ def page_url(request: HttpRequest) -> str:
 def url_identity(scheme: str, host: str, path: str, query: Iterable[tuple[str, list[str]]]) -> str:
     """A URL as it keys pages, for ``cache_page`` and the WSGI page cache alike.
 
-    Hosts are case-insensitive (``Example.com`` is ``example.com``); the
+    The host is kept as sent: a view may show it, so ``Example.com`` and
+    ``example.com`` are two pages (an entry more, never a wrong page). The
     query is in canonical order (see :func:`canonical_query`).
     """
-    return f"{scheme}://{host.lower()}{path}?{sorted_query(query)}"
+    return f"{scheme}://{host}{path}?{sorted_query(query)}"
 
 
 def variant_key(base: str, request: HttpRequest, vary: Iterable[str]) -> str:
