@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from django.core.signals import request_finished, request_started
 
@@ -27,11 +28,23 @@ _current: ContextVar[Frame | None] = ContextVar("cachesweeper_frame", default=No
 class Frame:
     """What was rendered inside one fragment, page or response."""
 
-    def __init__(self, parent: Frame | None, wants_tokens: bool) -> None:
+    def __init__(
+        self, parent: Frame | None, wants_tokens: bool, keeps_holes: bool | None = None
+    ) -> None:
         self.parent = parent
         self.wants_tokens: bool = wants_tokens or (parent is not None and parent.wants_tokens)
         self.tokens: dict[str, int | None] = {}
         self.conflicted = False
+        #: Whether ``{% nocache %}`` leaves a marker here, filled by the outermost such frame.
+        self.keeps_holes: bool = (
+            keeps_holes if keeps_holes is not None else parent is not None and parent.keeps_holes
+        )
+        self.holes: dict[str, Any] = {}  # nonce -> holes.Hole
+        #: Holes were filled for this visitor inside: what shows them is theirs alone.
+        self.filled_holes = False
+
+    def add_holes(self, holes: Mapping[str, Any]) -> None:
+        self.holes.update(holes)
 
     def add(self, tokens: Mapping[str, int | None]) -> None:
         for name, token in tokens.items():
@@ -77,10 +90,14 @@ def spoil() -> None:
 
 
 @contextmanager
-def collect(wants_tokens: bool = True) -> Iterator[Frame]:
-    """Open a frame; on exit its names (and tokens) flow into the enclosing frame."""
+def collect(wants_tokens: bool = True, keeps_holes: bool | None = None) -> Iterator[Frame]:
+    """Open a frame; on exit its names (and tokens, and holes) flow into the enclosing frame.
+
+    ``keeps_holes``: whether holes rendered inside leave markers (``None``: as
+    the enclosing frame does).
+    """
     parent = _current.get()
-    frame = Frame(parent, wants_tokens)
+    frame = Frame(parent, wants_tokens, keeps_holes)
     reset = _current.set(frame)
     try:
         yield frame
@@ -89,6 +106,9 @@ def collect(wants_tokens: bool = True) -> Iterator[Frame]:
         if parent is not None:
             parent.add(frame.tokens)
             parent.conflicted = parent.conflicted or frame.conflicted
+            if frame.holes and parent.keeps_holes:
+                parent.holes.update(frame.holes)
+            parent.filled_holes = parent.filled_holes or frame.filled_holes
 
 
 # -- when the request began --------------------------------------------------------

@@ -23,6 +23,7 @@ from django.core.cache import BaseCache, InvalidCacheBackendError
 from cachesweeper import (
     backends,
     collector,
+    holes,
     outages,
     reads,
     retries,
@@ -200,7 +201,8 @@ class Rendered(NamedTuple):
     timeout: float | _Same | None = AS_SLOT  # decided from the result (``0``: do not store)
 
 
-#: A slot's state and its value: the stored payload, or what was rendered.
+#: A slot's state and its value: the stored payload, or what was rendered (wrapped in a
+#: ``holes.Holed`` when it has holes left for the outermost caller to fill).
 Served = tuple[str, Any]
 
 
@@ -286,7 +288,7 @@ class _Render:
 
     def __enter__(self) -> _Render:
         announce(self.found.slot, MISS)
-        self._collecting = collector.collect()
+        self._collecting = collector.collect(keeps_holes=True)
         self.frame = self._collecting.__enter__()
         return self
 
@@ -317,6 +319,7 @@ def served(found: Lookup) -> Served:
     announce(found.slot, found.state, found.entry)
     if collector.current() is not None:
         collector.report(found.seen_tokens())
+        holes.report(found.entry.payload)
     return found.state, found.entry.payload
 
 
@@ -338,8 +341,9 @@ def accept(
         slot = found.slot
         key = slot.key if outcome.key is AS_SLOT else outcome.key
         timeout = slot.timeout if outcome.timeout is AS_SLOT else outcome.timeout
-        to_save.append(_ToSave(found, outcome.payload, frame, key, timeout))
-    return MISS, outcome.value
+        payload = holes.with_holes(outcome.payload, frame.holes)
+        to_save.append(_ToSave(found, payload, frame, key, timeout))
+    return MISS, holes.with_holes(outcome.value, frame.holes)
 
 
 def wait_for_entry(found: Lookup) -> bool:

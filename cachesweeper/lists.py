@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cachesweeper import holes
 from cachesweeper.conf import conf
 from cachesweeper.entries import (
     HIT,
@@ -46,8 +47,11 @@ from cachesweeper.keys import make_key
 MIN_ITEMS = 2
 
 
-def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
-    """The joined content of the items in ``slots``; ``render(i)`` builds item ``i``."""
+def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> Any:
+    """The joined content of the items in ``slots``; ``render(i)`` builds item ``i``.
+
+    A ``holes.Holed`` when items have holes, for the caller to fill.
+    """
     if (
         len(slots) < MIN_ITEMS
         or not any(item.counter_names for item in slots)
@@ -67,18 +71,27 @@ def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> str:
 
     def render_all(_: int) -> Rendered:
         items = lookup(slots)
-        content = _join(serve(slots, render, items))
+        # The items' holes are in this frame already: the list entry keeps them.
+        content = holes.content(_join(serve(slots, render, items)))
         return Rendered(content, content, timeout=_lifetime(whole.timeout, items))
 
     ((state, content),) = serve([whole], render_all)
     if state == HIT:
         for item in slots:
             announce(item, HIT)
-    return str(content)
+    return content
 
 
-def _join(results: list[tuple[str, Any]]) -> str:
-    return "".join([str(payload) for _, payload in results])
+def _join(results: list[tuple[str, Any]]) -> Any:
+    """The items' contents joined, with all their holes."""
+    found: dict[str, holes.Hole] = {}
+    parts = []
+    for _, value in results:
+        if isinstance(value, holes.Holed):
+            found.update(value.holes)
+            value = value.content
+        parts.append(str(value))
+    return holes.with_holes("".join(parts), found)
 
 
 def _lifetime(timeout: float | None, items: Sequence[Lookup]) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
+from django.utils.cache import patch_cache_control
 
 from cachesweeper import collector, safety
 from cachesweeper.conf import conf
@@ -117,6 +118,9 @@ def _host(request: HttpRequest) -> str | None:
 def _annotate(
     request: HttpRequest, response: HttpResponseBase, frame: collector.Frame
 ) -> HttpResponseBase:
+    if frame.filled_holes:
+        # A fragment's holes were filled for this visitor (see cachesweeper.holes).
+        patch_cache_control(response, private=True)
     if _wsgi(request):
         personal = safety.personal(request, response, outermost=True)
         response[DEPS_HEADER] = "-" if personal else deps_header(frame)

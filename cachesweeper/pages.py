@@ -23,7 +23,7 @@ from django.template.response import SimpleTemplateResponse
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import urlencode
 
-from cachesweeper import collector, safety
+from cachesweeper import collector, holes, safety
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency, resolve
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE
@@ -254,13 +254,29 @@ async def aserve_page(
 def _response(
     policy: PagePolicy, request: HttpRequest, state: str, value: Any
 ) -> HttpResponseBase:
-    """The response just rendered (a miss), or the stored page rebuilt."""
+    """The response just rendered (a miss), or the stored page rebuilt; holes filled."""
+    served = holes.content(value)
     if state == MISS:
-        response: HttpResponseBase = value
+        response: HttpResponseBase = served
         if policy.cacheability == "private":
             patch_cache_control(response, private=True)
-        return response
-    return _stored_response(policy, request, value)
+    else:
+        response = _stored_response(policy, request, served)
+    if isinstance(value, holes.Holed) and holes.finish(value, request) is served:
+        _fill(response, value.holes, request)
+    return response
+
+
+def _fill(response: HttpResponseBase, found: dict[str, holes.Hole], request: HttpRequest) -> None:
+    """Render this visitor's holes into the page, which then is theirs alone."""
+    if request.method != "HEAD" and isinstance(response, HttpResponse):
+        text = response.content.decode(response.charset)
+        response.content = holes.fill(text, found, request).encode(response.charset)
+        if response.has_header("Content-Length"):
+            response["Content-Length"] = str(len(response.content))
+    if response.has_header("ETag"):
+        del response["ETag"]  # every visitor's copy differs
+    patch_cache_control(response, private=True)
 
 
 def _stored_response(policy: PagePolicy, request: HttpRequest, payload: Any) -> HttpResponseBase:

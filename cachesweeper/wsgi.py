@@ -149,7 +149,10 @@ class PageCacheMiddleware:
 
     def _render(self, environ: dict[str, Any]) -> Rendered:
         """Run the application for a missing (or stale) page, and judge what it answered."""
-        page, reported = self._run(environ)
+        # Holes cannot be filled out here: the application renders them in place,
+        # and a page that has one is not stored (see cachesweeper.holes).
+        with collector.collect(keeps_holes=False):
+            page, reported = self._run(environ)
         storable = environ["REQUEST_METHOD"] == "GET" and self._storable(page, reported)
         # Stored as a plain tuple: entries hold no class of ours.
         return Rendered(page, tuple(page) if storable else None, int(page.status[:3]) >= 500)

@@ -43,4 +43,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("site/slow/", views.site_slow),
     path("site/<str:kind>/", views.site_page),
     path("unruled/<str:kind>/", views.site_page),
+    path("holes/form/", views.hole_form),
+    path("holes/form-unholed/", views.hole_form_unholed),
+    path("holes/login-bar/", views.hole_login_bar),
+    path("holes/captured/", views.hole_captured),
+    path("holes/vote/", views.hole_vote),
+    path("wsgi/holes/", views.hole_in_fragment),
 ]

@@ -16,15 +16,28 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django import template
 from django.conf import settings
-from django.template import Context, Node, NodeList, TemplateSyntaxError
+from django.http import HttpRequest
+from django.template import (
+    Context,
+    Engine,
+    Node,
+    NodeList,
+    Template,
+    TemplateDoesNotExist,
+    TemplateSyntaxError,
+    engines,
+)
+from django.template.backends.django import DjangoTemplates
 from django.template.base import FilterExpression, Parser, Token, TokenType, Variable
+from django.template.context import make_context
 from django.utils.safestring import SafeString
 
-from cachesweeper import backends, digests
+from cachesweeper import backends, digests, holes
 from cachesweeper.digests import Place
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
@@ -62,7 +75,7 @@ class CacheSweeperNode(Node):
             **(resolve_keywords(self.keywords, context, "cachesweeper") if self.keywords else {}),
         )
         ((_, payload),) = serve([slot], lambda _: _fragment(self.nodelist.render(context)))
-        return SafeString(payload)
+        return SafeString(_finish(payload, context))
 
 
 class CacheSweeperForNode(Node):
@@ -120,7 +133,7 @@ class CacheSweeperForNode(Node):
                 context["forloop"] = _forloop(index, count, parentloop)
                 return _fragment(self.nodelist_loop.render(context))
 
-            return SafeString(serve_list(slots, render))
+            return SafeString(_finish(serve_list(slots, render), context))
 
 
 @register.tag("cachesweeper")
@@ -286,6 +299,93 @@ def _split(parser: Parser, token: Token) -> tuple[list[str], dict[str, FilterExp
 
 def _fragment(content: str) -> Rendered:
     return Rendered(content, str(content))
+
+
+def _finish(value: Any, context: Context) -> str:
+    """A served fragment's content; its holes filled here unless something around keeps them."""
+    return str(holes.finish(value, getattr(context, "request", None)))
+
+
+# -- holes ---------------------------------------------------------------------------
+
+
+class NoCacheNode(Node):
+    """``{% nocache [name=value ...] %}``: a hole, rendered for every request.
+
+    See :mod:`cachesweeper.holes`. Its body renders with a fresh request
+    context plus the ``name=value`` pairs, resolved where the tag is and
+    stored with the cached content.
+    """
+
+    def __init__(
+        self,
+        nodelist: NodeList,
+        keywords: dict[str, FilterExpression],
+        place: str,
+        template_name: str | None,
+    ) -> None:
+        self.nodelist = nodelist
+        self.keywords = keywords
+        self.place = place
+        self.template_name = template_name
+        self.template: Template | None = None  # the template it was rendered in, once known
+
+    def render(self, context: Context) -> str:
+        if self.template is None and context.template is not None:
+            self.template = context.template
+        values = {name: var.resolve(context) for name, var in self.keywords.items()}
+        mark = holes.marker(self.place, self.template_name, values)
+        if mark is not None:
+            return mark
+        with context.push(values):
+            return self.nodelist.render(context)
+
+    def render_hole(self, values: Mapping[str, Any], request: HttpRequest | None) -> str:
+        """The body alone, for ``request``: context processors, then ``values``."""
+        template = self.template or _template(self.template_name)
+        context = make_context(dict(values), request)
+        with context.render_context.push_state(template), context.bind_template(template):
+            return self.nodelist.render(context)
+
+
+def _template(name: str | None) -> Template:
+    """A Django template to render a hole within: its own, or an empty one of the default engine.
+
+    Rendering binds it: it decides the engine (for ``{% include %}``) and the
+    context processors.
+    """
+    if name is not None:
+        for backend in engines.all():
+            if isinstance(backend, DjangoTemplates):
+                try:
+                    return backend.engine.get_template(name)
+                except TemplateDoesNotExist:
+                    continue
+    return Template("", engine=Engine.get_default())
+
+
+@register.tag("nocache")
+def do_nocache(parser: Parser, token: Token) -> NoCacheNode:
+    """``{% nocache [name=value ...] %}...{% endnocache %}``"""
+    remaining: list[Token] = list(parser.tokens)  # type: ignore[arg-type]
+    bits = token.split_contents()[1:]
+    keywords: dict[str, FilterExpression] = {}
+    for bit in bits:
+        match = _KEYWORD.match(bit)
+        if match is None:
+            raise TemplateSyntaxError(
+                f"'nocache' tag takes only name=value pairs, got {bit!r}; "
+                "e.g. {% nocache comment_id=comment.pk %}...{% endnocache %}"
+            )
+        keywords[match.group(1)] = parser.compile_filter(match.group(2))
+    nodelist = parser.parse(("endnocache",))
+    parser.delete_first_token()
+    place = _place(parser, token, remaining, [])
+    origin = parser.origin
+    name = str(origin.template_name) if origin is not None and origin.template_name else None
+    node = NoCacheNode(nodelist, keywords, f"hole:{place.text}", name)
+    holes.register(node.place, node)
+    return node
 
 
 def _place(parser: Parser, token: Token, remaining: list[Token], named: list[str]) -> Place:

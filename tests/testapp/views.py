@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.middleware.csrf import get_token
@@ -288,3 +289,36 @@ def site_slow(request: HttpRequest) -> HttpResponse:
     count = called("site_slow")
     time.sleep(SLOW["delay"])
     return HttpResponse(f"site-slow {count}")
+
+
+# -- holes ({% nocache %}) ---------------------------------------------------------------
+
+
+def _hole_page(template: str) -> Callable[[HttpRequest], TemplateResponse]:
+    @cache_page(60, tags=["holes"])
+    def view(request: HttpRequest) -> TemplateResponse:
+        article = Article.objects.order_by("pk").first()
+        comments = list(Comment.objects.order_by("pk"))
+        count = called(template)
+        context = {"article": article, "comments": comments, "count": count}
+        return TemplateResponse(request, f"holes/{template}.html", context)
+
+    return view
+
+
+hole_form = _hole_page("form")
+hole_form_unholed = _hole_page("form_unholed")
+hole_login_bar = _hole_page("login_bar")
+hole_captured = _hole_page("captured")
+
+
+def hole_vote(request: HttpRequest) -> HttpResponse:
+    """A POST that Django's CSRF check lets through only with the visitor's own token."""
+    return HttpResponse("voted")
+
+
+def hole_in_fragment(request: HttpRequest) -> TemplateResponse:
+    """No cache_page: a fragment with a hole, for the WSGI page cache and the edges."""
+    called("hole_in_fragment")
+    article = Article.objects.order_by("pk").first()
+    return TemplateResponse(request, "holes/in_fragment_header.html", {"article": article})
