@@ -272,6 +272,9 @@ class DjangoRedisReader(Reader):
     def __init__(self, client: Any) -> None:
         self.client = client
 
+    # Keys as DefaultClient.make_key makes them (its backend's key function, prefix and
+    # version), without wrapping each in a CacheKey.
+
     def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
         made_keys = [cache.key_func(key, cache.key_prefix, cache.version) for key in keys]
         values = _mget(self.client.get_client(write=False), made_keys)
@@ -285,7 +288,11 @@ class DjangoRedisReader(Reader):
         return None if raw is None else self.decode(raw)
 
     def decode(self, raw: bytes) -> Any:
-        """``client.decode(raw)``, without its ``int()`` on what cannot be an integer."""
+        """``client.decode(raw)``, without its ``int()`` on what cannot be an integer.
+
+        ``DefaultClient.decode`` tries ``int()`` first, which fails on every entry;
+        the rest is its own fallback: decompress when compressed, then deserialize.
+        """
         client = self.client
         if raw[:1] in _INTEGER_START:
             return client.decode(raw)
