@@ -2,33 +2,54 @@
 
 Every hit reads several keys (an entry and its tokens) where Django's own
 tag reads one, so the per-key cost of the client decides how a hit compares.
-Django's ``PyMemcacheCache`` always talks through pymemcache's ``HashClient``,
-which, even with a single server, validates each key twice and hashes it with
-a pure-Python MurmurHash3 to pick that server, which per key can cost more
-than a loopback round trip (figures in ``benchmarks/README.md``). With one
-healthy server, the read goes to that server's client directly; everything
-else (several servers, a server ``HashClient`` has marked failing or dead,
-``ignore_exc``, other backends) takes the ordinary path, and a connection error is recorded with
-``HashClient`` as it would have been. So does a subclass that overrides
-``get`` or ``get_many``: what it adds is kept.
+:func:`get_many` and :func:`get` read through a *reader*, chosen once per
+cache object (Django makes new ones when ``CACHES`` changes, and one per
+thread) and kept on it. Each reader below says what it bypasses and why
+that is safe; whether each one pays for itself is measured in
+``benchmarks/README.md`` ("Client fast paths"). A new client shape (say,
+one that sends to every server of a pool before waiting for any) is one
+more reader class and one more case in :func:`_choose`.
 
-Django's own ``RedisCache`` builds a new ``redis.Redis`` client object for
-every call; with one server, the read uses one client object
-per backend instead, over the same connection pool (sending ``MGET``
-without redis-py's ``mget`` helper, as for django-redis below), and the
-backend's serializer. The stock ``RedisSerializer`` tries ``int()`` first,
-which fails on every entry; entries go straight to ``pickle.loads``, as
-they would after that failure.
+:class:`PlainReader` — the backend's own ``get_many`` / ``get``; bypasses
+nothing. Every backend and client without a reader of its own, and every
+cache object whose ``get`` or ``get_many`` is not the stock one gets it: a
+subclass that overrides them, or a wrapper set on the object itself (the
+debug toolbar's panels, a test's spy). Such wrappers are looked for on every
+read, so one set after the first read is honoured too.
 
-django-redis wraps each read in three layers (the backend's error handling,
-its client's ``get_many``, redis-py's ``mget`` helper), a visible share of a
-small read at loopback, on top of the ``MGET`` itself. A stock ``RedisCache`` with its
-``DefaultClient``, which does not ignore exceptions, is read through that
-client's own redis connection, ``make_key`` and decoding (so its
-serializer and compressor apply; an entry skips the failing ``int()`` that
-``decode`` tries first) and raises what it would have raised;
-``IGNORE_EXCEPTIONS``, other clients (sharded, herd) and subclasses that
-override reads take the ordinary path.
+:class:`PymemcacheReader` — Django's ``PyMemcacheCache`` with one server.
+Bypasses pymemcache's ``HashClient``, which even with a single server
+validates each key twice and hashes it with a pure-Python MurmurHash3 to
+pick that server: the read goes to that server's client directly. Safe
+because with one server the hash can only pick that one, and the server's
+client checks every key it sends. Only while the ring is healthy: with a
+server ``HashClient`` has marked failing or dead, the read takes the
+ordinary path, so its retry and dead-server logic decides; and a connection
+error on the direct read is recorded with ``HashClient`` as it would have
+been. A ring that ignores exceptions (``ignore_exc``) is read the ordinary
+way.
+
+:class:`RedisCacheReader` — Django's own ``RedisCache`` with one server.
+Bypasses the new ``redis.Redis`` client object Django builds for every
+call: the reader keeps one, over the same connection pool (a client
+object is thread-safe; its connections come from the pool). It sends
+``MGET`` without redis-py's ``mget`` helper (see :func:`_mget`) and decodes
+with the backend's serializer; the stock ``RedisSerializer`` tries
+``int()`` first, which fails on every entry, so entries go straight to
+``pickle.loads``, as they would after that failure. With replicas, Django
+picks a server per call, so that backend is read the ordinary way.
+
+:class:`DjangoRedisReader` — a stock django-redis ``RedisCache`` with its
+``DefaultClient``. Bypasses three layers around each read: the backend's
+exception wrapper, ``DefaultClient.get_many`` / ``get`` and redis-py's
+``mget`` helper; the read goes through the client's own connection
+(``get_client(write=False)``, so replicas are chosen as it would), with its
+key function, prefix and version, and its ``decode`` (so its serializer and
+compressor apply; an entry skips the failing ``int()`` that ``decode``
+tries first). Safe because the wrapper only turns errors into defaults when
+``IGNORE_EXCEPTIONS`` is set, which takes the ordinary path; without it the
+read raises what django-redis would have raised. Other clients (sharded,
+herd) take the ordinary path.
 
 Keys are made with the backend's ``make_key`` (prefix, version, key
 function; with Django's default key function, by joining the prefix it
@@ -40,7 +61,6 @@ every key they send.
 from __future__ import annotations
 
 import pickle
-import weakref
 from typing import Any
 
 from django.core.cache import BaseCache
@@ -58,123 +78,180 @@ except ImportError:  # django-redis is optional
     _CompressorError = None
 
 # The first byte of anything ``int()`` could parse (Django's RedisSerializer
-# and django-redis store integers as their digits, everything else serialized).
+# stores integers as their digits, everything else pickled).
 _INTEGER_START = b"0123456789+- \t\n\r\x0b\x0c"
+
+# The attribute of a cache object that keeps its reader.
+_READER = "_cachesweeper_reader"
 
 
 def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
     """``cache.get_many(keys)``, in one round trip."""
-    node = _single_server(cache)
-    if node is not None:
-        made_keys = _made_keys(cache, keys)
-        found = _guarded(cache, node, node.get_many, made_keys)
-        pairs = zip(keys, made_keys, strict=True)
-        return {key: found[made] for key, made in pairs if made in found}
-    redis = _redis_client(cache)
-    if redis is not None:
-        made_keys = _made_keys(cache, keys)
-        serializer = cache._cache._serializer  # type: ignore[attr-defined]
-        values = _mget(redis, made_keys)
-        return {
-            key: _redis_loads(serializer, raw)
-            for key, raw in zip(keys, values, strict=True)
-            if raw is not None
-        }
-    client = _django_redis_client(cache)
-    if client is not None:
-        made_keys = [_django_redis_key(cache, key) for key in keys]
-        values = _mget(client.get_client(write=False), made_keys)
-        return {
-            key: _decode(client, raw)
-            for key, raw in zip(keys, values, strict=True)
-            if raw is not None
-        }
-    return cache.get_many(keys)
+    attributes = cache.__dict__
+    if "get_many" in attributes or "get" in attributes:  # wrapped on the object
+        return cache.get_many(keys)
+    reader: Reader | None = attributes.get(_READER)
+    if reader is None:
+        reader = attributes[_READER] = _choose(cache)
+    return reader.get_many(cache, keys)
 
 
 def get(cache: BaseCache, key: str) -> Any:
     """``cache.get(key)``; ``None`` when missing."""
-    node = _single_server(cache)
-    if node is not None:
-        return _guarded(cache, node, node.get, cache.make_key(key))
-    redis = _redis_client(cache)
-    if redis is not None:
-        raw = redis.get(cache.make_key(key))
-        serializer = cache._cache._serializer  # type: ignore[attr-defined]
-        return None if raw is None else _redis_loads(serializer, raw)
-    client = _django_redis_client(cache)
-    if client is not None:
-        raw = client.get_client(write=False).get(_django_redis_key(cache, key))
-        return None if raw is None else _decode(client, raw)
-    return cache.get(key)
+    attributes = cache.__dict__
+    if "get_many" in attributes or "get" in attributes:  # wrapped on the object
+        return cache.get(key)
+    reader: Reader | None = attributes.get(_READER)
+    if reader is None:
+        reader = attributes[_READER] = _choose(cache)
+    return reader.get(cache, key)
 
 
-def _made_keys(cache: BaseCache, keys: list[str]) -> list[str]:
-    """``cache.make_key`` of every key; with Django's default key function, one prefix joined.
+class Reader:
+    """How one cache object is read; the cache is passed in, never kept."""
+
+    def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def get(self, cache: BaseCache, key: str) -> Any:
+        raise NotImplementedError
+
+
+class PlainReader(Reader):
+    """The backend's own ``get_many`` / ``get``: bypasses nothing."""
+
+    def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
+        return cache.get_many(keys)
+
+    def get(self, cache: BaseCache, key: str) -> Any:
+        return cache.get(key)
+
+
+PLAIN = PlainReader()
+
+
+def _choose(cache: BaseCache) -> Reader:
+    """The reader of ``cache``: a fast path where one applies, else :data:`PLAIN`."""
+    if isinstance(cache, PyMemcacheCache) and _stock_reads(cache, PyMemcacheCache):
+        ring = cache._cache  # type: ignore[attr-defined]
+        if isinstance(getattr(ring, "clients", None), dict) and not getattr(
+            ring, "ignore_exc", True
+        ):
+            return PymemcacheReader(cache, ring)
+    if isinstance(cache, RedisCache) and _stock_reads(cache, RedisCache):
+        client: Any = cache._cache
+        if _stock_reads(client, RedisCacheClient) and len(client._servers) == 1:
+            return RedisCacheReader(cache, client)
+    if (
+        _DjangoRedisCache is not None
+        and isinstance(cache, _DjangoRedisCache)
+        and _stock_reads(cache, _DjangoRedisCache)
+        and not cache._ignore_exceptions
+        and type(cache.client) is _DefaultClient
+    ):
+        return DjangoRedisReader(cache.client)
+    return PLAIN
+
+
+def _stock_reads(target: object, stock: type) -> bool:
+    """Whether ``target``'s class reads (``get``, ``get_many``) as ``stock`` does."""
+    kind = type(target)
+    return kind.get_many is stock.get_many and kind.get is stock.get  # type: ignore[attr-defined]
+
+
+class KeyMaker:
+    """``cache.make_key`` of keys; with Django's default key function, one prefix joined.
 
     A list of a hundred items reads a hundred and one keys.
     """
-    if type(cache).make_key is not BaseCache.make_key or cache.key_func is not default_key_func:
-        return [cache.make_key(key) for key in keys]
-    prefix = f"{cache.key_prefix}:{cache.version}:"  # what default_key_func puts before a key
-    return [prefix + key for key in keys]
+
+    def __init__(self, cache: BaseCache) -> None:
+        self.joined = (
+            type(cache).make_key is BaseCache.make_key and cache.key_func is default_key_func
+        )
+
+    def made(self, cache: BaseCache, keys: list[str]) -> list[str]:
+        if not self.joined:
+            return [cache.make_key(key) for key in keys]
+        prefix = f"{cache.key_prefix}:{cache.version}:"  # what default_key_func puts before a key
+        return [prefix + key for key in keys]
 
 
-def _single_server(cache: BaseCache) -> Any:
-    """The client of the only server behind a ``PyMemcacheCache``, if it is healthy."""
-    if (
-        not isinstance(cache, PyMemcacheCache)
-        or type(cache).get_many is not PyMemcacheCache.get_many
-        or type(cache).get is not PyMemcacheCache.get
-    ):
-        return None
-    ring = cache._cache  # type: ignore[attr-defined]
-    clients = getattr(ring, "clients", None)
-    if (
-        not isinstance(clients, dict)
-        or len(clients) != 1
-        or getattr(ring, "ignore_exc", True)
-        or getattr(ring, "_failed_clients", True)
-        or getattr(ring, "_dead_clients", True)
-    ):
-        return None
-    return next(iter(clients.values()))
+class PymemcacheReader(KeyMaker, Reader):
+    """A single-server ``PyMemcacheCache``, read through that server's client while it is healthy.
+
+    Bypasses ``HashClient`` (its key checks and its per-key server hashing).
+    """
+
+    def __init__(self, cache: BaseCache, ring: Any) -> None:
+        super().__init__(cache)
+        self.ring = ring
+
+    def node(self) -> Any:
+        """The client of the only server, if ``HashClient`` counts no failure against it."""
+        ring = self.ring
+        clients = ring.clients
+        if len(clients) != 1 or ring._failed_clients or ring._dead_clients:
+            return None
+        # Looked up on every read: HashClient makes a new client for a server it revives.
+        return next(iter(clients.values()))
+
+    def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
+        node = self.node()
+        if node is None:
+            return cache.get_many(keys)
+        made_keys = self.made(cache, keys)
+        found = self.guarded(node, node.get_many, made_keys)
+        pairs = zip(keys, made_keys, strict=True)
+        return {key: found[made] for key, made in pairs if made in found}
+
+    def get(self, cache: BaseCache, key: str) -> Any:
+        node = self.node()
+        if node is None:
+            return cache.get(key)
+        return self.guarded(node, node.get, cache.make_key(key))
+
+    def guarded(self, node: Any, read: Any, argument: Any) -> Any:
+        try:
+            return read(argument)
+        except OSError:
+            # What HashClient does with a connection error: start counting the
+            # server's failures, so its retry and dead-server logic applies.
+            self.ring._mark_failed_server(node.server)
+            raise
 
 
-def _guarded(cache: BaseCache, node: Any, read: Any, argument: Any) -> Any:
-    try:
-        return read(argument)
-    except OSError:
-        # What HashClient does with a connection error: start counting the
-        # server's failures, so its retry and dead-server logic applies.
-        cache._cache._mark_failed_server(node.server)  # type: ignore[attr-defined]
-        raise
+class RedisCacheReader(KeyMaker, Reader):
+    """A single-server Django ``RedisCache``, read through one kept ``redis.Redis``.
 
+    Bypasses the client object Django builds per call and redis-py's ``mget`` helper.
+    """
 
-# One redis.Redis per RedisCacheClient (backends are per thread; the client
-# object is thread-safe anyway, its connections come from the pool).
-_redis_clients: weakref.WeakKeyDictionary[RedisCacheClient, Any] = weakref.WeakKeyDictionary()
+    def __init__(self, cache: BaseCache, client: Any) -> None:
+        super().__init__(cache)
+        self.redis = client.get_client()
+        self.serializer = client._serializer
+        self.stock_serializer = type(self.serializer) is RedisSerializer
 
+    def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
+        values = _mget(self.redis, self.made(cache, keys))
+        return {
+            key: self.loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None
+        }
 
-def _redis_client(cache: BaseCache) -> Any:
-    """A reusable client for a single-server ``RedisCache`` that reads the stock way."""
-    if (
-        not isinstance(cache, RedisCache)
-        or type(cache).get_many is not RedisCache.get_many
-        or type(cache).get is not RedisCache.get
-    ):
-        return None
-    client: Any = cache._cache
-    if (
-        type(client).get_many is not RedisCacheClient.get_many
-        or type(client).get is not RedisCacheClient.get
-        or len(client._servers) != 1
-    ):
-        return None
-    redis = _redis_clients.get(client)
-    if redis is None:
-        redis = _redis_clients[client] = client.get_client()
-    return redis
+    def get(self, cache: BaseCache, key: str) -> Any:
+        raw = self.redis.get(cache.make_key(key))
+        return None if raw is None else self.loads(raw)
+
+    def loads(self, raw: bytes) -> Any:
+        """``serializer.loads(raw)``; a stock ``RedisSerializer`` skips its failing ``int()``.
+
+        It stores integers as their digits and pickles everything else, and
+        ``int()`` cannot parse what does not start like a number.
+        """
+        if self.stock_serializer and raw[:1] not in _INTEGER_START:
+            return pickle.loads(raw)
+        return self.serializer.loads(raw)
 
 
 def _mget(redis: Any, keys: list[str]) -> list[bytes | None]:
@@ -185,48 +262,42 @@ def _mget(redis: Any, keys: list[str]) -> list[bytes | None]:
     return redis.execute_command("MGET", *keys, keys=keys)  # type: ignore[no-any-return]
 
 
-def _redis_loads(serializer: Any, raw: bytes) -> Any:
-    """``serializer.loads(raw)``; a stock ``RedisSerializer`` skips its failing ``int()``.
+class DjangoRedisReader(Reader):
+    """A stock django-redis with its ``DefaultClient``, read through that client's connection.
 
-    It stores integers as their digits and pickles everything else, and
-    ``int()`` cannot parse what does not start like a number.
+    Bypasses the backend's exception wrapper, ``DefaultClient.get_many`` and redis-py's
+    ``mget`` helper.
     """
-    if type(serializer) is RedisSerializer and raw[:1] not in _INTEGER_START:
-        return pickle.loads(raw)
-    return serializer.loads(raw)
 
+    def __init__(self, client: Any) -> None:
+        self.client = client
 
-def _django_redis_client(cache: BaseCache) -> Any:
-    """The ``DefaultClient`` of a stock django-redis cache that lets errors through."""
-    if _DjangoRedisCache is None or not isinstance(cache, _DjangoRedisCache):
-        return None
-    if (
-        type(cache).get_many is not _DjangoRedisCache.get_many
-        or type(cache).get is not _DjangoRedisCache.get
-        or cache._ignore_exceptions
-    ):
-        return None
-    client = cache.client
-    return client if type(client) is _DefaultClient else None
+    # Keys as DefaultClient.make_key makes them (its backend's key function, prefix and
+    # version), without wrapping each in a CacheKey.
 
+    def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
+        made_keys = [cache.key_func(key, cache.key_prefix, cache.version) for key in keys]
+        values = _mget(self.client.get_client(write=False), made_keys)
+        return {
+            key: self.decode(raw) for key, raw in zip(keys, values, strict=True) if raw is not None
+        }
 
-def _django_redis_key(cache: BaseCache, key: str) -> str:
-    """``DefaultClient.make_key(key)``: the key function it calls, without a ``CacheKey``."""
-    made: str = cache.key_func(key, cache.key_prefix, cache.version)
-    return made
+    def get(self, cache: BaseCache, key: str) -> Any:
+        made = cache.key_func(key, cache.key_prefix, cache.version)
+        raw = self.client.get_client(write=False).get(made)
+        return None if raw is None else self.decode(raw)
 
+    def decode(self, raw: bytes) -> Any:
+        """``client.decode(raw)``, without its ``int()`` on what cannot be an integer.
 
-def _decode(client: Any, raw: bytes) -> Any:
-    """``client.decode(raw)``, without its ``int()`` on what cannot be an integer.
-
-    ``DefaultClient.decode`` tries ``int()`` first; on an entry that fails,
-    and raising that exception is paid on every hit. The rest is its own
-    fallback: decompress when compressed, then deserialize.
-    """
-    if raw[:1] in _INTEGER_START:
-        return client.decode(raw)
-    try:
-        raw = client._compressor.decompress(raw)
-    except _CompressorError:  # small values are stored uncompressed
-        pass
-    return client._serializer.loads(raw)
+        ``DefaultClient.decode`` tries ``int()`` first, which fails on every entry;
+        the rest is its own fallback: decompress when compressed, then deserialize.
+        """
+        client = self.client
+        if raw[:1] in _INTEGER_START:
+            return client.decode(raw)
+        try:
+            raw = client._compressor.decompress(raw)
+        except _CompressorError:  # small values are stored uncompressed
+            pass
+        return client._serializer.loads(raw)

@@ -397,3 +397,69 @@ def test_django_redis_with_another_client_class_reads_through_it(
         AuditedClient.audited.clear()
         assert reads.get_many(cache, ["a"]) == {"a": 1}
     assert AuditedClient.audited == [["a"]]
+
+
+# -- the reader: chosen once per cache object, wrappers on the object honoured ---------
+
+
+def stock_entry(kind: str, memcached_server: MemcachedServer, redis_server: RedisServer) -> Any:
+    location = memcached_server.location if kind == "memcached" else redis_server.url
+    entry = cache_settings(kind, location, counting=False)
+    entry.update(KEY_PREFIX="site", VERSION=3)
+    return entry
+
+
+@pytest.mark.parametrize("kind", ["memcached", "redis", "django_redis"])
+def test_a_wrapper_set_on_the_cache_object_is_read_through(
+    memcached_server: MemcachedServer, redis_server: RedisServer, kind: str
+) -> None:
+    """Set after the first read (a debug panel's, a test's spy), then removed again."""
+    with override_settings(CACHES={"default": stock_entry(kind, memcached_server, redis_server)}):
+        cache = caches["default"]
+        cache.set_many({"a": 1, "b": 2})
+        assert reads.get_many(cache, ["a", "b"]) == {"a": 1, "b": 2}
+        seen: list[Any] = []
+        stock_get_many, stock_get = cache.get_many, cache.get
+
+        def get_many(keys: list[str], version: int | None = None) -> dict[str, Any]:
+            seen.append(("get_many", list(keys)))
+            return stock_get_many(keys, version=version)
+
+        def get(key: str, default: Any = None, version: int | None = None) -> Any:
+            seen.append(("get", key))
+            return stock_get(key, default, version=version)
+
+        cache.get_many = get_many  # type: ignore[method-assign]
+        cache.get = get  # type: ignore[method-assign]
+        assert reads.get_many(cache, ["a", "b", "missing"]) == {"a": 1, "b": 2}
+        assert reads.get(cache, "b") == 2
+        assert seen == [("get_many", ["a", "b", "missing"]), ("get", "b")]
+
+        del cache.get_many, cache.get
+        assert reads.get_many(cache, ["a"]) == {"a": 1}
+        assert len(seen) == 2
+
+
+def test_the_reader_is_chosen_once_per_cache_object(
+    memcached_server: MemcachedServer, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new ``CACHES`` makes new cache objects, which choose their own reader."""
+    chosen: list[str] = []
+    choose = reads._choose
+
+    def counted(cache: Any) -> reads.Reader:
+        reader = choose(cache)
+        chosen.append(type(reader).__name__)
+        return reader
+
+    monkeypatch.setattr(reads, "_choose", counted)
+    for kind in ("memcached", "redis"):
+        with override_settings(
+            CACHES={"default": stock_entry(kind, memcached_server, redis_server)}
+        ):
+            cache = caches["default"]
+            cache.set("a", kind)
+            for _ in range(3):
+                assert reads.get_many(cache, ["a"]) == {"a": kind}
+                assert reads.get(cache, "a") == kind
+    assert chosen == ["PymemcacheReader", "RedisCacheReader"]

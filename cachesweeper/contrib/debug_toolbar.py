@@ -16,10 +16,10 @@ does.
 request: calls on a key under ``KEY_PREFIX`` (entries, tokens, locks), one per
 call whatever the number of keys, nested calls (a backend's ``get_many`` made
 of ``get`` calls) counted once. The site's other cache calls are not counted
-(the toolbar's Cache panel shows every call, but not the reads cachesweeper
-sends straight to a memcached or Redis client). As the toolbar's Cache panel
+(the toolbar's Cache panel shows every call). As the toolbar's Cache panel
 does, the cache objects of an instrumented request keep a thin wrapper that
-does nothing outside one.
+does nothing outside one; a cache object so wrapped is read through its
+own ``get_many`` / ``get`` (``cachesweeper.reads``), so its reads are counted too.
 
 **Time saved** by a hit or stale serve is how long building that entry took
 (from its miss to its store) the last time this process built it while the
@@ -44,7 +44,7 @@ from django.core.cache import caches
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import patch_cache_control
 
-from cachesweeper import collector, reads, safety, signals
+from cachesweeper import collector, safety, signals
 from cachesweeper.conf import conf
 from cachesweeper.edges.loading import configured
 from cachesweeper.entries import HIT, MISS, STALE
@@ -181,13 +181,13 @@ def _ours(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return any(isinstance(key, str) and key.startswith(prefix) for key in target)
 
 
-def _counted(name: str, method: Callable[..., Any], check: bool = True) -> Callable[..., Any]:
+def _counted(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     """``method``, counting its calls as round trips while a request is watched."""
 
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
         watch = _watch.get()
-        if watch is None or _inside.get() or (check and not _ours(args, kwargs)):
+        if watch is None or _inside.get() or not _ours(args, kwargs):
             return method(*args, **kwargs)
         inside = _inside.set(True)
         started = time.perf_counter()
@@ -217,12 +217,8 @@ def _count_cache_calls() -> None:
                 setattr(cache, name, _counted(name, method))
 
 
-# The read path's own calls (hits may skip the cache object for its client).
-_READS: dict[str, Callable[..., Any]] = {"get_many": reads.get_many, "get": reads.get}
-
-
 def _listen() -> None:
-    """Connect the receivers and count reads while at least one panel watches a request."""
+    """Connect the receivers while at least one panel watches a request."""
     global _listening
     with _lock:
         _listening += 1
@@ -232,9 +228,6 @@ def _listen() -> None:
                     signal.connect(
                         _RECEIVERS[state], weak=False, dispatch_uid=f"cachesweeper.toolbar.{state}"
                     )
-            for name, read in _READS.items():
-                # reads.get_many(cache, keys): the keys are the second argument.
-                setattr(reads, name, _counted(name, read, check=False))
 
 
 def _stop_listening() -> None:
@@ -245,8 +238,6 @@ def _stop_listening() -> None:
             for state, pair in _SIGNALS.items():
                 for signal in pair:
                     signal.disconnect(dispatch_uid=f"cachesweeper.toolbar.{state}")
-            for name, read in _READS.items():
-                setattr(reads, name, read)
 
 
 def kind(key: str) -> str:
