@@ -262,7 +262,7 @@ def _response(
             patch_cache_control(response, private=True)
     else:
         response = _stored_response(policy, request, served)
-    if isinstance(value, holes.Holed) and holes.finish(value, request) is served:
+    if isinstance(value, holes.Holed) and holes.fills_here():
         _fill(response, value.holes, request)
     return response
 

@@ -13,7 +13,7 @@ from django.test import Client, RequestFactory
 
 import cachesweeper
 from cachesweeper import holes
-from tests.helpers import render
+from tests.helpers import missed_keys, render
 from tests.testapp import views
 from tests.testapp.models import Article, Comment
 
@@ -73,6 +73,21 @@ def test_the_same_form_with_the_token_outside_a_hole_is_not_stored(article: Arti
         assert TOKEN.search(page.content.decode())
     assert views.CALLS["form_unholed"] == 2
     assert "CSRF" in page.cachesweeper_refusal  # type: ignore[attr-defined]
+
+
+def test_a_page_cached_twice_is_filled_once_by_the_outer_cache(
+    article: Article, settings: Any
+) -> None:
+    """``cache_page`` inside the site-wide page cache: the outer one stores the markers."""
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "cachesweeper.middleware.PageCacheMiddleware"]
+    settings.CACHESWEEPER = {"PAGE_RULES": [("/holes/", 60, 0)]}
+    for number, client in enumerate((visitor(), visitor())):
+        with missed_keys() as missed:
+            page = client.get("/holes/form/").content.decode()
+        assert len(missed) == (2 if number == 0 else 0)  # then a hit of the outer cache
+        token = TOKEN.search(page).group(1)  # type: ignore[union-attr]
+        assert client.post("/holes/vote/", {"csrfmiddlewaretoken": token}).status_code == 200
+    assert views.CALLS["form"] == 1
 
 
 def test_a_head_request_gets_the_headers_of_a_page_with_holes(article: Article) -> None:
