@@ -233,7 +233,8 @@ def serve(
             with _Render(one, to_save) as rendering:
                 rendering.outcome = render(index)
             results.append(rendering.result)
-        save(to_save)
+        if to_save:
+            save(to_save)
     finally:
         release(found)
     return results
@@ -375,7 +376,13 @@ def _waited(found: Lookup) -> bool:
 def lookup(slots: Sequence[Slot]) -> list[Lookup]:
     """Read the entries of ``slots`` and the tokens they need; see :func:`read`."""
     found = [Lookup(slot) for slot in slots]
-    read(found)
+    if any(slot.unsaved for slot in slots):
+        # Fragments on unsaved instances are never read: they stay misses.
+        identified = [one for one in found if not one.slot.unsaved]
+        if identified:
+            read(identified)
+    else:
+        read(found)
     return found
 
 
@@ -384,7 +391,7 @@ def read(found: Sequence[Lookup], lock: bool = True) -> None:
 
     One ``get_many`` when entries and tokens share a cache alias (two when
     they do not). Missing counters are created only when something will be
-    stored. Slots on unsaved instances are not read: they stay misses.
+    stored.
 
     A nested (Russian-doll) entry is the exception: the names its inner
     fragments contributed are stored only inside the entry, so the first
@@ -397,10 +404,6 @@ def read(found: Sequence[Lookup], lock: bool = True) -> None:
     Lookups that carry this process's copy of their entry (the WSGI page
     cache's, see ``copies.py``) try it first, reading only its tokens.
     """
-    if any(one.slot.unsaved for one in found):
-        found = [one for one in found if not one.slot.unsaved]
-        if not found:
-            return
     untrusted = _untrusted()
     try:
         if found[0].copy is not None and _copies_hit(found, untrusted):

@@ -427,7 +427,7 @@ def url_identity(scheme: str, host: str, path: str, query: Iterable[tuple[str, l
     ``example.com`` are two pages (an entry more, never a wrong page). The
     query is in canonical order (see :func:`canonical_query`).
     """
-    return f"{scheme}://{host}{path}?{sorted_query(query)}"
+    return f"{scheme}://{host}{path}?{sorted_query(query) if query else ''}"
 
 
 def variant_key(base: str, request: HttpRequest, vary: Iterable[str]) -> str:

@@ -32,6 +32,7 @@ that found it out.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import pickle
 import time
@@ -55,7 +56,6 @@ from cachesweeper.entries import (
     lookup,
     read,
     serve,
-    slot,
 )
 from cachesweeper.keys import make_key
 from cachesweeper.middleware import DEPS_HEADER, WSGI_FLAG
@@ -82,6 +82,7 @@ class WSGIPage(NamedTuple):
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _PRIVATE = ("private", "no-store", "no-cache")
+_NO_MARK = contextlib.nullcontext()
 _DEPS = DEPS_HEADER.lower()
 
 
@@ -117,12 +118,13 @@ class PageCacheMiddleware:
     ) -> Iterable[bytes]:
         started = time.time()
         key = _page_key(conf.KEY_PREFIX, _url(environ))
-        if self._alias is not None:
-            page = slot(key, (), rule.ttl, rule.grace, using=self._alias, kind=PAGE)
-        else:
-            page = slot(key, (), rule.ttl, rule.grace, store=_store(self.cache), kind=PAGE)
+        # Positional, with no dependencies to split: this runs on every hit.
+        store = None if self._alias is not None else _store(self.cache)
+        page = Slot(key, (), rule.ttl, rule.grace, self._alias, store, None, PAGE, False, (), {})
         found = self._lookup(page)
-        with collector.request(started):  # rendering and storing judge data by this start
+        # Rendering and storing judge data by when the request began; a hit needs no mark.
+        mark = _NO_MARK if found.state == HIT else collector.request(started)
+        with mark:
             ((state, value),) = serve([page], lambda _: self._render(environ), [found])
         if state != MISS:
             return _replay(environ, start_response, value)
@@ -264,8 +266,10 @@ def _size(page: tuple[Any, ...]) -> int:
 def _url(environ: dict[str, Any]) -> str:
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
     lists: dict[str, list[str]] = {}
-    for name, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
-        lists.setdefault(name, []).append(value)
+    query = environ.get("QUERY_STRING")
+    if query:  # most hits have none: no parsing then
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            lists.setdefault(name, []).append(value)
     scheme = environ.get("wsgi.url_scheme", "http")
     return url_identity(scheme, host, environ.get("PATH_INFO", ""), lists.items())
 
