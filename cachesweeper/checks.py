@@ -313,7 +313,23 @@ def check_edges(**kwargs: Any) -> list[CheckMessage]:
                 id="cachesweeper.W002",
             )
         ]
-    return []
+    return _check_esi()
+
+
+def _check_esi() -> list[CheckMessage]:
+    """E009: an edge has ``esi`` on, and its includes would point nowhere."""
+    from cachesweeper import esi
+
+    if not esi.enabled() or esi.mounted():
+        return []
+    return [
+        Error(
+            "An edge has OPTIONS['esi'] but cachesweeper.urls is not in the URLconf: holes "
+            "cannot become ESI includes, so Django fills them and their pages are private.",
+            hint='Add path("_cachesweeper/", include("cachesweeper.urls")) to your urlpatterns.',
+            id="cachesweeper.E009",
+        )
+    ]
 
 
 #: A working ``EDGES`` item per shipped backend, for hints.

@@ -110,6 +110,9 @@ def _check(place: str, values: dict[str, Any]) -> None:
             f"{MAX_VALUES_BYTES}; they are stored with every entry that shows the hole. Pass "
             "ids or short strings and load the rest inside the hole."
         )
+    from cachesweeper import esi
+
+    esi.check(place, values)
 
 
 def with_holes(value: Any, holes: dict[str, Hole]) -> Any:
@@ -135,16 +138,25 @@ def finish(value: Any, request: HttpRequest | None) -> Any:
 
     What encloses filled holes (a page outside any page cache, the WSGI page
     cache's) learns it through the frame: that response is this visitor's.
+    For an edge that processes ESI the holes become includes instead, and
+    the frame learns that (see :mod:`cachesweeper.esi`).
     """
     if not isinstance(value, Holed):
         return value
     frame = collector.current()
+    render = None
     if frame is not None:
         if frame.keeps_holes:
             return value.content
-        frame.filled_holes = True
+        from cachesweeper import esi
+
+        if esi.wanted(request):
+            frame.esi_holes = True
+            render = esi.include
+        else:
+            frame.filled_holes = True
     if isinstance(value.content, str):
-        return fill(value.content, value.holes, request)
+        return fill(value.content, value.holes, request, render)
     return value.content
 
 
