@@ -304,16 +304,17 @@ def check_edges(**kwargs: Any) -> list[CheckMessage]:
     if not edges:
         return _check_cachepurge()
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    messages: list[CheckMessage] = []
     if _EDGE not in middleware:
-        return [
+        messages.append(
             Warning(
                 "CACHESWEEPER has EDGES but EdgeMiddleware is not in MIDDLEWARE: responses "
                 "carry no edge headers, and LiteSpeed purges are never sent.",
                 hint=f'Add "{_EDGE}" first in MIDDLEWARE.',
                 id="cachesweeper.W002",
             )
-        ]
-    return _check_esi()
+        )
+    return messages + _check_esi()
 
 
 def _check_esi() -> list[CheckMessage]:
