@@ -304,16 +304,33 @@ def check_edges(**kwargs: Any) -> list[CheckMessage]:
     if not edges:
         return _check_cachepurge()
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    messages: list[CheckMessage] = []
     if _EDGE not in middleware:
-        return [
+        messages.append(
             Warning(
                 "CACHESWEEPER has EDGES but EdgeMiddleware is not in MIDDLEWARE: responses "
                 "carry no edge headers, and LiteSpeed purges are never sent.",
                 hint=f'Add "{_EDGE}" first in MIDDLEWARE.',
                 id="cachesweeper.W002",
             )
-        ]
-    return []
+        )
+    return messages + _check_esi()
+
+
+def _check_esi() -> list[CheckMessage]:
+    """E009: an edge has ``esi`` on, and its includes would point nowhere."""
+    from cachesweeper import esi
+
+    if not esi.enabled() or esi.mounted():
+        return []
+    return [
+        Error(
+            "An edge has OPTIONS['esi'] but cachesweeper.urls is not in the URLconf: holes "
+            "cannot become ESI includes, so Django fills them and their pages are private.",
+            hint='Add path("_cachesweeper/", include("cachesweeper.urls")) to your urlpatterns.',
+            id="cachesweeper.E009",
+        )
+    ]
 
 
 #: A working ``EDGES`` item per shipped backend, for hints.

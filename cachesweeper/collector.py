@@ -42,6 +42,8 @@ class Frame:
         self.holes: dict[str, Any] = {}  # nonce -> holes.Hole
         #: Holes were filled for this visitor inside: what shows them is theirs alone.
         self.filled_holes = False
+        #: Holes became ESI includes inside: the edge must be told to process them.
+        self.esi_holes = False
 
     def add_holes(self, holes: Mapping[str, Any]) -> None:
         self.holes.update(holes)
@@ -109,6 +111,7 @@ def collect(wants_tokens: bool = True, keeps_holes: bool | None = None) -> Itera
             if frame.holes and parent.keeps_holes:
                 parent.holes.update(frame.holes)
             parent.filled_holes = parent.filled_holes or frame.filled_holes
+            parent.esi_holes = parent.esi_holes or frame.esi_holes
 
 
 # -- when the request began --------------------------------------------------------

@@ -130,30 +130,6 @@ def report(value: Any) -> None:
             frame.add_holes(value.holes)
 
 
-def fills_here() -> bool:
-    """Whether holes are filled here: nothing around keeps them.
-
-    What encloses filled holes (a page outside any page cache, the WSGI page
-    cache's) learns it through the frame: that response is this visitor's.
-    """
-    frame = collector.current()
-    if frame is None:
-        return True
-    if frame.keeps_holes:
-        return False
-    frame.filled_holes = True
-    return True
-
-
-def finish(value: Any, request: HttpRequest | None) -> Any:
-    """The text of a served fragment, its holes filled unless something around keeps them."""
-    if not isinstance(value, Holed):
-        return value
-    if not fills_here():
-        return value.content
-    return fill(value.content, value.holes, request)
-
-
 def fill(
     text: str,
     holes: Mapping[str, Hole],

@@ -13,7 +13,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import patch_cache_control
 
-from cachesweeper import collector, safety
+from cachesweeper import collector, esi, safety
 from cachesweeper.conf import conf
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, TooManyNames
 from cachesweeper.edges.loading import configured, request_host
@@ -124,8 +124,11 @@ def _annotate(
     if _wsgi(request):
         personal = safety.personal(request, response, outermost=True)
         response[DEPS_HEADER] = "-" if personal else deps_header(frame)
-    for name, value in edge_headers(request, response, frame.names).items():
+    includes = frame.esi_holes or esi.marked(response)
+    for name, value in edge_headers(request, response, frame.names, includes).items():
         response[name] = value
+    if includes:
+        esi.mark(response)  # after the edges' headers: Fastly's Surrogate-Control
     for edge in configured():
         for name, value in edge.purge_headers().items():
             response[name] = value
@@ -133,11 +136,13 @@ def _annotate(
 
 
 def edge_headers(
-    request: HttpRequest, response: HttpResponseBase, names: list[str]
+    request: HttpRequest, response: HttpResponseBase, names: list[str], includes: bool = False
 ) -> dict[str, str]:
     """Every configured edge's tags and cache control for a response built from ``names``.
 
-    Responses a shared cache must not keep get no tags, and no-cache.
+    Responses a shared cache must not keep get no tags, and no-cache. So do
+    pages with ESI ``includes`` for edges that do not process ESI: assembled,
+    such a page holds a visitor's holes.
     """
     edges = configured()
     if not edges:
@@ -150,11 +155,13 @@ def edge_headers(
             policy = CachePolicy(0, "no-cache")
     headers: dict[str, str] = {}
     for edge in edges:
-        try:
-            headers.update(edge.response_headers(names, policy))
-        except TooManyNames:
-            # Untagged content could never be purged: keep it out of the edge.
-            headers.update(edge.response_headers([], CachePolicy(0, "no-cache")))
+        if not includes or edge.esi:
+            try:
+                headers.update(edge.response_headers(names, policy))
+                continue
+            except TooManyNames:
+                pass  # untagged content could never be purged: keep it out of the edge
+        headers.update(edge.response_headers([], CachePolicy(0, "no-cache")))
     return headers
 
 

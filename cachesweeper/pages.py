@@ -23,7 +23,7 @@ from django.template.response import SimpleTemplateResponse
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import urlencode
 
-from cachesweeper import collector, holes, safety
+from cachesweeper import collector, esi, filling, holes, safety
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency, resolve
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE
@@ -262,18 +262,34 @@ def _response(
             patch_cache_control(response, private=True)
     else:
         response = _stored_response(policy, request, served)
-    if isinstance(value, holes.Holed) and holes.fills_here():
-        _fill(response, value.holes, request)
+    if isinstance(value, holes.Holed):
+        way = filling.how(request)
+        if way != filling.KEEP:
+            _fill(response, value.holes, request, includes=way == filling.INCLUDE)
     return response
 
 
-def _fill(response: HttpResponseBase, found: dict[str, holes.Hole], request: HttpRequest) -> None:
-    """Render this visitor's holes into the page, which then is theirs alone."""
+def _fill(
+    response: HttpResponseBase,
+    found: dict[str, holes.Hole],
+    request: HttpRequest,
+    *,
+    includes: bool,
+) -> None:
+    """Render this visitor's holes into the page, which then is theirs alone.
+
+    For an edge that processes ESI, an include per hole instead: the page
+    stays shared (see :mod:`cachesweeper.esi`).
+    """
     if request.method != "HEAD" and isinstance(response, HttpResponse):
         text = response.content.decode(response.charset)
-        response.content = holes.fill(text, found, request).encode(response.charset)
+        render = esi.include if includes else None
+        response.content = holes.fill(text, found, request, render).encode(response.charset)
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
+    if includes:
+        esi.mark(response)
+        return
     if response.has_header("ETag"):
         del response["ETag"]  # every visitor's copy differs
     patch_cache_control(response, private=True)

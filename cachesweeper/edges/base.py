@@ -65,6 +65,9 @@ class Edge:
     options: ClassVar[Mapping[str, Any]] = {}
     #: Purges ride on the response of a request (LiteSpeed) instead of a worker.
     request_bound: ClassVar[bool] = False
+    #: The edge assembles pages from ESI includes (the ``esi`` option of Varnish and
+    #: Fastly): pages with holes are sent to it with includes (:mod:`cachesweeper.esi`).
+    esi: bool = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))

@@ -36,6 +36,13 @@ class Cloudflare(cdn.CdnEdge):
     """Cloudflare: ``Cache-Tag`` on responses, purges by tag through the v4 API.
 
     OPTIONS: ``zone_id`` and ``api_token`` (required), ``endpoint`` (the v4 API).
+
+    Cloudflare does not process ESI, so it has no ``esi`` option: a page with
+    holes is filled by Django for each visitor and made private, and
+    Cloudflare does not keep it. An ESI page meant for another edge (Varnish
+    behind Cloudflare, say) gets ``no-store`` and no tags here, as
+    ``EdgeMiddleware`` gives every edge without ``esi``: once assembled it
+    holds a visitor's holes.
     """
 
     tag_header = "Cache-Tag"

@@ -11,12 +11,26 @@ Provider facts this follows (Fastly API and header reference):
   ``POST /service/{id}/purge_all`` purges everything (never soft). The
   ``Fastly-Soft-Purge: 1`` header marks content stale instead of removing it,
   so it can still be served while revalidated, or if the origin is down.
+
+ESI (``esi=True``): Fastly processes ESI, but only where its VCL says so, and
+it does not announce it. A page with holes is sent with an include per hole
+(see :mod:`cachesweeper.esi`) to requests carrying ``Surrogate-Capability:
+…="ESI/1.0"``, with ``content="ESI/1.0"`` added to its ``Surrogate-Control``.
+The service's custom VCL must, like the shipped ``varnish.vcl``: set that
+request header in ``vcl_recv``; run ``esi;`` in ``vcl_fetch`` when the
+response's ``Surrogate-Control`` has ``ESI/1.0``; and port the CSRF cookie
+handling of ``vcl_deliver`` (restart to the ``X-Cachesweeper-Csrf-Url`` view
+for a visitor without the cookie named in ``X-Cachesweeper-Csrf-Cookie``,
+pass the cookie to the include requests, deliver its ``Set-Cookie``, strip
+the ``X-Cachesweeper-*`` headers), or a first-time visitor's form fails.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 from urllib.parse import quote
+
+from django.core.exceptions import ImproperlyConfigured
 
 from cachesweeper.edges import cdn
 from cachesweeper.edges.base import (
@@ -32,7 +46,9 @@ class Fastly(cdn.CdnEdge):
     """Fastly: ``Surrogate-Key`` on responses, purges by key through the API.
 
     OPTIONS: ``service_id`` and ``api_token`` (required), ``soft`` (default
-    ``True``: mark stale rather than evict), ``endpoint`` (Fastly's API).
+    ``True``: mark stale rather than evict), ``endpoint`` (Fastly's API),
+    ``esi`` (default ``False``: pages with holes are filled by Django and
+    private; ``True``: ESI includes, see the module's docstring).
     """
 
     tag_header = "Surrogate-Key"
@@ -48,12 +64,14 @@ class Fastly(cdn.CdnEdge):
         "api_token": None,
         "soft": True,
         "endpoint": DEFAULT_ENDPOINT,
+        "esi": False,
     }
 
     service_id: str
     api_token: str
     soft: bool
     endpoint: str
+    esi: bool
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -61,6 +79,8 @@ class Fastly(cdn.CdnEdge):
         self.api_token = cdn.required(self.label, "api_token", self.api_token)
         self.endpoint = cdn.api_endpoint(self.label, self.endpoint)
         self.soft = bool(self.soft)
+        if not isinstance(self.esi, bool):
+            raise ImproperlyConfigured(f"{self.label}: OPTIONS['esi'] must be True or False")
 
     def purge(self, batch: PurgeBatch) -> None:
         """Purge everything, or the batch's keys (and coarse tags) and URLs."""

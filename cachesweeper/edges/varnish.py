@@ -62,12 +62,21 @@ class Varnish(Edge):
     host of the request that swept, else the first plain ``ALLOWED_HOSTS``
     entry. ``soft``: expire instead of evict, so Varnish may serve the old
     copy for its grace time while it refetches (purge-all stays hard).
+    ``esi`` (default ``False``): a page with holes goes to Varnish with an ESI
+    include per hole and stays shared, for requests that announce ``ESI/1.0``
+    in ``Surrogate-Capability`` (the shipped VCL does, and processes them;
+    see :mod:`cachesweeper.esi`). Needs ``cachesweeper.urls`` in the URLconf.
     """
 
     tag_header = "xkey"
     separator = " "
     max_header_bytes = HEADER_LIMIT
-    options: ClassVar[dict[str, Any]] = {"servers": None, "host": None, "soft": False}
+    options: ClassVar[dict[str, Any]] = {
+        "servers": None,
+        "host": None,
+        "soft": False,
+        "esi": False,
+    }
 
     #: Seconds for connecting and for each read; a hung Varnish fails the batch, which is retried.
     timeout: ClassVar[float] = 5.0
@@ -75,13 +84,17 @@ class Varnish(Edge):
     servers: Any
     host: Any
     soft: Any
+    esi: Any
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._servers: list[Server] = parse_servers(self.label, self.servers)
         self._hosts: list[str] = parse_hosts(self.label, self.host)
-        if not isinstance(self.soft, bool):
-            raise ImproperlyConfigured(f"{self.label}: OPTIONS['soft'] must be True or False")
+        for flag in ("soft", "esi"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ImproperlyConfigured(
+                    f"{self.label}: OPTIONS[{flag!r}] must be True or False"
+                )
 
     def purge(self, batch: PurgeBatch) -> None:
         """Send ``batch`` to every server; raise :class:`PurgeFailed` if any did not confirm."""

@@ -12,6 +12,25 @@
 #     header; the xkey vmod indexes objects by them. The header is stripped
 #     before delivery (send `X-Cachesweeper-Debug: 1` from a purger to keep it).
 #   * Adds `X-Cache: HIT` or `X-Cache: MISS` to every delivered response.
+#   * ESI, for pages with holes ({% nocache %}) and the Varnish edge's
+#     OPTIONS["esi"] = True: every request announces
+#     `Surrogate-Capability: cachesweeper="ESI/1.0"`, so Django answers such a
+#     page with an <esi:include> per hole, public and tagged like any page,
+#     plus `Surrogate-Control: content="ESI/1.0"`; only then is ESI processed
+#     (beresp.do_esi). One copy serves every anonymous visitor; each include
+#     goes to Django (cachesweeper.urls), `Cache-Control: private, no-store`,
+#     never cached. An assembled page is delivered `private`, without ETag.
+#     Varnish parses a body for ESI only when it starts with "<".
+#   * The CSRF cookie: Varnish drops the Set-Cookie of an include request, so
+#     a form in a hole would get a token for a cookie its visitor never
+#     receives (the POST gets 403). An ESI page names the cookie its holes may
+#     need (X-Cachesweeper-Csrf-Cookie: CSRF_COOKIE_NAME, so a renamed cookie
+#     needs no change here) and a view that mints it (X-Cachesweeper-Csrf-Url).
+#     For a visitor without that cookie, vcl_deliver restarts to that view
+#     (Django's own get_token, so the secret is Django's), keeps its
+#     Set-Cookie, restarts back to the page (a hit), gives the include
+#     requests the cookie, and delivers the page with the Set-Cookie. Both
+#     headers stay on the cached object and are stripped on delivery.
 #
 # Purge protocol (requests from the purgers ACL only; others get 403)
 #   PURGE /      xkey-purge: a b c      hard purge of objects tagged a, b or c
@@ -30,6 +49,8 @@ vcl 4.1;
 import std;
 import purge;
 import xkey;
+import cookie;  # Varnish 6.4+ (6.0: from varnish-modules)
+import header;  # varnish-modules
 
 # Your Django server (gunicorn, uwsgi, ...).
 backend default {
@@ -71,6 +92,41 @@ sub vcl_recv {
     }
     # A client must not smuggle purge headers into a normal request.
     unset req.http.X-Purged;
+    call cachesweeper_esi_recv;
+}
+
+sub cachesweeper_esi_recv {
+    # Django sends pages with holes as ESI includes only to requests that say so.
+    set req.http.Surrogate-Capability = "cachesweeper=ESI/1.0";
+    if (req.restarts == 0) {
+        # Where the CSRF cookie handling keeps its state: never from a client.
+        unset req.http.X-Cachesweeper-Page;
+        unset req.http.X-Cachesweeper-Set-Cookie;
+        unset req.http.X-Cachesweeper-Cookie;
+        unset req.http.X-Cachesweeper-Csrf-Only;
+        if (req.esi_level == 0 && (req.method == "GET" || req.method == "HEAD") &&
+            req.http.Cookie ~ "^\s*csrftoken=[^;]*;?\s*$") {
+            # Only the CSRF cookie (Django's default CSRF_COOKIE_NAME: change it here
+            # if you renamed it): look the page up as a visitor without cookies does,
+            # instead of passing every returning visitor to Django. Django gets the
+            # cookie (vcl_backend_fetch) and shares only what every such visitor gets;
+            # the includes of the page get it too (they copy the client's headers).
+            set req.http.X-Cachesweeper-Csrf-Only = req.http.Cookie;
+            unset req.http.Cookie;
+        }
+    }
+    if (req.esi_level > 0 && req_top.http.X-Cachesweeper-Cookie) {
+        # An include of a page whose visitor just got a CSRF cookie: render for it.
+        if (req.http.Cookie) {
+            set req.http.Cookie = req.http.Cookie + "; " + req_top.http.X-Cachesweeper-Cookie;
+        } else {
+            set req.http.Cookie = req_top.http.X-Cachesweeper-Cookie;
+        }
+    }
+    if (req.http.X-Cachesweeper-Page && !req.http.X-Cachesweeper-Set-Cookie) {
+        # The restart to the view that mints the cookie: one visitor's, never cached.
+        return (pass);
+    }
 }
 
 sub vcl_hit {
@@ -87,7 +143,23 @@ sub vcl_miss {
     }
 }
 
+sub vcl_backend_fetch {
+    if (bereq.http.X-Cachesweeper-Csrf-Only) {
+        set bereq.http.Cookie = bereq.http.X-Cachesweeper-Csrf-Only;
+    }
+}
+
 sub vcl_backend_response {
+    if (bereq.http.X-Cachesweeper-Csrf-Only) {
+        # Stored for lookups without cookies (see vcl_recv): it varies as one of them.
+        unset bereq.http.Cookie;
+        unset bereq.http.X-Cachesweeper-Csrf-Only;
+    }
+    if (beresp.http.Surrogate-Control ~ "ESI/1\.0") {
+        # A page with holes as includes (cachesweeper.edges.Varnish, esi=True).
+        unset beresp.http.Surrogate-Control;
+        set beresp.do_esi = true;
+    }
     if (!beresp.http.Cache-Control && !beresp.http.Expires) {
         # Not marked cacheable by Django: do not cache it, and do not make
         # other requests for it wait (hit-for-miss for two minutes).
@@ -99,6 +171,11 @@ sub vcl_backend_response {
 }
 
 sub vcl_deliver {
+    if (req.esi_level == 0) {
+        call cachesweeper_esi_deliver;
+    }
+    unset resp.http.X-Cachesweeper-Csrf-Cookie;
+    unset resp.http.X-Cachesweeper-Csrf-Url;
     if (obj.hits > 0) {
         set resp.http.X-Cache = "HIT";
     } else {
@@ -106,5 +183,45 @@ sub vcl_deliver {
     }
     if (!(req.http.X-Cachesweeper-Debug && client.ip ~ purgers)) {
         unset resp.http.xkey;
+    }
+}
+
+sub cachesweeper_esi_deliver {
+    if (req.http.X-Cachesweeper-Page && !req.http.X-Cachesweeper-Set-Cookie) {
+        # Back from the view that mints the CSRF cookie: keep it, return to the page.
+        if (resp.http.Set-Cookie) {
+            set req.http.X-Cachesweeper-Set-Cookie = resp.http.Set-Cookie;
+            set req.http.X-Cachesweeper-Cookie = regsub(resp.http.Set-Cookie, ";.*$", "");
+        } else {
+            set req.http.X-Cachesweeper-Set-Cookie = "-";  # none came: do not ask again
+        }
+        set req.url = req.http.X-Cachesweeper-Page;
+        return (restart);
+    }
+    if (resp.http.X-Cachesweeper-Csrf-Cookie && resp.http.X-Cachesweeper-Csrf-Url) {
+        if (req.http.X-Cachesweeper-Cookie) {
+            header.append(resp.http.Set-Cookie, req.http.X-Cachesweeper-Set-Cookie);
+        } elsif (!req.http.X-Cachesweeper-Set-Cookie && !req.http.X-Cachesweeper-Csrf-Only) {
+            if (req.http.Cookie) {
+                cookie.parse(req.http.Cookie);
+            }
+            if (!req.http.Cookie || !cookie.isset(resp.http.X-Cachesweeper-Csrf-Cookie)) {
+                # Its holes need a CSRF cookie this visitor has not got: fetch one first.
+                set req.http.X-Cachesweeper-Page = req.url;
+                set req.url = resp.http.X-Cachesweeper-Csrf-Url;
+                return (restart);
+            }
+        }
+    }
+    if (obj.can_esi) {
+        # Assembled for this visitor (their holes): no other cache may keep it.
+        if (!resp.http.Cache-Control) {
+            set resp.http.Cache-Control = "private";
+        } elsif (resp.http.Cache-Control !~ "(?i)\bprivate\b") {
+            set resp.http.Cache-Control = "private" + regsuball(
+                ", " + resp.http.Cache-Control, "(?i),\s*public\s*(?=,|$)", "");
+        }
+        unset resp.http.ETag;
+        unset resp.http.Last-Modified;
     }
 }

@@ -37,7 +37,7 @@ from django.template.base import FilterExpression, Parser, Token, TokenType, Var
 from django.template.context import make_context
 from django.utils.safestring import SafeString
 
-from cachesweeper import backends, digests, holes
+from cachesweeper import backends, digests, filling, holes
 from cachesweeper.digests import Place
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
@@ -303,7 +303,7 @@ def _fragment(content: str) -> Rendered:
 
 def _finish(value: Any, context: Context) -> str:
     """A served fragment's content; its holes filled here unless something around keeps them."""
-    return str(holes.finish(value, getattr(context, "request", None)))
+    return str(filling.finish(value, getattr(context, "request", None)))
 
 
 # -- holes ---------------------------------------------------------------------------
@@ -334,7 +334,7 @@ class NoCacheNode(Node):
         if self.template is None and context.template is not None:
             self.template = context.template
         values = {name: var.resolve(context) for name, var in self.keywords.items()}
-        mark = holes.marker(self.place, self.template_name, values)
+        mark = filling.marker(self.place, self.template_name, values)
         if mark is not None:
             return mark
         with context.push(values):
