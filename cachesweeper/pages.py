@@ -270,8 +270,9 @@ def _response(
 def _fill(response: HttpResponseBase, found: dict[str, holes.Hole], request: HttpRequest) -> None:
     """Render this visitor's holes into the page, which then is theirs alone."""
     if request.method != "HEAD" and isinstance(response, HttpResponse):
-        text = response.content.decode(response.charset)
-        response.content = holes.fill(text, found, request).encode(response.charset)
+        charset = response.charset  # parsed from Content-Type on every access: once
+        text = response.content.decode(charset)
+        response.content = holes.fill(text, found, request).encode(charset)
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
     if response.has_header("ETag"):
