@@ -24,12 +24,12 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("1", "2", "3", "4", "5", "6", "7")
+SCENARIOS = ("1", "2", "3", "4", "5", "6", "7", "8")
 KINDS = ("memcached", "django_redis", "redis", "memcached_single_hasher")
 #: Scenarios that do not depend on the client's per-key cost: not run on the variant.
 HASHER_INDEPENDENT = {"4", "5"}
 #: Scenarios whose rows are timed ratios, run in several fresh processes (see README).
-TIMED = {"1", "2", "3", "6", "7"}
+TIMED = {"1", "2", "3", "6", "7", "8"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -49,7 +49,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--processes",
         type=int,
         default=5,
-        help="fresh processes the timed scenarios (1, 2, 3, 6, 7) run in, an odd number; "
+        help="fresh processes the timed scenarios (1, 2, 3, 6, 7, 8) run in, an odd number; "
         "each row is the median process's",
     )
     parser.add_argument(
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.core.management import call_command
 
-    from benchmarks import load, scenarios
+    from benchmarks import holes, load, scenarios
     from benchmarks.harness import Env, all_cpus, pin
     from benchmarks.report import markdown
     from benchmarks.timing import Plan
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         ("3", lambda env: scenarios.fragment_list(env, data)),
         ("7", lambda env: scenarios.cold_render(env, data)),
         ("6", lambda env: scenarios.page_hits(env, data)),
+        ("8", lambda env: holes.page_hit_with_hole(env, data)),
         ("5", lambda env: scenarios.dog_pile(env, data)),
         ("4", lambda env: scenarios.sweep_cost(env, data, sizes, args.sweep_samples)),
     ]
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     load_results: dict[str, Any] = {}
+    holes_load: dict[str, Any] = {}
     # memcached needs room for two million small entries at the largest sweep size.
     memcached, redis = MemcachedServer(memory_mb=2048), RedisServer()
     with memcached, redis:
@@ -191,6 +193,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{time.monotonic() - began:.1f} s", flush=True)
             else:
                 load_results = {"skipped": reason}
+        if "8" in wanted and not args.no_load and "memcached" in kinds:
+            reason = load.available()
+            if reason is None:
+                print("[memcached] holes under load (uWSGI, gunicorn + wrk) ...", end=" ")
+                began = time.monotonic()
+                split = None if args.no_pin else load.cpus()
+                holes_load = {
+                    "kind": "memcached",
+                    "seconds": args.load_seconds,
+                    "connections": 8,
+                    "cpus": None if split is None else [sorted(part) for part in split],
+                    "servers": load.run(
+                        "memcached", memcached.location, args.load_seconds, 8, memcached.pid,
+                        split, load.HOLE_APPS,
+                    ),
+                }  # fmt: skip
+                print(f"{time.monotonic() - began:.1f} s", flush=True)
+            else:
+                holes_load = {"skipped": reason}
 
     report = {
         "meta": {
@@ -199,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "kinds": results,
         "load": load_results,
+        "holes_load": holes_load,
     }
     RESULTS.mkdir(exist_ok=True)
     json_path = RESULTS / f"{args.output}.json"

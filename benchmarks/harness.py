@@ -182,12 +182,12 @@ _ENVIRON: dict[str, Any] = {
 }
 
 
-def environ(path: str) -> dict[str, Any]:
-    """A GET request for ``path`` as a WSGI server hands it over."""
-    return {**_ENVIRON, "PATH_INFO": path, "wsgi.input": io.BytesIO(b"")}
+def environ(path: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """A GET request for ``path`` as a WSGI server hands it over (``extra``: headers)."""
+    return {**_ENVIRON, "PATH_INFO": path, "wsgi.input": io.BytesIO(b""), **(extra or {})}
 
 
-def call(app: WSGIApp, path: str) -> tuple[str, bytes]:
+def call(app: WSGIApp, path: str, extra: dict[str, str] | None = None) -> tuple[str, bytes]:
     """One request through ``app``, the way a WSGI server makes it: status and body."""
     status: list[str] = []
 
@@ -195,7 +195,7 @@ def call(app: WSGIApp, path: str) -> tuple[str, bytes]:
         status.append(line)
         return None
 
-    result = app(environ(path), start_response)
+    result = app(environ(path, extra), start_response)
     try:
         body = b"".join(result)
     finally:

@@ -45,6 +45,13 @@ APPS = [
     ("floor", "floor: bare WSGI app, one cache GET", "/"),
 ]
 
+#: Scenario 8 under load: Django's stack, the page with a CSRF hole, without, uncached.
+HOLE_APPS = [
+    ("holes_hole", "cache_page hit, CSRF token in a hole", "/holes/page/"),
+    ("holes_no_hole", "cache_page hit, the same page without holes", "/holes/none/"),
+    ("holes_uncached", "the view uncached, CSRF token in place", "/holes/uncached/"),
+]
+
 _APP = "benchmarks.wsgi_app:application"
 
 
@@ -106,10 +113,12 @@ def run(
     connections: int,
     cache_pid: int | None,
     split: tuple[set[int], set[int]] | None,
+    apps: list[tuple[str, str, str]] = APPS,
 ) -> dict[str, Any]:
     """Requests per second of each application under each server, with wrk's latencies.
 
-    ``split`` is :func:`cpus` (``None``: nothing pinned).
+    ``split`` is :func:`cpus` (``None``: nothing pinned); ``apps`` :data:`APPS` or
+    :data:`HOLE_APPS`.
     """
     if split is not None and cache_pid:
         pin(cache_pid, split[0])
@@ -119,11 +128,11 @@ def run(
         if not Path(sys.executable).with_name(spec.executable).exists():
             results[server] = {**about, "skipped": f"pip install {spec.package}"}
             continue
-        apps = {
+        measured = {
             name: _one(server, name, url_path, kind, location, seconds, connections, split)
-            for name, _, url_path in APPS
+            for name, _, url_path in apps
         }
-        results[server] = {**about, "apps": apps}
+        results[server] = {**about, "apps": measured}
     return results
 
 

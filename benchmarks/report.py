@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.load import APPS, TARGET_SERVER
+from benchmarks.load import APPS, HOLE_APPS, TARGET_SERVER
 
 
 def _calls(calls: list[str] | None) -> str:
@@ -80,6 +80,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {row['target']} | {_met(row['met'])} |"
         )
     lines += ["", *_load(report.get("load") or {}), ""]
+    if report.get("holes_load"):
+        lines += [*_holes_load(report["holes_load"]), ""]
     return "\n".join(lines)
 
 
@@ -88,7 +90,7 @@ def _processes(meta: dict[str, Any]) -> str:
     if processes < 2:
         return ""
     return (
-        f". Scenarios 1, 2, 3, 6 and 7 ran in {processes} fresh processes: each of their rows "
+        f". Scenarios 1, 2, 3, 6, 7 and 8 ran in {processes} fresh processes: each of their rows "
         "is the median process's, with the range of all processes' ratios in brackets"
     )
 
@@ -128,6 +130,15 @@ def summary(report: dict[str, Any]) -> list[str]:
             )
             mark = "✅" if ratio >= wanted else "❌"
             cells[line] = {memcached: f"{mark} {ratio:.2f}x"}
+        holes = hole_ratio(report.get("holes_load") or {}, TARGET_SERVER)
+        if holes is not None:
+            server = load_server(report["holes_load"])["name"]
+            line = (
+                f"8. page hit with one CSRF hole under load ({server} + wrk): "
+                "time vs the same page without holes",
+                "≤ 1.3x",
+            )
+            cells[line] = {memcached: f"{'✅' if holes <= 1.3 else '❌'} {holes:.2f}x"}
     lines = [
         "## Targets",
         "",
@@ -195,6 +206,47 @@ def _load(load: dict[str, Any]) -> list[str]:
             rate = app["requests_per_second"] or 0.0
             lines.append(
                 f"| {label} | {rate:,.0f} | {rate / base:.2f}x | {rate / floor:.2f}x "
+                f"| {app['latency'].get('50', '—')} | {app['latency'].get('99', '—')} "
+                f"| {app['non_2xx']} |"
+            )
+    return lines
+
+
+def hole_ratio(load: dict[str, Any], server: str) -> float | None:
+    """Time per request with the hole ÷ without holes (the inverse throughput ratio)."""
+    apps = (load.get("servers") or {}).get(server, {}).get("apps")
+    if not apps:
+        return None
+    hole = apps["holes_hole"]["requests_per_second"] or 0.0
+    return float((apps["holes_no_hole"]["requests_per_second"] or 0.0) / hole) if hole else None
+
+
+def _holes_load(load: dict[str, Any]) -> list[str]:
+    if "skipped" in load:
+        return [f"Holes under load: skipped, {load['skipped']}."]
+    lines = [
+        f"## Scenario 8 under load ({load['kind']}): a page with one CSRF hole",
+        "",
+        f"The same set-up as the page hits under load (`wrk -t1 -c{load['connections']} "
+        f"-d{load['seconds']:g}s`, no cookies: every request is a first visit, so the hole "
+        "makes a new CSRF token and sets its cookie).",
+    ]
+    for result in load["servers"].values():
+        lines += ["", f"### {result['label']}", ""]
+        if "skipped" in result:
+            lines.append(f"Skipped: {result['skipped']}.")
+            continue
+        apps = result["apps"]
+        base = apps["holes_no_hole"]["requests_per_second"] or float("inf")
+        lines += [
+            "| application | requests/s | time vs the page without holes | p50 | p99 | non-2xx |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, label, _ in HOLE_APPS:
+            app = apps[name]
+            rate = app["requests_per_second"] or 0.0
+            lines.append(
+                f"| {label} | {rate:,.0f} | {base / rate if rate else float('nan'):.2f}x "
                 f"| {app['latency'].get('50', '—')} | {app['latency'].get('99', '—')} "
                 f"| {app['non_2xx']} |"
             )

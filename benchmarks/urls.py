@@ -14,4 +14,8 @@ urlpatterns: list[URLPattern] = [
     path("slow/grace/", views.slow_grace),
     path("slow/no-grace/", views.slow_no_grace),
     path("slow/django/", views.slow_django),
+    path("holes/page/", views.hole_page),
+    path("holes/none/", views.no_hole_page),
+    path("holes/empty/", views.empty_hole_page),
+    path("holes/uncached/", views.csrf_uncached),
 ]

@@ -13,12 +13,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.template import engines
 from django.views.decorators.cache import cache_page as django_cache_page
 
 import cachesweeper
+from tests.testapp.models import Article, Comment
 
 PARAGRAPH = (
     "<p>Key-based cache invalidation keeps cached fragments and pages correct under "
@@ -73,3 +75,44 @@ def slow_no_grace(request: HttpRequest) -> HttpResponse:
 @django_cache_page(600)
 def slow_django(request: HttpRequest) -> HttpResponse:
     return _slow("django")
+
+
+# -- holes (scenario 8) ----------------------------------------------------------------
+# An article page with a few comments read from the database and a vote form: the
+# CSRF token is in a hole, or absent (the same page without holes), or in place (what
+# Django serves today: the view runs for every visitor).
+
+_ARTICLE = (
+    "{% load cachesweeper %}<!doctype html>\n<html><head><title>{{ article.title }}</title>"
+    "</head><body>\n<h1>{{ article.title|title }}</h1>\n"
+    + PARAGRAPH
+    * 20
+    + '{% for comment in comments %}<article id="c{{ comment.pk }}"><p>'
+    "{{ comment.text|linebreaksbr }}</p><footer>#{{ comment.pk }} · "
+    "{{ comment.text|wordcount }} words</footer></article>\n{% endfor %}"
+    '<form method="post" action="/vote/">FORM<button>Vote</button></form>\n</body></html>\n'
+)
+HOLED = _ARTICLE.replace("FORM", "{% nocache %}{% csrf_token %}{% endnocache %}")
+UNHOLED = _ARTICLE.replace("FORM", "")
+CSRF_IN_PLACE = _ARTICLE.replace("FORM", "{% csrf_token %}")
+#: The hole alone, without Django's cost of making a CSRF token and setting its cookie.
+EMPTY_HOLE = _ARTICLE.replace("FORM", "{% nocache %}<!-- no token -->{% endnocache %}")
+COMMENTS_SHOWN = 10
+
+
+def _article_view(source: str) -> Callable[[HttpRequest], HttpResponse]:
+    compiled = engines["django"].from_string(source)
+
+    def view(request: HttpRequest) -> HttpResponse:
+        article = Article.objects.order_by("pk").first()
+        comments = list(Comment.objects.filter(article=article).order_by("pk")[:COMMENTS_SHOWN])
+        context = {"article": article, "comments": comments}
+        return HttpResponse(compiled.render(context, request))
+
+    return view
+
+
+hole_page = cachesweeper.cache_page(600, tags=["articles"])(_article_view(HOLED))
+no_hole_page = cachesweeper.cache_page(600, tags=["articles"])(_article_view(UNHOLED))
+empty_hole_page = cachesweeper.cache_page(600, tags=["articles"])(_article_view(EMPTY_HOLE))
+csrf_uncached = _article_view(CSRF_IN_PLACE)

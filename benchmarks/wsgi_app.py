@@ -1,7 +1,8 @@
 """The WSGI application gunicorn serves in the load test (``benchmarks/load.py``).
 
 Chosen by environment variables: ``BENCH_APP`` (``django_cache_page``,
-``cachesweeper_wsgi_cache``, ``cachesweeper_wsgi_cache_no_copies`` or ``floor``),
+``cachesweeper_wsgi_cache``, ``cachesweeper_wsgi_cache_no_copies``, ``floor``, or one of
+scenario 8's ``holes_*``: Django's stack, the path picks the view),
 ``BENCH_CACHE_KIND`` and ``BENCH_CACHE_LOCATION`` (the cache server the runner started;
 ``benchmarks.settings`` reads them too).
 """
@@ -22,7 +23,14 @@ from cachesweeper.wsgi import PageCacheMiddleware  # noqa: E402
 
 _app = os.environ["BENCH_APP"]
 application: WSGIApp
-if _app == "django_cache_page":
+if _app == "django_cache_page" or _app.startswith("holes_"):
+    if _app.startswith("holes_"):  # its views read an article: this process's own database
+        from django.core.management import call_command
+
+        from benchmarks.scenarios import make_data
+
+        call_command("migrate", run_syncdb=True, verbosity=0)
+        make_data(list_size=10)
     application = handler(STARTPROJECT_MIDDLEWARE)
 elif _app in ("cachesweeper_wsgi_cache", "cachesweeper_wsgi_cache_no_copies"):
     application = PageCacheMiddleware(

@@ -34,6 +34,16 @@ empty sequence, and offers ``loop.index``, ``index0``, ``revindex``,
 ``revindex0``, ``first``, ``last``, ``length``, ``depth``, ``depth0`` and
 ``cycle()``; an item's cached fragment keeps the ``loop`` values it was
 rendered with.
+
+``{% nocache %}`` marks a hole (see ``cachesweeper.holes``), keywords as
+``name=value`` separated by commas::
+
+    <form method="post">{% nocache %}{{ csrf_input }}{% endnocache %}...</form>
+    {% nocache comment_id=comment.pk, who=user.pk %}...{% endnocache %}
+
+Inside a cached fragment or page its body is rendered for every request
+with the backend's request context plus the given values (see
+``cachesweeper.jinja2_holes``); outside anything cached, in place.
 """
 
 from __future__ import annotations
@@ -45,19 +55,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 from jinja2 import nodes
 from jinja2.exceptions import TemplateNotFound, TemplateRuntimeError, UndefinedError
 from jinja2.ext import Extension
 from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
-from jinja2.runtime import Undefined
-from jinja2.utils import pass_eval_context
+from jinja2.runtime import Context, Undefined
+from jinja2.utils import pass_context, pass_eval_context
 from markupsafe import Markup
 
-from cachesweeper import backends, digests
+from cachesweeper import backends, digests, filling, holes
 from cachesweeper.digests import Place
 from cachesweeper.entries import Rendered, serve
 from cachesweeper.fragments import fragment_slot
+from cachesweeper.jinja2_holes import JinjaHoleBody
 from cachesweeper.lists import serve_list
 
 __all__ = ["CacheSweeperExtension", "CacheSweeperLoop"]
@@ -83,6 +95,7 @@ _USAGE = {
     "cachesweeper_for": (
         '{% cachesweeper_for c in comments, 500, "c" %}...{% else %}...{% endcachesweeper_for %}'
     ),
+    "nocache": "{% nocache comment_id=comment.pk, who=user.pk %}...{% endnocache %}",
 }
 
 
@@ -126,14 +139,15 @@ class CacheSweeperLoop:
 
 
 class CacheSweeperExtension(Extension):
-    """``{% cachesweeper %}`` and ``{% cachesweeper_for %}`` for Jinja2."""
+    """``{% cachesweeper %}``, ``{% cachesweeper_for %}`` and ``{% nocache %}`` for Jinja2."""
 
-    tags = {"cachesweeper", "cachesweeper_for"}
+    tags = {"cachesweeper", "cachesweeper_for", "nocache"}
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self._sources = threading.local()
         self._places: dict[tuple[str, tuple[str, ...]], Place] = {}
+        self._holes: set[str] = set()  # the places of the holes this environment parsed
 
     def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
         # The parser does not keep the source: fragments digest their body's lines
@@ -152,6 +166,8 @@ class CacheSweeperExtension(Extension):
             parser.fail(f"'{tag}' does not support async environments (enable_async)", lineno)
         if tag == "cachesweeper_for":
             return self._parse_for(parser, tag, lineno)
+        if tag == "nocache":
+            return self._parse_nocache(parser, tag, lineno)
         positional, keywords = self._arguments(parser, tag, lineno)
         if len(positional) < 2:
             parser.fail(
@@ -220,6 +236,48 @@ class CacheSweeperExtension(Extension):
         )
         params = [nodes.Name(name, "param") for name in (_ITEM, _LOOP, _MODE, _SINK)]
         return nodes.CallBlock(call, params, [], caller_body).set_lineno(lineno)
+
+    def _parse_nocache(self, parser: Parser, tag: str, lineno: int) -> nodes.Node:
+        """A hole: a call that leaves a marker when cached, else calls its body in place.
+
+        The body is a caller macro taking the values as parameters, so in
+        place it sees them as the filled hole does, and the rest of the
+        template's names besides.
+        """
+        stream = parser.stream
+        names: list[str] = []
+        values: list[nodes.Pair] = []
+        while stream.current.type != "block_end":
+            if names:
+                if not stream.skip_if("comma"):
+                    parser.fail(
+                        f"'{tag}' tag arguments are separated by commas, e.g. {_USAGE[tag]}",
+                        stream.current.lineno,
+                    )
+                if stream.current.type == "block_end":
+                    break  # a trailing comma
+            if stream.current.type != "name" or stream.look().type != "assign":
+                parser.fail(
+                    f"'{tag}' tag takes only name=value pairs, e.g. {_USAGE[tag]}",
+                    stream.current.lineno,
+                )
+            name = str(stream.current.value)
+            if name in names:
+                parser.fail(f"'{tag}' tag got {name!r} twice", stream.current.lineno)
+            stream.skip(2)
+            names.append(name)
+            values.append(nodes.Pair(nodes.Const(name), parser.parse_expression()))
+        body = parser.parse_statements(("name:endnocache",), drop_needle=True)
+        text, _ = self._place(parser, lineno, body, [])
+        place = f"hole:{text.value}"
+        hole = JinjaHoleBody(self.environment, parser.name, parser.filename, body)
+        holes.register(place, hole)
+        self._holes.add(place)
+        call = self.call_method(
+            "_hole", [nodes.Const(place), nodes.Const(parser.name), nodes.Dict(values)]
+        )
+        params = [nodes.Name(name, "param") for name in names]
+        return nodes.CallBlock(call, params, [], body).set_lineno(lineno)
 
     def _arguments(
         self, parser: Parser, tag: str, lineno: int
@@ -328,10 +386,10 @@ class CacheSweeperExtension(Extension):
             return parser.filename
         return f"<string {getattr(self._sources, 'digest', '?')}>"
 
-    @pass_eval_context
+    @pass_context
     def _fragment(
         self,
-        eval_ctx: EvalContext,
+        context: Context,
         text: str,
         templates: tuple[str, ...],
         target: Any,
@@ -351,12 +409,12 @@ class CacheSweeperExtension(Extension):
             **_keywords(tag, using, grace),
         )
         ((_, payload),) = serve([slot], lambda _: _rendered(caller()))
-        return _output(eval_ctx, payload)
+        return _output(context, payload)
 
-    @pass_eval_context
+    @pass_context
     def _fragments(
         self,
-        eval_ctx: EvalContext,
+        context: Context,
         text: str,
         templates: tuple[str, ...],
         sequence: Any,
@@ -385,10 +443,34 @@ class CacheSweeperExtension(Extension):
         def render(index: int) -> Rendered:
             return _rendered(caller(items[index], loops[index], _RENDER, None))
 
-        return _output(eval_ctx, serve_list(slots, render))
+        return _output(context, serve_list(slots, render))
 
     def _record(self, sink: list[Any], *values: Any) -> None:
         sink.extend(values)
+
+    @pass_eval_context
+    def _hole(
+        self,
+        eval_ctx: EvalContext,
+        place: str,
+        template: str | None,
+        values: dict[str, Any],
+        *,
+        caller: Callable[..., str],
+    ) -> str:
+        if place not in self._holes and template is not None:
+            self._reparse(template)  # loaded from a bytecode cache: not parsed here
+            self._holes.add(place)
+        mark = filling.marker(place, template, values)
+        if mark is not None:
+            return Markup(mark) if eval_ctx.autoescape else mark
+        return caller(**values)
+
+    def _reparse(self, name: str) -> None:
+        """Parse a template again, so that its holes' bodies are registered."""
+        source = self._source_of(name)
+        if source is not None:
+            self.environment.parse(source, name)
 
 
 def _named_templates(keywords: list[nodes.Keyword]) -> list[str]:
@@ -503,7 +585,10 @@ def _rendered(content: str) -> Rendered:
     return Rendered(content, str(content))
 
 
-def _output(eval_ctx: EvalContext, payload: Any) -> str:
+def _output(context: Context, payload: Any) -> str:
+    """A served fragment's content, its holes filled unless something around keeps them."""
+    request = context.get("request")
+    content = str(filling.finish(payload, request if isinstance(request, HttpRequest) else None))
     # Cached payloads are plain strings; under autoescape they were escaped
     # when rendered, so they are marked safe again.
-    return Markup(payload) if eval_ctx.autoescape else str(payload)
+    return Markup(content) if context.eval_ctx.autoescape else content

@@ -282,9 +282,10 @@ def _fill(
     stays shared (see :mod:`cachesweeper.esi`).
     """
     if request.method != "HEAD" and isinstance(response, HttpResponse):
-        text = response.content.decode(response.charset)
+        charset = response.charset  # parsed from Content-Type on every access: once
+        text = response.content.decode(charset)
         render = esi.include if includes else None
-        response.content = holes.fill(text, found, request, render).encode(response.charset)
+        response.content = holes.fill(text, found, request, render).encode(charset)
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
     if includes:

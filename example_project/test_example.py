@@ -39,6 +39,7 @@ EXAMPLE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = EXAMPLE_DIR.parent
 ARTICLE_SLUG = "why-key-based-expiry"  # seeded by blog/migrations/0002_demo_data.py
 RESULT_MARKER = "FLOW-RESULT:"
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 SLOW_VIEW = 1.0  # seconds the cached author page takes to render (EXAMPLE_SLOW_VIEW)
 
 Event = dict[str, Any]  # {"status": "hit", "kind": "fragment", "key": "...", "deps": [...]}
@@ -119,7 +120,7 @@ def _client() -> Any:
         pass
 
     client = Client()
-    client.handler = Handler(enforce_csrf_checks=False)
+    client.handler = Handler(enforce_csrf_checks=True)  # as a browser is checked
     return client
 
 
@@ -157,24 +158,38 @@ def run_flow() -> dict[str, Any]:
         assert response.status_code == 200, (path, response.status_code)
         pages[name] = page_record(200, dict(response.items()), response.content.decode())
         pages[name]["author_renders"] = len(author_renders)
+        pages[name]["cookie_set"] = "csrftoken" in response.cookies
 
-    def post(name: str, path: str, data: dict[str, str]) -> None:
-        response = client.post(path, data)
+    def post(
+        name: str, path: str, data: dict[str, str], token_from: str, client: Any = client
+    ) -> None:
+        """POST with the CSRF token of a page this client was shown."""
+        token = TOKEN.search(pages[token_from]["html"])
+        assert token is not None, token_from
+        response = client.post(path, {**data, "csrfmiddlewaretoken": token.group(1)})
         assert response.status_code == 302, (path, response.status_code)
         pages[name] = {"status": 302, "headers": dict(response.items())}
 
     visit("list_first", "/")
     visit("list_second", "/")
     visit("first", detail_url)
-    visit("second", detail_url)
-    post("post_vote", f"/comments/{voted}/vote/", {"value": "1"})
-    visit("after_vote", detail_url)
-    visit("settled", detail_url)
+    # Another anonymous visitor: the stored page, with their own CSRF token in its holes.
+    stranger = _client()
+    visit("second", detail_url, stranger)
+    # The same article at another URL: another page entry, but its fragments hit.
+    visit("other_url", f"{detail_url}?from=list")
+    refused = stranger.post(f"/comments/{voted}/vote/", {"value": "1"})  # no token
+    pages["vote_without_token"] = {"status": refused.status_code}
+    post("post_vote", f"/comments/{voted}/vote/", {"value": "1"}, "second", stranger)
+    visit("after_vote", detail_url, stranger)
+    visit("settled", detail_url, stranger)
+    visit("settled_again", detail_url, stranger)
     comment = {"author_name": "Test", "body": "A brand-new comment."}
-    post("post_comment", f"{detail_url}comment/", comment)
+    post("post_comment", f"{detail_url}comment/", comment, "first")
     new_comment = article.comments.order_by("-pk").values_list("pk", flat=True).first()
     visit("after_comment", detail_url)
-    post("post_edit", f"{detail_url}edit/", {"title": "Edited title", "body": "Edited body."})
+    edit = {"title": "Edited title", "body": "Edited body."}
+    post("post_edit", f"{detail_url}edit/", edit, "first")
     visit("list_after_edit", "/")
     visit("after_edit", detail_url)
 
@@ -331,26 +346,32 @@ def flow(tmp_path_factory: Any) -> dict[str, Any]:
 
 def test_first_view_misses_everything(flow: dict[str, Any]) -> None:
     roles = _roles(flow["pages"]["first"]["events"], flow["article_pk"])
-    expected = {"article": "miss"}
+    expected = {"page": "miss", "article": "miss"}
     expected |= {f"comment:{pk}": "miss" for pk in flow["comment_pks"]}
     assert roles == expected
 
 
-def test_second_view_hits_and_skips_nested_fragments(flow: dict[str, Any]) -> None:
-    # The article fragment hit, so the per-comment fragments inside it are never looked up.
-    roles = _roles(flow["pages"]["second"]["events"], flow["article_pk"])
-    assert roles == {"article": "hit"}
-    first, second = (flow["pages"][p]["events"] for p in ("first", "second"))
-    assert _keys(first, flow["article_pk"]) == _keys(second, flow["article_pk"])
-    # The outer fragment depends on everything rendered inside it.
-    (hit,) = second
-    assert {f"blog.comment.{pk}" for pk in flow["comment_pks"]} <= set(hit["deps"])
+def test_second_view_hits_the_page_and_another_url_the_fragments(flow: dict[str, Any]) -> None:
+    # Another visitor gets the stored page: no fragment is even looked up.
+    assert _roles(flow["pages"]["second"]["events"], flow["article_pk"]) == {"page": "hit"}
+    # Another URL is another page entry; the article fragment hits, so the per-comment
+    # fragments inside it are never looked up.
+    roles = _roles(flow["pages"]["other_url"]["events"], flow["article_pk"])
+    assert roles == {"page": "miss", "article": "hit"}
+    first, other = (flow["pages"][p]["events"] for p in ("first", "other_url"))
+    assert _keys(first, flow["article_pk"]) == _keys(other, flow["article_pk"])
+    # The outer fragment, and the page, depend on everything rendered inside them.
+    comments = {f"blog.comment.{pk}" for pk in flow["comment_pks"]}
+    (page,) = flow["pages"]["second"]["events"]
+    (hit,) = [event for event in other if event["kind"] == "fragment"]
+    assert comments <= set(hit["deps"]) and comments <= set(page["deps"])
 
 
 def test_vote_sweeps_its_comment_and_article_only(flow: dict[str, Any]) -> None:
     page = flow["pages"]["after_vote"]
     roles = _roles(page["events"], flow["article_pk"])
     voted = flow["voted"]
+    assert roles.pop("page") == "miss"  # the page depends on what it rendered: swept too
     assert roles.pop("article") != "hit"  # swept via vote -> comment -> article (touch)
     assert roles.pop(f"comment:{voted}") == "miss"
     assert roles == {f"comment:{pk}": "hit" for pk in flow["comment_pks"] if pk != voted}
@@ -370,14 +391,19 @@ def test_vote_reports_what_it_swept(flow: dict[str, Any]) -> None:
 
 
 def test_page_settles_after_the_sweep(flow: dict[str, Any]) -> None:
+    # The page after the vote showed a message (not stored); the next one is stored ...
     roles = _roles(flow["pages"]["settled"]["events"], flow["article_pk"])
-    assert roles == {"article": "hit"}
+    assert roles == {"page": "miss", "article": "hit"}
+    # ... and served from then on.
+    roles = _roles(flow["pages"]["settled_again"]["events"], flow["article_pk"])
+    assert roles == {"page": "hit"}
 
 
 def test_new_comment_renders_only_itself(flow: dict[str, Any]) -> None:
     page = flow["pages"]["after_comment"]
     roles = _roles(page["events"], flow["article_pk"])
     new = flow["new_comment"]
+    assert roles.pop("page") == "miss"
     assert roles.pop("article") == "miss"
     assert roles.pop(f"comment:{new}") == "miss"
     assert roles == {f"comment:{pk}": "hit" for pk in flow["comment_pks"]}
@@ -403,7 +429,7 @@ def test_a_cached_page_costs_one_round_trip(flow: dict[str, Any]) -> None:
     pages = flow["pages"]
     # The whole article page - article, comment list, each comment - is one get_many.
     assert pages["second"]["round_trips"] == 1
-    assert pages["settled"]["round_trips"] == 1
+    assert pages["settled_again"]["round_trips"] == 1
     assert pages["list_second"]["round_trips"] == 1
     assert pages["author_second"]["round_trips"] == 1  # a cache_page hit
     assert "1 cache round trip (get_many \u00d71)" in pages["second"]["html"]
@@ -462,12 +488,33 @@ def test_cached_page_carries_its_dependency_names_for_the_edge(flow: dict[str, A
     assert listing["headers"]["X-LiteSpeed-Cache-Control"] == "public, max-age=60"
 
 
-def test_page_with_forms_is_not_tagged_for_the_edge(flow: dict[str, Any]) -> None:
+# ---- holes: the CSRF tokens of the article page
+
+
+def test_the_article_page_with_csrf_holes_is_cached(flow: dict[str, Any]) -> None:
+    first, second = flow["pages"]["first"], flow["pages"]["second"]
+    # The second visitor's page came from the page cache, and its footer says so.
+    assert 'Page cache: <span class="status">hit</span>' in second["html"]
+    # Each visitor has their own tokens (one per form, each masked afresh), and their
+    # own cookie to match.
+    tokens = [set(TOKEN.findall(page["html"])) for page in (first, second)]
+    assert [len(found) for found in tokens] == [2, 2] and not tokens[0] & tokens[1]
+    assert second["cookie_set"]
+
+
+def test_a_vote_from_the_cached_page_passes_the_csrf_check(flow: dict[str, Any]) -> None:
+    assert flow["pages"]["vote_without_token"]["status"] == 403  # the check is on
+    assert flow["pages"]["post_vote"]["status"] == 302  # the token from the cached page
+    # ... and it swept: see test_vote_sweeps_its_comment_and_article_only.
+
+
+def test_page_with_filled_holes_is_not_tagged_for_the_edge(flow: dict[str, Any]) -> None:
     page = flow["pages"]["second"]
     assert "X-LiteSpeed-Tag" not in page["headers"]
     assert page["footer_headers"]["X-LiteSpeed-Tag"] is None
-    # The footer says why: its comment form carries a CSRF token (holes will fix that).
-    assert "because it sets a cookie (csrftoken): it uses a CSRF token" in page["html"]
+    # The footer says why: the holes hold this visitor's token (ESI would share it).
+    assert "private" in page["headers"]["Cache-Control"]
+    assert "because its Cache-Control says private" in page["html"]
 
 
 def test_comment_post_purges_the_swept_article(flow: dict[str, Any]) -> None:

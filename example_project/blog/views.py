@@ -10,8 +10,10 @@ the query behind it.
 
 Two views are cached for the edge (``edge_cache``: ``EdgeMiddleware`` tags their
 responses with the names of everything they rendered, in ``X-LiteSpeed-Tag``), and
-the author page is cached whole (``cachesweeper.cache_page``). The article page is
-neither: its forms carry a CSRF token, which makes it personal.
+the author and article pages are cached whole (``cachesweeper.cache_page``). The
+article page's forms carry a CSRF token, each visitor's own: the template puts it in a
+hole (``{% nocache %}``), so one stored page serves every anonymous visitor, with their
+own token filled in.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def _detail(
     return render(request, "blog/article_detail.html", context, status=status)
 
 
+# No tags: the page depends on the fragments it renders (the article and its comments),
+# so a vote or a new comment sweeps it too. Its CSRF tokens are holes, filled per visitor.
+@cachesweeper.cache_page(600)
 def article_detail(request: HttpRequest, slug: str) -> HttpResponse:
     article = get_object_or_404(Article.objects.select_related("author"), slug=slug)
     return _detail(request, article, CommentForm())
