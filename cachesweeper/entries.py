@@ -221,6 +221,8 @@ def serve(
     regeneration locks are always released.
     """
     found = lookup(slots) if found is None else found
+    if len(found) == 1 and found[0].state == HIT:
+        return [served(found[0])]  # the most common case; a hit holds no lock
     to_save: list[_ToSave] = []
     try:
         results: list[Served] = []
