@@ -14,6 +14,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from cachesweeper import esi
 from cachesweeper.conf import DEFAULTS
 from cachesweeper.edges.base import Edge
 from cachesweeper.edges.loading import build, configured
@@ -319,8 +320,6 @@ def check_edges(**kwargs: Any) -> list[CheckMessage]:
 
 def _check_esi() -> list[CheckMessage]:
     """E009: an edge has ``esi`` on, and its includes would point nowhere."""
-    from cachesweeper import esi
-
     if not esi.enabled() or esi.mounted():
         return []
     return [

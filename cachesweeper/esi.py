@@ -36,6 +36,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 
+from cachesweeper import safety
+from cachesweeper.edges.loading import configured
 from cachesweeper.holes import Hole, HoleValueError
 
 logger = logging.getLogger("cachesweeper")
@@ -59,8 +61,6 @@ _WSGI_FLAG = "cachesweeper.wsgi"
 
 def enabled() -> bool:
     """Whether a configured edge processes ESI (its ``esi`` option is on)."""
-    from cachesweeper.edges.loading import configured
-
     return any(edge.esi for edge in configured())
 
 
@@ -83,8 +83,6 @@ def wanted(request: HttpRequest | None) -> bool:
 
 
 def _decide(request: HttpRequest) -> bool:
-    from cachesweeper import safety
-
     if request.method not in ("GET", "HEAD") or request.META.get(_WSGI_FLAG):
         return False
     if CAPABILITY not in request.META.get("HTTP_SURROGATE_CAPABILITY", ""):
