@@ -87,24 +87,24 @@ _READER = "_cachesweeper_reader"
 
 def get_many(cache: BaseCache, keys: list[str]) -> dict[str, Any]:
     """``cache.get_many(keys)``, in one round trip."""
-    attributes = cache.__dict__
-    if "get_many" in attributes or "get" in attributes:  # wrapped on the object
-        return cache.get_many(keys)
-    reader: Reader | None = attributes.get(_READER)
-    if reader is None:
-        reader = attributes[_READER] = _choose(cache)
-    return reader.get_many(cache, keys)
+    return reader(cache).get_many(cache, keys)
 
 
 def get(cache: BaseCache, key: str) -> Any:
     """``cache.get(key)``; ``None`` when missing."""
+    return reader(cache).get(cache, key)
+
+
+def reader(cache: BaseCache) -> Reader:
+    """The reader of ``cache``: chosen once and kept on it; :data:`PLAIN` while a
+    ``get``/``get_many`` set on the object itself wraps its reads (asked on every read)."""
     attributes = cache.__dict__
-    if "get_many" in attributes or "get" in attributes:  # wrapped on the object
-        return cache.get(key)
-    reader: Reader | None = attributes.get(_READER)
-    if reader is None:
-        reader = attributes[_READER] = _choose(cache)
-    return reader.get(cache, key)
+    if "get_many" in attributes or "get" in attributes:
+        return PLAIN
+    chosen: Reader | None = attributes.get(_READER)
+    if chosen is None:
+        chosen = attributes[_READER] = _choose(cache)
+    return chosen
 
 
 class Reader:
