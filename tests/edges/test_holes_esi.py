@@ -21,7 +21,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 import cachesweeper
-from tests.edges.test_varnish import PUBLIC_HOST, raw_purge, vcl_for_tests
+from tests.edges.test_varnish import PUBLIC_HOST, behind_varnish, raw_purge
 from tests.servers import LOOPBACK, VarnishServer, need_binary, need_vmod
 
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -101,10 +101,9 @@ def site(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     need_vmod("xkey")
     need_vmod("header")
     from django.conf import settings
-    from django.db import connections
-    from django.test.testcases import LiveServerThread, _StaticFilesHandler
 
-    overrides = override_settings(
+    with behind_varnish(
+        tmp_path_factory.mktemp("vcl"),
         MIDDLEWARE=[
             "cachesweeper.middleware.EdgeMiddleware",
             "tests.edges.esi_site.CountFetches",
@@ -113,35 +112,8 @@ def site(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         ROOT_URLCONF="tests.edges.esi_site",
         ALLOWED_HOSTS=[PUBLIC_HOST, LOOPBACK, "localhost"],
         STATIC_URL="/static/",
-    )
-    overrides.enable()
-    shared = {
-        conn.alias: conn
-        for conn in connections.all()
-        if conn.vendor == "sqlite" and conn.is_in_memory_db()  # type: ignore[attr-defined]
-    }
-    for conn in shared.values():
-        conn.inc_thread_sharing()
-    thread = LiveServerThread(
-        LOOPBACK, static_handler=_StaticFilesHandler, connections_override=shared
-    )
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    varnish: VarnishServer | None = None
-    try:
-        if thread.error:
-            raise thread.error
-        varnish = VarnishServer(vcl_for_tests(tmp_path_factory.mktemp("vcl")), thread.port)
-        varnish.start()
-        yield Site(varnish, thread.port)
-    finally:
-        if varnish is not None:
-            varnish.stop()
-        thread.terminate()
-        for conn in shared.values():
-            conn.dec_thread_sharing()
-        overrides.disable()
+    ) as (varnish, port):
+        yield Site(varnish, port)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -594,26 +595,35 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """One varnishd and one live server per module, with EdgeMiddleware in the chain.
-
-    Django's ``LiveServerThread`` (what pytest-django's session-wide
-    ``live_server`` runs) builds its middleware chain when it starts, so a
-    ``MIDDLEWARE`` override cannot reach an already running one: this module
-    starts its own, inside the override.
-    """
+    """One varnishd and one live server per module, with EdgeMiddleware in the chain."""
     need_binary("varnishd")
     need_vmod("xkey")
     from django.conf import settings
-    from django.db import connections
-    from django.test.testcases import LiveServerThread, _StaticFilesHandler
 
-    overrides = override_settings(
+    with behind_varnish(
+        tmp_path_factory.mktemp("vcl"),
         MIDDLEWARE=["cachesweeper.middleware.EdgeMiddleware", *settings.MIDDLEWARE],
         ROOT_URLCONF="tests.edges.varnish_site",
         ALLOWED_HOSTS=[PUBLIC_HOST, LOOPBACK, "localhost"],
         STATIC_URL="/static/",  # the live server's static handler needs one
-    )
-    overrides.enable()
+    ) as (varnish, port):
+        yield Site(varnish, port)
+
+
+@contextmanager
+def behind_varnish(vcl_dir: Path, **overrides: Any) -> Iterator[tuple[VarnishServer, int]]:
+    """A live Django server under ``overrides``, and varnishd with the shipped VCL in front.
+
+    Django's ``LiveServerThread`` (what pytest-django's session-wide
+    ``live_server`` runs) builds its middleware chain when it starts, so a
+    ``MIDDLEWARE`` override cannot reach an already running one: this starts
+    its own, inside the override. Yields varnishd and the live server's port.
+    """
+    from django.db import connections
+    from django.test.testcases import LiveServerThread, _StaticFilesHandler
+
+    settings_override = override_settings(**overrides)
+    settings_override.enable()
     shared = {
         conn.alias: conn
         for conn in connections.all()
@@ -631,16 +641,16 @@ def site(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         if thread.error:
             raise thread.error
-        varnish = VarnishServer(vcl_for_tests(tmp_path_factory.mktemp("vcl")), thread.port)
+        varnish = VarnishServer(vcl_for_tests(vcl_dir), thread.port)
         varnish.start()
-        yield Site(varnish, thread.port)
+        yield varnish, thread.port
     finally:
         if varnish is not None:
             varnish.stop()
         thread.terminate()
         for conn in shared.values():
             conn.dec_thread_sharing()
-        overrides.disable()
+        settings_override.disable()
 
 
 @pytest.fixture
