@@ -18,7 +18,13 @@ from django.db import models
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 
 from cachesweeper import registry, stamps, tokens
-from cachesweeper.dependencies import encode, instance_name, model_name, name_of
+from cachesweeper.dependencies import (
+    hierarchy_names,
+    instance_name,
+    model_names,
+    name_of,
+    names_for_pks,
+)
 from cachesweeper.edges.loading import configured
 from cachesweeper.registry import PurgeUrls, Registration, Tags, registration_for, urls_of
 from cachesweeper.sweeps import sweep
@@ -166,8 +172,7 @@ def _on_m2m_changed(
         if registration_for(model) is not None:
             if pk_set is None:  # clear(): find the rows that are about to be unlinked
                 pk_set = set(_related_ids(sender, instance, reverse, model, database))
-            label = model_name(model)
-            names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
+            names += names_for_pks(model, pk_set) + model_names(model)
             _touch_relinked(model, list(pk_set), database)
         # clear() and add()/remove() run in a transaction: this waits for its commit.
         sweep(names, database=database, urls=urls)
@@ -217,6 +222,10 @@ def _names_to_sweep(
 ) -> list[str]:
     """The instance, its model, its tags, and what it touches, recursively.
 
+    The instance and its model are named at every concrete level (a child of
+    multi-table inheritance sweeps its parents' names too, see
+    :func:`cachesweeper.dependencies.levels`).
+
     The URLs of every instance met are added to ``urls`` (for URL purges).
     The instance and its model are always swept; extras (tags, touched
     targets) are each best effort, so one failing extra never costs the sweep.
@@ -226,7 +235,7 @@ def _names_to_sweep(
         return []
     seen.add(name)
     urls.update(dict.fromkeys(urls_of(instance, registration.purge_urls)))
-    names = [name, model_name(type(instance))]
+    names = [*hierarchy_names(instance), *model_names(type(instance))]
     try:
         names += _tag_names(instance, registration.tags)
     except Exception:
@@ -267,8 +276,7 @@ def _touched(
         tokens.move_attribute(target_model, ids, attribute, database, lookup)
     names: list[str] = []
     if not needs_instance:
-        label = model_name(target_model)
-        names += [f"{label}.{encode(str(value))}" for value in ids] + [label]
+        names += names_for_pks(target_model, ids) + model_names(target_model)
         if target_registration is not None:
             names += _tag_names(None, target_registration.tags)
         return names
