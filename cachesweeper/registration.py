@@ -42,6 +42,7 @@ def register(
     touch: Iterable[str] = ...,
     tags: Tags | None = ...,
     purge_urls: PurgeUrls | None = ...,
+    ignore_fields: Iterable[str] = ...,
 ) -> M: ...
 
 
@@ -53,6 +54,7 @@ def register(
     touch: Iterable[str] = ...,
     tags: Tags | None = ...,
     purge_urls: PurgeUrls | None = ...,
+    ignore_fields: Iterable[str] = ...,
 ) -> Callable[[M], M]: ...
 
 
@@ -63,6 +65,7 @@ def register(
     touch: Iterable[str] = (),
     tags: Tags | None = None,
     purge_urls: PurgeUrls | None = None,
+    ignore_fields: Iterable[str] = (),
 ) -> M | Callable[[M], M]:
     """Sweep ``model``'s instances (and the model) on save, delete and m2m changes.
 
@@ -70,20 +73,36 @@ def register(
     attribute name; ``None``: the configured ``USING``).
     ``touch``: foreign keys whose targets are swept too, cascading through
     their own registrations. ``tags``: extra named tags, a list or a
-    callable taking the instance. Works as a class decorator as well.
+    callable taking the instance. ``ignore_fields``: a save whose
+    ``update_fields`` are all among these sweeps nothing (a view counter, a
+    draft's bookkeeping). Works as a class decorator as well.
     """
     if model is None:
 
         def decorator(model: M) -> M:
-            return register(model, using=using, touch=touch, tags=tags, purge_urls=purge_urls)
+            return register(
+                model,
+                using=using,
+                touch=touch,
+                tags=tags,
+                purge_urls=purge_urls,
+                ignore_fields=ignore_fields,
+            )
 
         return decorator
 
     touch = tuple(touch)
     for field_name in touch:
         _check_touch(model, field_name)
+    ignore_fields = tuple(ignore_fields)
+    ignored = frozenset(
+        name for field_name in ignore_fields for name in _ignored_names(model, field_name)
+    )
     registry.add(
-        model, Registration(strategy=using, touch=touch, tags=tags, purge_urls=purge_urls)
+        model,
+        Registration(
+            strategy=using, touch=touch, tags=tags, purge_urls=purge_urls, ignore_fields=ignored
+        ),
     )
     tokens.set_strategy(model, strategy=using)
     _connect()
@@ -107,6 +126,21 @@ def _check_touch(model: type[models.Model], field_name: str) -> None:
             f"cachesweeper.register({model.__name__}, touch=[{field_name!r}]): "
             "touch takes the names of ForeignKey or OneToOneField fields"
         )
+
+
+def _ignored_names(model: type[models.Model], field_name: str) -> tuple[str, ...]:
+    """A column's field name and attname: ``save(update_fields=...)`` accepts either.
+
+    Only fields with a column can be in ``update_fields`` (not a many-to-many).
+    """
+    fields = model._meta.concrete_fields
+    field = next((f for f in fields if field_name in (f.name, f.attname)), None)
+    if field is None:
+        raise ImproperlyConfigured(
+            f"cachesweeper.register({model.__name__}, ignore_fields=[{field_name!r}]): "
+            f"{model.__name__} has no concrete field {field_name!r}"
+        )
+    return (field.name, field.attname)
 
 
 def _connect() -> None:
@@ -135,6 +169,9 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
     registration = registration_for(type(instance))
     if registration is None:
         return
+    update_fields = kwargs.get("update_fields")
+    if update_fields and registration.ignore_fields.issuperset(update_fields):
+        return  # only ignored fields were written: nothing shown has changed
     try:
         urls: dict[str, None] = {}
         names = _names_to_sweep(instance, registration, database, set(), urls)

@@ -106,7 +106,7 @@ cachesweeper.register(Vote, touch=["comment"])
 cachesweeper.register(Topic)
 cachesweeper.register(Page, using="updated_at")
 cachesweeper.register(Note, touch=["page"])
-cachesweeper.register(Restaurant)
+cachesweeper.register(Restaurant, ignore_fields=("visits", "owner_id"))
 
 
 # Models written for the original django-cache-sweeper live in their own module.
