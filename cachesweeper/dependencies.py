@@ -66,7 +66,66 @@ def instance_name(instance: Model) -> str:
     pk = instance.pk
     if pk is None:
         raise ValueError(f"{instance!r} is not saved; an unsaved instance has no dependency name")
-    return f"{model_name(type(instance))}.{pk if type(pk) is int else encode(str(pk))}"
+    return name_with_pk(type(instance), pk)
+
+
+def levels(model: type[Model]) -> list[type[Model]]:
+    """The concrete models whose tables hold a row of ``model``: itself, then its parents.
+
+    A proxy is its concrete model; multi-table inheritance adds each concrete
+    parent, so a save of a child reaches content on its parents' rows.
+    """
+    found = _levels.get(model)
+    if found is None:
+        concrete = model._meta.concrete_model or model
+        parents = [
+            parent._meta.concrete_model or parent for parent in concrete._meta.get_parent_list()
+        ]
+        found = _levels[model] = list(dict.fromkeys([concrete, *parents]))
+    return found
+
+
+_levels: dict[type[Model], list[type[Model]]] = {}
+
+
+def hierarchy_names(instance: Model) -> list[str]:
+    """The instance's name at every level of its model (:func:`levels`), child first.
+
+    Each level names the row by its own primary key (the same value, except for
+    the second parent of a model with several).
+    """
+    instance_name(instance)  # an unsaved instance has no names
+    return [
+        name_with_pk(level, getattr(instance, level._meta.pk.attname))
+        for level in levels(type(instance))
+    ]
+
+
+def names_for_pks(model: type[Model], pks: Iterable[Any]) -> list[str]:
+    """Instance names of ``model``'s rows ``pks`` at the levels that share their primary key.
+
+    Those are the parents reached through the primary key's parent link (all
+    of them under single inheritance), so no query is needed.
+    """
+    chain = [levels(model)[0]]
+    while (
+        (link := chain[-1]._meta.pk) is not None
+        and link.remote_field
+        and link.remote_field.parent_link
+    ):
+        chain.append(link.remote_field.model._meta.concrete_model)
+    values = list(pks)
+    return [name_with_pk(level, pk) for level in chain for pk in values]
+
+
+def model_names(model: type[Model]) -> list[str]:
+    """The model-level names of ``model`` and of each concrete parent."""
+    return [model_name(level) for level in levels(model)]
+
+
+def name_with_pk(model: type[Model], pk: Any) -> str:
+    """The name of ``model``'s row ``pk``, without loading it."""
+    return f"{model_name(model)}.{pk if type(pk) is int else encode(str(pk))}"
 
 
 def tag_name(tag: str) -> str:

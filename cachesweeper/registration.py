@@ -18,7 +18,13 @@ from django.db import models
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 
 from cachesweeper import registry, stamps, tokens
-from cachesweeper.dependencies import encode, instance_name, model_name, name_of
+from cachesweeper.dependencies import (
+    hierarchy_names,
+    instance_name,
+    model_names,
+    name_of,
+    names_for_pks,
+)
 from cachesweeper.edges.loading import configured
 from cachesweeper.registry import PurgeUrls, Registration, Tags, registration_for, urls_of
 from cachesweeper.sweeps import sweep
@@ -36,6 +42,7 @@ def register(
     touch: Iterable[str] = ...,
     tags: Tags | None = ...,
     purge_urls: PurgeUrls | None = ...,
+    ignore_fields: Iterable[str] = ...,
 ) -> M: ...
 
 
@@ -47,6 +54,7 @@ def register(
     touch: Iterable[str] = ...,
     tags: Tags | None = ...,
     purge_urls: PurgeUrls | None = ...,
+    ignore_fields: Iterable[str] = ...,
 ) -> Callable[[M], M]: ...
 
 
@@ -57,6 +65,7 @@ def register(
     touch: Iterable[str] = (),
     tags: Tags | None = None,
     purge_urls: PurgeUrls | None = None,
+    ignore_fields: Iterable[str] = (),
 ) -> M | Callable[[M], M]:
     """Sweep ``model``'s instances (and the model) on save, delete and m2m changes.
 
@@ -64,20 +73,36 @@ def register(
     attribute name; ``None``: the configured ``USING``).
     ``touch``: foreign keys whose targets are swept too, cascading through
     their own registrations. ``tags``: extra named tags, a list or a
-    callable taking the instance. Works as a class decorator as well.
+    callable taking the instance. ``ignore_fields``: a save whose
+    ``update_fields`` are all among these sweeps nothing (a view counter, a
+    draft's bookkeeping). Works as a class decorator as well.
     """
     if model is None:
 
         def decorator(model: M) -> M:
-            return register(model, using=using, touch=touch, tags=tags, purge_urls=purge_urls)
+            return register(
+                model,
+                using=using,
+                touch=touch,
+                tags=tags,
+                purge_urls=purge_urls,
+                ignore_fields=ignore_fields,
+            )
 
         return decorator
 
     touch = tuple(touch)
     for field_name in touch:
         _check_touch(model, field_name)
+    ignore_fields = tuple(ignore_fields)
+    ignored = frozenset(
+        name for field_name in ignore_fields for name in _ignored_names(model, field_name)
+    )
     registry.add(
-        model, Registration(strategy=using, touch=touch, tags=tags, purge_urls=purge_urls)
+        model,
+        Registration(
+            strategy=using, touch=touch, tags=tags, purge_urls=purge_urls, ignore_fields=ignored
+        ),
     )
     tokens.set_strategy(model, strategy=using)
     _connect()
@@ -101,6 +126,21 @@ def _check_touch(model: type[models.Model], field_name: str) -> None:
             f"cachesweeper.register({model.__name__}, touch=[{field_name!r}]): "
             "touch takes the names of ForeignKey or OneToOneField fields"
         )
+
+
+def _ignored_names(model: type[models.Model], field_name: str) -> tuple[str, ...]:
+    """A column's field name and attname: ``save(update_fields=...)`` accepts either.
+
+    Only fields with a column can be in ``update_fields`` (not a many-to-many).
+    """
+    fields = model._meta.concrete_fields
+    field = next((f for f in fields if field_name in (f.name, f.attname)), None)
+    if field is None:
+        raise ImproperlyConfigured(
+            f"cachesweeper.register({model.__name__}, ignore_fields=[{field_name!r}]): "
+            f"{model.__name__} has no concrete field {field_name!r}"
+        )
+    return (field.name, field.attname)
 
 
 def _connect() -> None:
@@ -129,6 +169,9 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
     registration = registration_for(type(instance))
     if registration is None:
         return
+    update_fields = kwargs.get("update_fields")
+    if update_fields and registration.ignore_fields.issuperset(update_fields):
+        return  # only ignored fields were written: nothing shown has changed
     try:
         urls: dict[str, None] = {}
         names = _names_to_sweep(instance, registration, database, set(), urls)
@@ -166,8 +209,7 @@ def _on_m2m_changed(
         if registration_for(model) is not None:
             if pk_set is None:  # clear(): find the rows that are about to be unlinked
                 pk_set = set(_related_ids(sender, instance, reverse, model, database))
-            label = model_name(model)
-            names += [f"{label}.{encode(str(pk))}" for pk in pk_set] + [label]
+            names += names_for_pks(model, pk_set) + model_names(model)
             _touch_relinked(model, list(pk_set), database)
         # clear() and add()/remove() run in a transaction: this waits for its commit.
         sweep(names, database=database, urls=urls)
@@ -217,6 +259,10 @@ def _names_to_sweep(
 ) -> list[str]:
     """The instance, its model, its tags, and what it touches, recursively.
 
+    The instance and its model are named at every concrete level (a child of
+    multi-table inheritance sweeps its parents' names too, see
+    :func:`cachesweeper.dependencies.levels`).
+
     The URLs of every instance met are added to ``urls`` (for URL purges).
     The instance and its model are always swept; extras (tags, touched
     targets) are each best effort, so one failing extra never costs the sweep.
@@ -226,7 +272,7 @@ def _names_to_sweep(
         return []
     seen.add(name)
     urls.update(dict.fromkeys(urls_of(instance, registration.purge_urls)))
-    names = [name, model_name(type(instance))]
+    names = [*hierarchy_names(instance), *model_names(type(instance))]
     try:
         names += _tag_names(instance, registration.tags)
     except Exception:
@@ -267,8 +313,7 @@ def _touched(
         tokens.move_attribute(target_model, ids, attribute, database, lookup)
     names: list[str] = []
     if not needs_instance:
-        label = model_name(target_model)
-        names += [f"{label}.{encode(str(value))}" for value in ids] + [label]
+        names += names_for_pks(target_model, ids) + model_names(target_model)
         if target_registration is not None:
             names += _tag_names(None, target_registration.tags)
         return names

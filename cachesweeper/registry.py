@@ -26,13 +26,15 @@ class Registration:
     ``strategy`` is the token strategy asked for with ``using=`` (``None``:
     the configured ``USING``), ``touch`` the foreign keys whose targets are
     swept too, ``tags`` the extra named tags, ``purge_urls`` the callable
-    naming the instance's URLs.
+    naming the instance's URLs, ``ignore_fields`` the field names and
+    attnames whose sole update sweeps nothing.
     """
 
     strategy: str | None = None
     touch: tuple[str, ...] = ()
     tags: Tags | None = None
     purge_urls: PurgeUrls | None = None
+    ignore_fields: frozenset[str] = frozenset()
 
 
 _registry: dict[type[models.Model], Registration] = {}

@@ -21,7 +21,7 @@ from django.db import models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from cachesweeper import retries, stamps, stats, tokens, uncommitted
-from cachesweeper.dependencies import encode, instance_name, model_name, tag_name
+from cachesweeper.dependencies import hierarchy_names, levels, model_names, name_with_pk, tag_name
 from cachesweeper.registry import registration_for, urls_of
 
 logger = logging.getLogger("cachesweeper")
@@ -60,12 +60,16 @@ def invalidate_cache_for(instance: models.Model, using: str | None = None) -> No
         tokens.move_attribute(model, [instance.pk], attribute, database)
     registration = registration_for(model)
     urls = urls_of(instance, registration.purge_urls if registration else None)
-    sweep([instance_name(instance)], database=database, urls=urls)
+    sweep(hierarchy_names(instance), database=database, urls=urls)
 
 
 def invalidate_model(model: type[models.Model]) -> None:
-    """Sweep the model-level dependency (fragments on the class or a QuerySet of it)."""
-    sweep([model_name(model)], database=router.db_for_write(model))
+    """Sweep the model-level dependency (fragments on the class or a QuerySet of it).
+
+    Under multi-table inheritance the concrete parents' model names too: their
+    tables changed as well.
+    """
+    sweep(model_names(model), database=router.db_for_write(model))
 
 
 def invalidate_tag(*names: str) -> None:
@@ -86,14 +90,15 @@ def invalidate_queryset(queryset: models.QuerySet[Any]) -> None:
     that attribute, so a token bump alone would leave them stale.
     """
     model = queryset.model
-    label = model_name(model)
-    pks = list(queryset.values_list("pk", flat=True))
+    hierarchy = levels(model)
+    # Each level's primary key (they differ only for a second parent).
+    rows = list(queryset.values_list(*[level._meta.pk.name for level in hierarchy]))
     attribute = tokens.attribute_for(model)
     if attribute is not None:
         database = queryset._db or router.db_for_write(model)  # type: ignore[attr-defined]
-        tokens.move_attribute(model, pks, attribute, database)
-    names = [f"{label}.{encode(str(pk))}" for pk in pks]
-    sweep([*names, label], database=queryset.db)
+        tokens.move_attribute(model, [row[0] for row in rows], attribute, database)
+    names = [name_with_pk(level, row[i]) for row in rows for i, level in enumerate(hierarchy)]
+    sweep([*names, *model_names(model)], database=queryset.db)
 
 
 def sweep(

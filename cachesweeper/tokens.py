@@ -61,9 +61,13 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
 
 
 def strategy_for(model: type[Model]) -> str:
-    """``"counter"`` or the name of the attribute that versions ``model``."""
-    for klass in (model, model._meta.concrete_model):
-        if klass is not None and klass in _strategies:
+    """``"counter"`` or the name of the attribute that versions ``model``.
+
+    The nearest registered class decides, as for the registration itself: a
+    proxy or a multi-table child follows its parent's ``using=``.
+    """
+    for klass in model.__mro__:
+        if klass in _strategies:
             return _strategies[klass]
     return conf.USING
 

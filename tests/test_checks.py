@@ -317,6 +317,7 @@ def test_a_site_wide_using_names_every_registered_model_that_lacks_it() -> None:
         "testapp.Article",
         "testapp.Comment",
         "testapp.Note",
+        "testapp.Restaurant",
         "testapp.Topic",
         "testapp.Vote",
     ]
@@ -333,9 +334,9 @@ def test_the_hint_names_the_fields_that_change_on_every_save(registrations: Any)
 
 
 def test_models_that_keep_counters_on_purpose_pass(registrations: Any) -> None:
-    from tests.testapp.models import Article, Comment, Note, Topic, Vote
+    from tests.testapp.models import Article, Comment, Note, Restaurant, Topic, Vote
 
-    for model in (Article, Comment, Note, Topic, Vote):
+    for model in (Article, Comment, Note, Restaurant, Topic, Vote):
         registrations(model, using="counter")
     assert messages(USING="updated_at") == []
 

@@ -19,7 +19,7 @@ from cachesweeper.edges import queue
 from tests.edges.recording import RecordingEdge
 from tests.helpers import Counter, reloaded, render
 from tests.testapp import views
-from tests.testapp.models import Article, Page
+from tests.testapp.models import Article, Bistro, Page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -100,6 +100,17 @@ def test_invalidate_a_model_sweeps_the_model_level_dependency_only() -> None:
 
     assert render(ON_MODEL, model=Article, counter=counter) == "model 3"
     assert render(ON_ARTICLE, article=article, counter=counter) == "a 2"
+
+
+def test_invalidate_names_every_level_of_a_multi_table_child() -> None:
+    bistro = Bistro.objects.create(name="b")
+    pk = bistro.pk
+    assert run("invalidate", "testapp.bistro", str(pk)).strip() == (
+        f"Invalidated testapp.bistro.{pk}, testapp.restaurant.{pk}, testapp.place.{pk}"
+    )
+    assert run("invalidate", "testapp.bistro").strip() == (
+        "Invalidated testapp.bistro, testapp.restaurant, testapp.place"
+    )
 
 
 def test_invalidate_tags() -> None:

@@ -19,7 +19,17 @@ from cachesweeper import registry, tokens
 from cachesweeper.tokens import token_key
 from cachesweeper.utils import invalidate_cache_handler
 from tests.helpers import COMMENT, Counter, calls, missed_keys, reloaded, render, reset, ttl_of
-from tests.testapp.models import Article, Author, Comment, Legacy, Page, Topic, Vote
+from tests.testapp.models import (
+    Article,
+    Author,
+    Bistro,
+    Comment,
+    Legacy,
+    Page,
+    Restaurant,
+    Topic,
+    Vote,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -50,6 +60,7 @@ def registered(model: type[Model], **options: Any) -> Iterator[None]:
                 touch=previous.touch,
                 tags=previous.tags,
                 purge_urls=previous.purge_urls,
+                ignore_fields=previous.ignore_fields,
             )
 
 
@@ -498,3 +509,56 @@ def test_counters_are_stored_without_expiry(cache_backend: str) -> None:
     for name in (f"testapp.article.{article.pk}", "never-swept"):
         assert isinstance(token(name), int)
         assert ttl_of(cache_backend, token_key(name)) is None, name
+
+
+ON_RESTAURANT = "{% cachesweeper obj 500 %}{{ obj.name }}{{ counter.next }}{% endcachesweeper %}"
+
+
+def test_a_save_of_ignored_fields_only_sweeps_nothing() -> None:
+    """Restaurant is registered with ``ignore_fields=("visits", "owner_id")``."""
+    restaurant = Restaurant.objects.create(name="a")
+    author = Author.objects.create(name="o")
+    counter = Counter()
+    assert render(ON_RESTAURANT, obj=restaurant, counter=counter) == "a1"
+    before = token(f"testapp.restaurant.{restaurant.pk}")
+
+    restaurant.visits += 1
+    restaurant.save(update_fields=["visits"])
+    restaurant.owner = author
+    restaurant.save(update_fields=["owner", "visits"])  # a field name or its attname
+
+    assert token(f"testapp.restaurant.{restaurant.pk}") == before
+    assert render(ON_RESTAURANT, obj=reloaded(restaurant), counter=counter) == "a1"
+
+
+def test_a_save_of_an_ignored_and_a_shown_field_sweeps() -> None:
+    restaurant = Restaurant.objects.create(name="a")
+    counter = Counter()
+    render(ON_RESTAURANT, obj=restaurant, counter=counter)
+
+    restaurant.name, restaurant.visits = "b", 5
+    restaurant.save(update_fields=["name", "visits"])
+    assert render(ON_RESTAURANT, obj=reloaded(restaurant), counter=counter) == "b2"
+
+    restaurant = reloaded(restaurant)
+    restaurant.visits = 6
+    restaurant.save()  # a full save writes every field: it sweeps
+    assert render(ON_RESTAURANT, obj=reloaded(restaurant), counter=counter) == "b3"
+
+
+def test_ignore_fields_apply_to_a_child_that_inherits_the_registration() -> None:
+    bistro = Bistro.objects.create(name="a")
+    before = token(f"testapp.place.{bistro.pk}")
+    bistro.visits = 1
+    bistro.save(update_fields=["visits"])
+    assert token(f"testapp.place.{bistro.pk}") == before
+
+
+def test_register_rejects_an_unknown_ignored_field() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match=r"register\(Topic, ignore_fields=\['nmae'\]\)"):
+        cachesweeper.register(Topic, ignore_fields=["nmae"])
+    with pytest.raises(ImproperlyConfigured, match="Article has no concrete field 'topics'"):
+        cachesweeper.register(Article, ignore_fields=["topics"])  # many-to-many: no column
+    assert registry.registration_for(Topic) == registry.Registration()  # left as it was

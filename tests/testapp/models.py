@@ -62,6 +62,39 @@ class Note(models.Model):
     text = models.TextField()
 
 
+class Place(models.Model):
+    """A concrete parent of multi-table inheritance, not registered itself."""
+
+    name = models.CharField(max_length=100)
+
+
+class Restaurant(Place):
+    """A child of ``Place``: its saves sweep the ``testapp.place`` names too."""
+
+    serves = models.CharField(max_length=100, blank=True)
+    visits = models.IntegerField(default=0)
+    owner = models.ForeignKey(Author, null=True, blank=True, on_delete=models.SET_NULL)
+
+
+class Bistro(Restaurant):
+    """A grandchild: three tables, three levels of names."""
+
+    chef = models.CharField(max_length=100, blank=True)
+
+
+class FeaturedRestaurant(Restaurant):
+    """A proxy: named as ``Restaurant``, swept through Restaurant's registration."""
+
+    class Meta:
+        proxy = True
+
+
+class SpecialPage(Page):
+    """A child of the attribute-versioned ``Page``: ``updated_at`` lives on Page's table."""
+
+    banner = models.CharField(max_length=100, blank=True)
+
+
 class Legacy(ModelSweeper, models.Model):
     """Uses the original ``ModelSweeper`` mixin instead of ``register()``."""
 
@@ -73,6 +106,7 @@ cachesweeper.register(Vote, touch=["comment"])
 cachesweeper.register(Topic)
 cachesweeper.register(Page, using="updated_at")
 cachesweeper.register(Note, touch=["page"])
+cachesweeper.register(Restaurant, ignore_fields=("visits", "owner_id"))
 
 
 # Models written for the original django-cache-sweeper live in their own module.

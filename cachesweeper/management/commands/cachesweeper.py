@@ -33,7 +33,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from cachesweeper import inspection, retries, stats
 from cachesweeper.conf import conf
-from cachesweeper.dependencies import instance_name, model_name
+from cachesweeper.dependencies import hierarchy_names, model_names
 from cachesweeper.edges.base import Edge
 from cachesweeper.edges.loading import configured, dispatch, request_host
 from cachesweeper.edges.queue import purges
@@ -210,10 +210,10 @@ class Command(BaseCommand):
                 )
                 for instance in instances:
                     invalidate_cache_for(instance)
-                names = [instance_name(instance) for instance in instances]
+                names = [name for instance in instances for name in hierarchy_names(instance)]
             else:
                 invalidate_model(model)
-                names = [model_name(model)]
+                names = model_names(model)
         self._check_swept(names)
         self.stdout.write(f"Invalidated {', '.join(names)}")
         if edges:
