@@ -342,7 +342,9 @@ class NoCacheNode(Node):
 
     def render_hole(self, values: Mapping[str, Any], request: HttpRequest | None) -> str:
         """The body alone, for ``request``: context processors, then ``values``."""
-        template = self.template or _template(self.template_name)
+        template = self.template
+        if template is None:  # a page hit in a process that has not rendered this node yet
+            template = self.template = _template(self.template_name)
         context = make_context(dict(values), request)
         with context.render_context.push_state(template), context.bind_template(template):
             return self.nodelist.render(context)
