@@ -11,11 +11,16 @@ learns which, so ``EdgeMiddleware`` labels the response accordingly.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.http import HttpRequest
 
-from cachesweeper import collector, esi, holes
+from cachesweeper import collector, esi, holes, lists
+from cachesweeper.entries import Slot
+
+logger = logging.getLogger("cachesweeper")
 
 #: The holes stay markers: an enclosing cache stores them.
 KEEP = "keep"
@@ -51,12 +56,38 @@ def how(request: HttpRequest | None) -> str:
     return INCLUDE if include else FILL
 
 
-def finish(value: Any, request: HttpRequest | None) -> Any:
-    """The text of a served fragment: its holes kept, filled or included (see :func:`how`)."""
+def finish(
+    value: Any,
+    request: HttpRequest | None,
+    slots: Sequence[Slot],
+    afresh: Callable[[], str],
+) -> Any:
+    """The text of served fragments: their holes kept, filled or included (see :func:`how`).
+
+    When the stored content names a hole no template has any more (a deploy
+    changed it), the fragments of ``slots`` are forgotten and ``afresh()``
+    renders them without the cache.
+    """
     if not isinstance(value, holes.Holed):
         return value
     way = how(request)
     if way == KEEP:
         return value.content
     render = esi.include if way == INCLUDE else None
-    return holes.fill(value.content, value.holes, request, render)
+    try:
+        return holes.fill(value.content, value.holes, request, render)
+    except holes.HoleLost as lost:
+        forget(slots, lost)
+        return afresh()
+
+
+def forget(slots: Sequence[Slot], lost: holes.HoleLost) -> None:
+    """Delete the entries that name a lost hole, so the next request stores them anew."""
+    logger.warning("cachesweeper: %s; rendering afresh", lost)
+    keys = [slot.key for slot in slots]
+    if len(slots) > 1:
+        keys.append(lists.list_key(slots))
+    try:
+        slots[0].cache.delete_many(keys)
+    except Exception:
+        pass  # found lost again next time, and rendered afresh again

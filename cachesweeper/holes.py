@@ -169,8 +169,16 @@ def body(hole: Hole) -> Body:
             if found is not None:
                 break
     if found is None:
-        raise LookupError(
+        raise HoleLost(
             f"{{% nocache %}} at {hole.place} is not in any template this process can load "
-            "(an inline template not parsed here, or a template changed since)"
+            "(a template changed since the content was stored, or an inline template not "
+            "built in this process)"
         )
     return found
+
+
+class HoleLost(LookupError):
+    """Stored content names a hole whose body no template here has any more.
+
+    Whoever serves it renders afresh instead, and forgets the entry.
+    """

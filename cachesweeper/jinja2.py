@@ -67,7 +67,7 @@ from markupsafe import Markup
 
 from cachesweeper import backends, digests, filling, holes
 from cachesweeper.digests import Place
-from cachesweeper.entries import Rendered, serve
+from cachesweeper.entries import Rendered, Slot, serve
 from cachesweeper.fragments import fragment_slot
 from cachesweeper.jinja2_holes import JinjaHoleBody
 from cachesweeper.lists import serve_list
@@ -409,7 +409,7 @@ class CacheSweeperExtension(Extension):
             **_keywords(tag, using, grace),
         )
         ((_, payload),) = serve([slot], lambda _: _rendered(caller()))
-        return _output(context, payload)
+        return _output(context, payload, [slot], caller)
 
     @pass_context
     def _fragments(
@@ -443,7 +443,10 @@ class CacheSweeperExtension(Extension):
         def render(index: int) -> Rendered:
             return _rendered(caller(items[index], loops[index], _RENDER, None))
 
-        return _output(context, serve_list(slots, render))
+        def afresh() -> str:
+            return "".join(str(render(index).value) for index in range(len(items)))
+
+        return _output(context, serve_list(slots, render), slots, afresh)
 
     def _record(self, sink: list[Any], *values: Any) -> None:
         sink.extend(values)
@@ -585,10 +588,13 @@ def _rendered(content: str) -> Rendered:
     return Rendered(content, str(content))
 
 
-def _output(context: Context, payload: Any) -> str:
+def _output(
+    context: Context, payload: Any, slots: Sequence[Slot], afresh: Callable[[], str]
+) -> str:
     """A served fragment's content, its holes filled unless something around keeps them."""
     request = context.get("request")
-    content = str(filling.finish(payload, request if isinstance(request, HttpRequest) else None))
+    visitor = request if isinstance(request, HttpRequest) else None
+    content = str(filling.finish(payload, visitor, slots, afresh))
     # Cached payloads are plain strings; under autoescape they were escaped
     # when rendered, so they are marked safe again.
     return Markup(content) if context.eval_ctx.autoescape else content

@@ -62,7 +62,7 @@ def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> Any:
         return _join(serve(slots, render))
     first = slots[0]
     whole = slot(
-        make_key(conf.KEY_PREFIX, "l", [item.key for item in slots]),
+        list_key(slots),
         [dep for item in slots for dep in item.dependencies],
         first.timeout,
         using=first.using,
@@ -80,6 +80,11 @@ def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> Any:
         for item in slots:
             announce(item, HIT)
     return content
+
+
+def list_key(slots: Sequence[Slot]) -> str:
+    """The key of the list entry of the items in ``slots``."""
+    return make_key(conf.KEY_PREFIX, "l", [item.key for item in slots])
 
 
 def _join(results: list[tuple[str, Any]]) -> Any:

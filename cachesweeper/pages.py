@@ -226,7 +226,11 @@ def serve_page(
         return _rendered(policy, request, view(request, *args, **kwargs), found, base)
 
     ((state, value),) = serve([found.slot], render, [found])
-    return _response(policy, request, state, value)
+    try:
+        return _response(policy, request, state, value)
+    except holes.HoleLost as lost:  # a deploy changed a hole the stored page names
+        filling.forget([found.slot], lost)
+        return view(request, *args, **kwargs)  # type: ignore[no-any-return]
 
 
 async def aserve_page(
@@ -248,7 +252,11 @@ async def aserve_page(
         return _rendered(policy, request, await view(request, *args, **kwargs), found, base)
 
     ((state, value),) = await aserve([found.slot], render, [found])
-    return _response(policy, request, state, value)
+    try:
+        return _response(policy, request, state, value)
+    except holes.HoleLost as lost:  # a deploy changed a hole the stored page names
+        filling.forget([found.slot], lost)
+        return await view(request, *args, **kwargs)  # type: ignore[no-any-return]
 
 
 def _response(

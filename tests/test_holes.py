@@ -242,3 +242,56 @@ def test_a_plain_context_fills_holes_without_a_request(article: Article) -> None
     )
     assert template.render(Context({"article": article})) == "2"
     assert template.render(Context({"article": article})) == "2"
+
+
+# -- after a deploy ------------------------------------------------------------------------
+
+
+def lose_holes(key: str) -> None:
+    """Make the stored entry at ``key`` name a hole no template has: what an entry stored
+    before a deploy that edited the hole's body looks like to the new code."""
+    from django.core.cache import caches
+
+    from cachesweeper.entries import Entry
+
+    cache = caches["default"]
+    entry = Entry.load(cache.get(key))
+    assert entry is not None and isinstance(entry.payload, holes.Holed)
+    gone = {
+        nonce: hole._replace(place="hole:gone.html:1:0000")
+        for nonce, hole in entry.payload.holes.items()
+    }
+    payload = entry.payload._replace(holes=gone)
+    cache.set(key, entry._replace(payload=payload).dump(), 60)
+
+
+def test_a_page_naming_a_lost_hole_is_rendered_afresh_then_stored_anew(
+    article: Article,
+) -> None:
+    with missed_keys() as missed:
+        visitor().get("/holes/form/")
+    (key,) = missed
+    lose_holes(key)
+
+    client = visitor()
+    page = client.get("/holes/form/")
+    token = TOKEN.search(page.content.decode()).group(1)  # type: ignore[union-attr]
+    assert client.post("/holes/vote/", {"csrfmiddlewaretoken": token}).status_code == 200
+    assert views.CALLS["form"] == 2  # rendered afresh, not a 500
+    visitor().get("/holes/form/")  # the lost entry was forgotten: stored anew
+    visitor().get("/holes/form/")
+    assert views.CALLS["form"] == 3
+
+
+def test_a_fragment_naming_a_lost_hole_is_rendered_afresh(article: Article) -> None:
+    source = "{% include 'holes/in_fragment.html' %}"
+    factory = RequestFactory()
+    with missed_keys() as missed:
+        render_for(source, factory.get("/?who=ann"), article=article)
+    (key,) = missed
+    lose_holes(key)
+
+    assert render_for(source, factory.get("/?who=bob"), article=article).endswith("for bob")
+    with missed_keys() as missed:  # forgotten: the next render stores it anew
+        assert render_for(source, factory.get("/?who=cy"), article=article).endswith("for cy")
+    assert missed == [key]

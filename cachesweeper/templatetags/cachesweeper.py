@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django import template
@@ -39,7 +39,7 @@ from django.utils.safestring import SafeString
 
 from cachesweeper import backends, digests, filling, holes
 from cachesweeper.digests import Place
-from cachesweeper.entries import Rendered, serve
+from cachesweeper.entries import Rendered, Slot, serve
 from cachesweeper.fragments import fragment_slot
 from cachesweeper.lists import serve_list
 
@@ -75,7 +75,7 @@ class CacheSweeperNode(Node):
             **(resolve_keywords(self.keywords, context, "cachesweeper") if self.keywords else {}),
         )
         ((_, payload),) = serve([slot], lambda _: _fragment(self.nodelist.render(context)))
-        return SafeString(_finish(payload, context))
+        return SafeString(_finish(payload, context, [slot], lambda: self.nodelist.render(context)))
 
 
 class CacheSweeperForNode(Node):
@@ -133,7 +133,10 @@ class CacheSweeperForNode(Node):
                 context["forloop"] = _forloop(index, count, parentloop)
                 return _fragment(self.nodelist_loop.render(context))
 
-            return SafeString(_finish(serve_list(slots, render), context))
+            def afresh() -> str:
+                return "".join(str(render(index).value) for index in range(count))
+
+            return SafeString(_finish(serve_list(slots, render), context, slots, afresh))
 
 
 @register.tag("cachesweeper")
@@ -301,9 +304,9 @@ def _fragment(content: str) -> Rendered:
     return Rendered(content, str(content))
 
 
-def _finish(value: Any, context: Context) -> str:
+def _finish(value: Any, context: Context, slots: Sequence[Slot], afresh: Callable[[], str]) -> str:
     """A served fragment's content; its holes filled here unless something around keeps them."""
-    return str(filling.finish(value, getattr(context, "request", None)))
+    return str(filling.finish(value, getattr(context, "request", None), slots, afresh))
 
 
 # -- holes ---------------------------------------------------------------------------
