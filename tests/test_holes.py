@@ -59,6 +59,17 @@ def test_a_csrf_form_in_a_hole_is_rendered_once_and_every_visitor_gets_a_valid_t
         assert answer.status_code == 200, answer.content
 
 
+def test_an_async_view_fills_its_holes_for_every_visitor() -> None:
+    tokens = set()
+    for client in (visitor(), visitor()):
+        page = client.get("/holes/form-async/").content.decode()
+        token = TOKEN.search(page).group(1)  # type: ignore[union-attr]
+        assert client.post("/holes/vote/", {"csrfmiddlewaretoken": token}).status_code == 200
+        tokens.add(token)
+    assert len(tokens) == 2
+    assert views.CALLS["form_async"] == 1
+
+
 def test_another_visitors_token_is_refused(article: Article) -> None:
     ann, bob = visitor(), visitor()
     ann_token = TOKEN.search(ann.get("/holes/form/").content.decode()).group(1)  # type: ignore[union-attr]

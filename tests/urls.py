@@ -48,5 +48,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("holes/login-bar/", views.hole_login_bar),
     path("holes/captured/", views.hole_captured),
     path("holes/vote/", views.hole_vote),
+    path("holes/form-async/", views.hole_form_async),
     path("wsgi/holes/", views.hole_in_fragment),
 ]

@@ -322,3 +322,11 @@ def hole_in_fragment(request: HttpRequest) -> TemplateResponse:
     called("hole_in_fragment")
     article = Article.objects.order_by("pk").first()
     return TemplateResponse(request, "holes/in_fragment_header.html", {"article": article})
+
+
+@cache_page(60, tags=["holes"])
+async def hole_form_async(request: HttpRequest) -> TemplateResponse:
+    """An async view whose page has a CSRF hole: filled off the same path as sync views."""
+    await asyncio.sleep(0)
+    context = {"article": None, "count": called("form_async")}
+    return TemplateResponse(request, "holes/form.html", context)
