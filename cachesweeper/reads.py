@@ -36,14 +36,15 @@ object is thread-safe; its connections come from the pool). It sends
 ``MGET`` without redis-py's ``mget`` helper (see :func:`_mget`) and decodes
 with the backend's serializer; the stock ``RedisSerializer`` tries
 ``int()`` first, which fails on every entry, so entries go straight to
-``pickle.loads``, as they would after that failure. With replicas, Django
-picks a server per call, so that backend is read the ordinary way.
+``pickle.loads``, as they would after that failure. With replicas
+(``LOCATION`` a list: the primary first), it reads the primary: see
+*Replicas* below.
 
 :class:`DjangoRedisReader` — a stock django-redis ``RedisCache`` with its
 ``DefaultClient``. Bypasses three layers around each read: the backend's
 exception wrapper, ``DefaultClient.get_many`` / ``get`` and redis-py's
-``mget`` helper; the read goes through the client's own connection
-(``get_client(write=False)``, so replicas are chosen as it would), with its
+``mget`` helper; the read goes through the client's own connection to the
+primary (``get_client(write=True)``: see *Replicas* below), with its
 key function, prefix and version, and its ``decode`` (so its serializer and
 compressor apply; an entry skips the failing ``int()`` that ``decode``
 tries first). Safe because the wrapper only turns errors into defaults when
@@ -56,6 +57,18 @@ function; with Django's default key function, by joining the prefix it
 would put before every key). They are not run through Django's key
 validation: the library's keys are hex digests, and the clients check
 every key they send.
+
+*Replicas.* Django's ``RedisCache`` and django-redis send reads to a replica
+when ``LOCATION`` lists several servers. A replica lags behind the primary
+(by a few hundred microseconds, or for as long as replication is cut), so
+after a committed sweep it may still hold the old token, next to the old
+entry: a read there would serve content the sweep retired. Both readers
+above therefore read entries and tokens from the primary, in one round trip
+as before; the backend's other calls still use its replicas. A replicated
+cache whose reads do not go through those readers (``IGNORE_EXCEPTIONS``,
+another django-redis client, a subclass) is read the ordinary way and can
+be fooled by a lagging replica; keep ``VERSION_CACHE`` on such a cache
+without replicas.
 """
 
 from __future__ import annotations
@@ -140,7 +153,7 @@ def _choose(cache: BaseCache) -> Reader:
             return PymemcacheReader(cache, ring)
     if isinstance(cache, RedisCache) and _stock_reads(cache, RedisCache):
         client: Any = cache._cache
-        if _stock_reads(client, RedisCacheClient) and len(client._servers) == 1:
+        if _stock_reads(client, RedisCacheClient):
             return RedisCacheReader(cache, client)
     if (
         _DjangoRedisCache is not None
@@ -222,14 +235,14 @@ class PymemcacheReader(KeyMaker, Reader):
 
 
 class RedisCacheReader(KeyMaker, Reader):
-    """A single-server Django ``RedisCache``, read through one kept ``redis.Redis``.
+    """A Django ``RedisCache``, read through one kept ``redis.Redis`` of its primary.
 
     Bypasses the client object Django builds per call and redis-py's ``mget`` helper.
     """
 
     def __init__(self, cache: BaseCache, client: Any) -> None:
         super().__init__(cache)
-        self.redis = client.get_client()
+        self.redis = client.get_client(write=True)  # the primary: replicas may lag a sweep
         self.serializer = client._serializer
         self.stock_serializer = type(self.serializer) is RedisSerializer
 
@@ -277,14 +290,14 @@ class DjangoRedisReader(Reader):
 
     def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
         made_keys = [cache.key_func(key, cache.key_prefix, cache.version) for key in keys]
-        values = _mget(self.client.get_client(write=False), made_keys)
+        values = _mget(self.client.get_client(write=True), made_keys)  # the primary
         return {
             key: self.decode(raw) for key, raw in zip(keys, values, strict=True) if raw is not None
         }
 
     def get(self, cache: BaseCache, key: str) -> Any:
         made = cache.key_func(key, cache.key_prefix, cache.version)
-        raw = self.client.get_client(write=False).get(made)
+        raw = self.client.get_client(write=True).get(made)  # the primary
         return None if raw is None else self.decode(raw)
 
     def decode(self, raw: bytes) -> Any:

@@ -35,6 +35,11 @@ class CuttableProxy:
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
+    @property
+    def is_cut(self) -> bool:
+        with self._lock:
+            return self._listener is None
+
     def restore(self) -> None:
         """Accept connections again (same port)."""
         deadline = time.monotonic() + 5
