@@ -10,6 +10,7 @@ before; every failure, with its traceback, is logged at DEBUG.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -34,7 +35,19 @@ def report(cache: str, consequence: str, error: BaseException) -> None:
     """
     logger.debug("cachesweeper: cache %s failed, %s", cache, consequence, exc_info=error)
     due, held, since = _due(cache)
-    if due:
+    if due and _cluster_redirect(error):
+        logger.error(
+            "cachesweeper: cache %s is a node of a Redis Cluster (%s). Django's RedisCache "
+            "and django-redis talk to one server and cannot follow the cluster's "
+            "redirections, so every read and sweep fails (%s). Point the cache at a Redis "
+            "that is not a cluster, or use a cluster-aware backend (django-valkey's "
+            "ClusterValkeyCache).%s",
+            cache,
+            _describe(error),
+            consequence,
+            _held_back(held, since),
+        )
+    elif due:
         logger.warning(
             "cachesweeper: cache unreachable (%s), %s: %s%s",
             cache,
@@ -82,6 +95,28 @@ def _due(topic: str) -> tuple[bool, int, float | None]:
 
 #: Topics remembered at most (entries refused for their size are one topic each).
 _TOPICS_LIMIT = 10_000
+
+
+def _cluster_redirect(error: BaseException) -> bool:
+    """Whether a cluster node answered: ``MOVED``/``ASK`` redirections, ``CROSSSLOT``.
+
+    Looked for in the error and its causes: django-redis wraps redis-py's errors.
+    """
+    seen: BaseException | None = error
+    for _ in range(3):
+        if seen is None:
+            return False
+        if type(seen).__name__ in _REDIRECT_ERRORS or _REDIRECT.search(str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+#: redis-py's errors for a cluster's redirections (its messages drop the word).
+_REDIRECT_ERRORS = frozenset(
+    {"MovedError", "AskError", "TryAgainError", "ClusterDownError", "ClusterCrossSlotError"}
+)
+_REDIRECT = re.compile(r"\b(?:MOVED|ASK) \d+ |\bCROSSSLOT\b")
 
 
 def _describe(error: BaseException) -> str:

@@ -138,7 +138,7 @@ def sweep_now(names: Sequence[str], urls: Sequence[str] = ()) -> None:
     failed = retries.attempt(names) if names else []
     if failed:
         logger.error(
-            "cachesweeper: could not reach the version cache to sweep %s; will retry",
+            "cachesweeper: the version cache did not take the sweep of %s; will retry",
             ", ".join(failed),
         )
         retries.queue.add(failed, urls)

@@ -118,6 +118,6 @@ def test_every_lost_sweep_is_still_an_error_while_the_warning_is_held_back(
         retries.queue.first_delay = 0.5
     errors = [r.getMessage() for r in records(caplog, logging.ERROR)]
     assert len(errors) == 2
-    assert "sweep first; will retry" in errors[0] and "sweep second; will retry" in errors[1]
+    assert "sweep of first; will retry" in errors[0] and "sweep of second; will retry" in errors[1]
     (warning,) = records(caplog, logging.WARNING)
     assert "cache unreachable ('default'), sweep not delivered yet" in warning.getMessage()
