@@ -10,14 +10,14 @@ saved the model.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
-from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_init, post_save, pre_delete
 
-from cachesweeper import registry, stamps, tokens
+from cachesweeper import registry, stamps, tokens, touching
 from cachesweeper.dependencies import (
     hierarchy_names,
     instance_name,
@@ -71,8 +71,10 @@ def register(
 
     ``using``: the token strategy for this model (``"counter"`` or an
     attribute name; ``None``: the configured ``USING``).
-    ``touch``: foreign keys whose targets are swept too, cascading through
-    their own registrations. ``tags``: extra named tags, a list or a
+    ``touch``: relations whose targets are swept too, cascading through
+    their own registrations: foreign keys, or ``__``-separated paths through
+    reverse accessors and many-to-many relations (bounded, see
+    :mod:`cachesweeper.touching`). ``tags``: extra named tags, a list or a
     callable taking the instance. ``ignore_fields``: a save whose
     ``update_fields`` are all among these sweeps nothing (a view counter, a
     draft's bookkeeping). Works as a class decorator as well.
@@ -107,25 +109,16 @@ def register(
     tokens.set_strategy(model, strategy=using)
     _connect()
     stamps.stamp_instances_of(model)
-    if touch:
+    if any(touching.is_foreign_key(model, name) for name in touch):
         uid = f"cachesweeper.post_init.{model._meta.label}"
         post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)
     return model
 
 
-def _check_touch(model: type[models.Model], field_name: str) -> None:
-    try:
-        field = model._meta.get_field(field_name)
-    except FieldDoesNotExist:
-        raise ImproperlyConfigured(
-            f"cachesweeper.register({model.__name__}, touch=[{field_name!r}]): "
-            f"{model.__name__} has no field {field_name!r}"
-        ) from None
-    if not (field.many_to_one or field.one_to_one) or field.auto_created:
-        raise ImproperlyConfigured(
-            f"cachesweeper.register({model.__name__}, touch=[{field_name!r}]): "
-            "touch takes the names of ForeignKey or OneToOneField fields"
-        )
+def _check_touch(model: type[models.Model], path: str) -> None:
+    """A lone forward foreign key is the older touch; anything else must be a valid path."""
+    if not touching.is_foreign_key(model, path):
+        touching.check(model, path)
 
 
 def _ignored_names(model: type[models.Model], field_name: str) -> tuple[str, ...]:
@@ -145,6 +138,7 @@ def _ignored_names(model: type[models.Model], field_name: str) -> tuple[str, ...
 
 def _connect() -> None:
     post_save.connect(_on_save, dispatch_uid="cachesweeper.post_save")
+    pre_delete.connect(_on_pre_delete, dispatch_uid="cachesweeper.pre_delete")
     post_delete.connect(_on_save, dispatch_uid="cachesweeper.post_delete")
     m2m_changed.connect(_on_m2m_changed, dispatch_uid="cachesweeper.m2m_changed")
 
@@ -157,7 +151,29 @@ def _remember_targets(sender: Any, instance: models.Model, **kwargs: Any) -> Non
     instance.__dict__["_cachesweeper_loaded"] = {
         name: instance.__dict__.get(instance._meta.get_field(name).attname)  # type: ignore[union-attr]
         for name in registration.touch
+        if touching.is_foreign_key(type(instance), name)
     }
+
+
+def _on_pre_delete(
+    sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any
+) -> None:
+    """``pre_delete``: resolve the touch paths while the rows they go through still exist.
+
+    A cascade or the many-to-many links go with the row; ``post_delete``
+    sweeps what is kept here.
+    """
+    registration = registration_for(type(instance))
+    if registration is None:
+        return
+    try:
+        model = type(instance)
+        instance.__dict__["_cachesweeper_reached"] = {
+            path: touching.resolve(model, path, [instance.pk], using)
+            for path in touching.paths(model, registration.touch)
+        }
+    except Exception:
+        logger.exception("cachesweeper: could not find what %r touches", instance)
 
 
 def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any) -> None:
@@ -169,17 +185,21 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
     registration = registration_for(type(instance))
     if registration is None:
         return
+    # Kept by pre_delete for this delete only (a failed delete must not leave it).
+    reached = instance.__dict__.pop("_cachesweeper_reached", None)
     update_fields = kwargs.get("update_fields")
     if update_fields and registration.ignore_fields.issuperset(update_fields):
         return  # only ignored fields were written: nothing shown has changed
     try:
         urls: dict[str, None] = {}
-        names = _names_to_sweep(instance, registration, database, set(), urls)
+        if "created" in kwargs:
+            reached = None
+        names = _names_to_sweep(instance, registration, database, set(), urls, reached)
         # After a full save (post_save, not post_delete) the instance holds
         # exactly what was committed.
         full_save = "created" in kwargs and not kwargs.get("update_fields")
         sweep(names, database=database, urls=urls, saved=instance if full_save else None)
-        if registration.touch:
+        if any(touching.is_foreign_key(type(instance), name) for name in registration.touch):
             _remember_targets(sender, instance)
     except Exception:
         logger.exception("cachesweeper: could not sweep %r", instance)
@@ -195,22 +215,34 @@ def _on_m2m_changed(
     using: str | None = None,
     **kwargs: Any,
 ) -> None:
-    """``m2m_changed``: sweep the registered sides of the changed links (``using``: database)."""
-    if action not in ("post_add", "post_remove", "pre_clear"):
+    """``m2m_changed``: sweep the registered sides of the changed links (``using``: database).
+
+    Touch paths through the link are followed from both sides while linked:
+    after an add, before a remove or a clear.
+    """
+    if action not in ("post_add", "pre_remove", "post_remove", "pre_clear"):
         return
     database = using
     try:
         names: list[str] = []
         urls: dict[str, None] = {}
+        seen: set[str] = set()
         registration = registration_for(type(instance))
+        if action == "pre_remove":
+            names += _path_names(type(instance), [instance.pk], database, seen, urls)
+            names += _path_names(model, list(pk_set or ()), database, seen, urls)
+            sweep(names, database=database, urls=urls)
+            return
         if registration is not None:
-            names += _names_to_sweep(instance, registration, database, set(), urls)
+            names += _names_to_sweep(instance, registration, database, seen, urls)
             _touch_relinked(type(instance), [instance.pk], database)
         if registration_for(model) is not None:
             if pk_set is None:  # clear(): find the rows that are about to be unlinked
                 pk_set = set(_related_ids(sender, instance, reverse, model, database))
             names += names_for_pks(model, pk_set) + model_names(model)
             _touch_relinked(model, list(pk_set), database)
+            if action != "post_remove":
+                names += _path_names(model, list(pk_set), database, seen, urls)
         # clear() and add()/remove() run in a transaction: this waits for its commit.
         sweep(names, database=database, urls=urls)
     except Exception:
@@ -256,8 +288,12 @@ def _names_to_sweep(
     database: str | None,
     seen: set[str],
     urls: dict[str, None],
+    reached: Mapping[str, touching.Reached] | None = None,
 ) -> list[str]:
     """The instance, its model, its tags, and what it touches, recursively.
+
+    ``reached``: the touch paths already resolved (by ``pre_delete``, before
+    the rows they go through were deleted); the others are resolved now.
 
     The instance and its model are named at every concrete level (a child of
     multi-table inheritance sweeps its parents' names too, see
@@ -279,9 +315,61 @@ def _names_to_sweep(
         logger.exception("cachesweeper: the tags of %r could not be found", instance)
     for field_name in registration.touch:
         try:
-            names += _touched(instance, field_name, database, seen, urls)
+            if touching.is_foreign_key(type(instance), field_name):
+                names += _touched(instance, field_name, database, seen, urls)
+                continue
+            found = (reached or {}).get(field_name)
+            if found is None:
+                found = touching.resolve(type(instance), field_name, [instance.pk], database)
+            names += _reached_names(found, database, seen, urls)
         except Exception:
             logger.exception("cachesweeper: could not sweep %r's %s", instance, field_name)
+    return names
+
+
+def _path_names(
+    model: type[models.Model],
+    ids: Sequence[Any],
+    database: str | None,
+    seen: set[str],
+    urls: dict[str, None],
+) -> list[str]:
+    """What the touch paths of ``model``'s rows ``ids`` reach (one query a path, all rows)."""
+    registration = registration_for(model)
+    if registration is None or not ids:
+        return []
+    names: list[str] = []
+    for path in touching.paths(model, registration.touch):
+        try:
+            found = touching.resolve(model, path, ids, database)
+            names += _reached_names(found, database, seen, urls)
+        except Exception:
+            logger.exception("cachesweeper: could not sweep %s's %s", model.__name__, path)
+    return names
+
+
+def _reached_names(
+    reached: touching.Reached,
+    database: str | None,
+    seen: set[str],
+    urls: dict[str, None],
+) -> list[str]:
+    """The names of a path's targets, as a touched foreign key's: their model past the limit."""
+    target = reached.target
+    registration = registration_for(target)
+    names = model_names(target)
+    if registration is not None:
+        names += _tag_names(None, registration.tags)
+    if reached.overflow or not reached.ids:
+        return names
+    needs_instance = (
+        registration is not None and (registration.touch or callable(registration.tags))
+    ) or _purges_urls(target, registration)
+    if not needs_instance:
+        return names + names_for_pks(target, reached.ids)
+    manager = target._base_manager.db_manager(database)
+    for instance in manager.filter(pk__in=reached.ids):
+        names += _names_to_sweep(instance, registration or Registration(), database, seen, urls)
     return names
 
 

@@ -14,7 +14,8 @@ from django.db.models import Model
 from django.template import engines
 from django.test import Client
 
-from cachesweeper import signals
+import cachesweeper
+from cachesweeper import registry, signals, tokens
 from tests.testapp.models import Article, Comment
 
 #: A comment fragment that shows how often it was rendered.
@@ -62,6 +63,28 @@ def reloaded(instance: M) -> M:
     than the token): tests that expect storing after a sweep reload first.
     """
     return type(instance)._default_manager.get(pk=instance.pk)
+
+
+@contextmanager
+def registered(model: type[Model], **options: Any) -> Iterator[None]:
+    """``register(model, **options)`` for the block; the registration it had comes back."""
+    previous = registry._registry.get(model)
+    cachesweeper.register(model, **options)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del registry._registry[model]
+            tokens.set_strategy(model, None)
+        else:
+            cachesweeper.register(
+                model,
+                using=previous.strategy,
+                touch=previous.touch,
+                tags=previous.tags,
+                purge_urls=previous.purge_urls,
+                ignore_fields=previous.ignore_fields,
+            )
 
 
 @contextmanager

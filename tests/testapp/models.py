@@ -41,6 +41,14 @@ class Vote(models.Model):
     value = models.IntegerField(default=1)
 
 
+class Authorship(models.Model):
+    """A relationship model: an author is shown on an article through it (a byline)."""
+
+    author = models.ForeignKey(Author, related_name="authorships", on_delete=models.CASCADE)
+    article = models.ForeignKey(Article, related_name="authorships", on_delete=models.CASCADE)
+    role = models.CharField(max_length=50, blank=True)
+
+
 class Topic(models.Model):
     name = models.CharField(max_length=50)
 
