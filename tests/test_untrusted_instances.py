@@ -149,3 +149,15 @@ def test_loaded_instances_and_their_relations_are_cached_as_before() -> None:
 
     assert render(CARD, article=comment.article, counter=counter) == "live r1"
     assert render(CARD, article=reloaded(article), counter=counter) == "live r1"
+
+
+def test_a_copy_built_in_memory_of_a_changed_instance_is_untrusted() -> None:
+    """The README's remedy for an instance changed in memory (a validated form's)."""
+    article, counter = live_article(), Counter()
+    assert render(CARD, article=article, counter=counter) == "live r1"
+    article.title = "edited"
+    fields = article._meta.concrete_fields
+    copy = type(article)(**{field.attname: getattr(article, field.attname) for field in fields})
+
+    assert render(CARD, article=copy, counter=counter) == "edited r2"
+    assert render(CARD, article=reloaded(article), counter=counter) == "live r1"
