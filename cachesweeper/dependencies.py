@@ -164,15 +164,20 @@ def resolve(obj: Any) -> list[Dependency]:
     return [Dependency(name_of(obj))]
 
 
-def unsaved(obj: Any) -> bool:
-    """Whether ``obj`` is, or lists, an instance with no primary key yet.
+def untrusted(obj: Any) -> bool:
+    """Whether ``obj`` is, or lists, an instance not known to match its row.
 
-    Such an instance has no identity: two of them would share one entry.
+    An instance is trusted when this process loaded it from the database or
+    saved it: Django's own ``_state.adding`` is then false, for every model,
+    at no cost. One built in memory is not: without a primary key it has no
+    identity (two would share one entry); with one (a draft, a preview, a
+    revision) it may show what its row does not, and must not be stored
+    under the row's key nor served the row's entry.
     """
     if isinstance(obj, Model):
-        return obj.pk is None
+        return obj._state.adding or obj.pk is None
     if isinstance(obj, (list, tuple)):
-        return any(unsaved(item) for item in obj)
+        return any(untrusted(item) for item in obj)
     return False
 
 
@@ -184,7 +189,7 @@ def names(dependencies: Iterable[Dependency]) -> list[str]:
 def _instance_dependency(instance: Model) -> Dependency:
     if instance.pk is None:
         # Nothing can sweep an unsaved instance; depend on its model instead (saving
-        # it sweeps that). Fragments on one are never stored at all (fragments.py).
+        # it sweeps that). Fragments on one are never read nor stored (see untrusted()).
         return Dependency(model_name(type(instance)))
     name = instance_name(instance)
     attribute = attribute_for(type(instance))

@@ -85,7 +85,7 @@ class Slot(NamedTuple):
     store: Any  # a cache object to use instead of an alias (the WSGI page cache's)
     loaded_at: float | None  # when the instances it depends on were loaded
     kind: str  # FRAGMENT, LIST (an entry that only speeds up others: never announced) or PAGE
-    unsaved: bool  # depends on an instance with no primary key: never read nor stored
+    untrusted: bool  # on an instance built in memory (dependencies.untrusted): not read or stored
     counter_names: tuple[str, ...]
     attributes: dict[str, Any]
 
@@ -116,12 +116,12 @@ def slot(
     store: Any = None,
     loaded_at: float | None = None,
     kind: str = FRAGMENT,
-    unsaved: bool = False,
+    untrusted: bool = False,
 ) -> Slot:
     """A :class:`Slot`, its dependencies split into counter names and attribute tokens."""
     names, attributes = split(dependencies)
     return Slot(
-        key, dependencies, timeout, grace, using, store, loaded_at, kind, unsaved,
+        key, dependencies, timeout, grace, using, store, loaded_at, kind, untrusted,
         names, attributes,
     )  # fmt: skip
 
@@ -298,8 +298,8 @@ class _Render:
     def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
         self._collecting.__exit__(kind, error, traceback)
         found = self.found
-        if found.slot.unsaved:
-            # Nothing can key or sweep a fragment on an unsaved instance; what
+        if found.slot.untrusted:
+            # Built from an instance that may not match its row (or has none); what
             # encloses it (a fragment, a list entry, a page) shows it too.
             collector.spoil()
             if self.outcome is not None:
@@ -378,11 +378,11 @@ def _waited(found: Lookup) -> bool:
 def lookup(slots: Sequence[Slot]) -> list[Lookup]:
     """Read the entries of ``slots`` and the tokens they need; see :func:`read`."""
     found = [Lookup(slot) for slot in slots]
-    if any(slot.unsaved for slot in slots):
-        # Fragments on unsaved instances are never read: they stay misses.
-        identified = [one for one in found if not one.slot.unsaved]
-        if identified:
-            read(identified)
+    if any(slot.untrusted for slot in slots):
+        # Fragments on instances built in memory are never read: they stay misses.
+        trusted = [one for one in found if not one.slot.untrusted]
+        if trusted:
+            read(trusted)
     else:
         read(found)
     return found

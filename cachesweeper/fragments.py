@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Model
 
 from cachesweeper.conf import conf
-from cachesweeper.dependencies import Dependency, resolve, unsaved
+from cachesweeper.dependencies import Dependency, resolve, untrusted
 from cachesweeper.entries import FRAGMENT, Slot, split
 from cachesweeper.keys import make_key
 from cachesweeper.stamps import loaded_at
@@ -30,15 +30,15 @@ def fragment_slot(
     Its key hashes where the fragment is written (template name and line),
     its dependency names and its vary-on values, so two templates caching
     the same object never share an entry by accident. A fragment on an
-    unsaved instance is rendered afresh every time: it has no identity to
-    key an entry by.
+    instance built in memory (unsaved, or given a primary key by hand) is
+    rendered afresh every time: see :func:`~cachesweeper.dependencies.untrusted`.
     """
     key, dependencies = _identity(place, target, vary_on)
     names, attributes = split(dependencies)
     # Positional, as entries.slot() would: keyword arguments cost more, per item of a list.
     return Slot(
         key, dependencies, timeout, conf.GRACE if grace is None else grace, using, None,
-        loaded_at(target), FRAGMENT, unsaved(target), names, attributes,
+        loaded_at(target), FRAGMENT, untrusted(target), names, attributes,
     )  # fmt: skip
 
 

@@ -55,10 +55,10 @@ def serve_list(slots: Sequence[Slot], render: Callable[[int], Rendered]) -> Any:
     if (
         len(slots) < MIN_ITEMS
         or not any(item.counter_names for item in slots)
-        or any(item.unsaved for item in slots)
+        or any(item.untrusted for item in slots)
     ):
         # Attribute-versioned items need no token reads: their list is N keys already.
-        # A list showing an unsaved item is never stored (entries._Render).
+        # A list showing an item built in memory is never stored (entries._Render).
         return _join(serve(slots, render))
     first = slots[0]
     whole = slot(
