@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
-from typing import Any
 
 import pytest
 from django.core.cache import caches
@@ -22,7 +21,8 @@ from django.test import override_settings
 
 import cachesweeper
 from tests.edges.test_varnish import PUBLIC_HOST, behind_varnish, raw_purge
-from tests.servers import LOOPBACK, VarnishServer, need_binary, need_vmod
+from tests.edges.test_varnish import Site as VarnishSite
+from tests.servers import LOOPBACK, need_binary, need_vmod
 
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 INCLUDE = re.compile(r'<esi:include src="([^"]+)"/>')
@@ -76,14 +76,8 @@ class Visitor:
         return self.request("POST", path, f"csrfmiddlewaretoken={token}", Referer="")
 
 
-@dataclass
-class Site:
-    varnish: VarnishServer
-    backend_port: int
-
-    def edges(self, **options: Any) -> dict[str, Any]:
-        options.setdefault("servers", [self.varnish.url])
-        return {"EDGES": [{"BACKEND": "cachesweeper.edges.Varnish", "OPTIONS": options}]}
+class Site(VarnishSite):
+    """The Varnish test site, with visitors that keep their cookies."""
 
     def visitor(self) -> Visitor:
         """A first-time visitor, through Varnish."""
