@@ -127,6 +127,16 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="cachesweeper.E002",
             )
         )
+    limit = user.get("INSTANCE_LIMIT", 100)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        errors.append(
+            Error(
+                f'CACHESWEEPER["INSTANCE_LIMIT"] must be a whole number >= 1, not {limit!r}.',
+                hint='Use an int such as "INSTANCE_LIMIT": 100 (the default): past that many '
+                "rows of one model, a touch path or a page depends on the model instead.",
+                id="cachesweeper.E002",
+            )
+        )
     wait = user.get("COLD_WAIT", 0)
     statuses = user.get("CACHEABLE_STATUSES", (200,))
     if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:

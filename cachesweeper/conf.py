@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "EDGES": [],
     "PAGE_RULES": [],
     "WARNING_INTERVAL": 60,
+    "INSTANCE_LIMIT": 100,
 }
 
 
@@ -46,6 +47,8 @@ class Settings:
     PAGE_RULES: list[Any]
     #: Seconds between two warnings about one unreachable cache (0: warn on every failure).
     WARNING_INTERVAL: float
+    #: Rows of one model a ``touch`` path sweeps, or a page depends on, before the model.
+    INSTANCE_LIMIT: int
 
     _CONVERTERS: dict[str, Any] = {
         "CACHE": str,
@@ -58,6 +61,7 @@ class Settings:
         "EDGES": list,
         "PAGE_RULES": list,
         "WARNING_INTERVAL": float,
+        "INSTANCE_LIMIT": int,
     }
 
     def reload(self) -> None:

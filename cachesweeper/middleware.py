@@ -13,7 +13,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.cache import patch_cache_control
 
-from cachesweeper import collector, esi, safety
+from cachesweeper import collector, esi, loads, safety
 from cachesweeper.conf import conf
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE, CachePolicy, TooManyNames
 from cachesweeper.edges.loading import configured, request_host
@@ -26,6 +26,9 @@ DEPS_HEADER = "X-Cachesweeper-Deps"
 WSGI_FLAG = "cachesweeper.wsgi"
 
 GetResponse = Callable[[HttpRequest], Any]
+
+#: The methods whose responses an edge may keep: only theirs need what was read.
+_CACHEABLE = frozenset({"GET", "HEAD"})
 
 
 class _Middleware:
@@ -76,8 +79,9 @@ class EdgeMiddleware(_Middleware):
     """Tag responses for the caches in front of Django, and deliver LiteSpeed purges.
 
     Goes first in ``MIDDLEWARE``. Every configured edge adds its tag header
-    (the dependencies of everything the response rendered, plus explicit
-    ``edge_cache`` tags) to responses a shared cache may keep; responses that
+    (the dependencies of everything the response rendered and of what its
+    queries read, see :mod:`cachesweeper.loads`, plus explicit ``edge_cache``
+    tags) to responses a shared cache may keep; responses that
     must not be shared get no public edge headers. It also reports a page's
     dependencies to the WSGI page cache (``DEPS_HEADER``, stripped there).
     """
@@ -87,8 +91,12 @@ class EdgeMiddleware(_Middleware):
             return self._acall(request)
         host = request_host.set(_host(request))
         try:
-            with collector.collect(wants_tokens=_wsgi(request)) as frame:
+            with (
+                collector.collect(wants_tokens=_wsgi(request)) as frame,
+                loads.tracking(on=request.method in _CACHEABLE) as read,
+            ):
                 response = self.get_response(request)
+            loads.report(read, frame)
             return _annotate(request, response, frame)
         finally:
             request_host.reset(host)
@@ -96,9 +104,13 @@ class EdgeMiddleware(_Middleware):
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         host = request_host.set(_host(request))
         try:
-            with collector.collect(wants_tokens=_wsgi(request)) as frame:
+            with (
+                collector.collect(wants_tokens=_wsgi(request)) as frame,
+                loads.tracking(on=request.method in _CACHEABLE) as read,
+            ):
                 response = await self.get_response(request)
             await safety.aload_user(request)
+            loads.report(read, frame)
             return _annotate(request, response, frame)
         finally:
             request_host.reset(host)

@@ -23,7 +23,7 @@ from django.template.response import SimpleTemplateResponse
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import urlencode
 
-from cachesweeper import collector, esi, filling, holes, safety
+from cachesweeper import collector, esi, filling, holes, loads, safety
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency, resolve
 from cachesweeper.edges.base import RESPONSE_ATTRIBUTE
@@ -223,7 +223,8 @@ def serve_page(
     found, base = looked_up
 
     def render(_: int) -> Rendered:
-        return _rendered(policy, request, view(request, *args, **kwargs), found, base)
+        with loads.tracking() as loaded:
+            return _rendered(policy, request, view(request, *args, **kwargs), found, base, loaded)
 
     ((state, value),) = serve([found.slot], render, [found])
     try:
@@ -249,7 +250,9 @@ async def aserve_page(
     found, base = looked_up
 
     async def render(_: int) -> Rendered:
-        return _rendered(policy, request, await view(request, *args, **kwargs), found, base)
+        with loads.tracking() as loaded:
+            response = await view(request, *args, **kwargs)
+            return _rendered(policy, request, response, found, base, loaded)
 
     ((state, value),) = await aserve([found.slot], render, [found])
     try:
@@ -369,11 +372,14 @@ def _rendered(
     response: HttpResponseBase,
     found: Lookup,
     base: str,
+    loaded: loads.Loads,
 ) -> Rendered:
     """Render a template response inside the page's frame, then judge it.
 
-    A page that ``Vary``s is stored under its variant's key, with a pointer
-    at the plain key for processes that do not know its ``Vary`` yet.
+    The page depends on what its queries read (:mod:`cachesweeper.loads`)
+    besides its tags and fragments. A page that ``Vary``s is stored under
+    its variant's key, with a pointer at the plain key for processes that do
+    not know its ``Vary`` yet.
     """
     if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
         response.render()
@@ -386,6 +392,7 @@ def _rendered(
         return Rendered(response, None, failed)
     frame = collector.current()
     assert frame is not None  # entries.serve renders inside the page's frame
+    loads.report(loaded, frame)
     page = _page(found, request, response, frame)
     key = slot.key
     if page.vary and not failed:

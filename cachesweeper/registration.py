@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models.signals import m2m_changed, post_delete, post_init, post_save, pre_delete
 
-from cachesweeper import registry, stamps, tokens, touching
+from cachesweeper import loads, queries, registry, stamps, tokens, touching
 from cachesweeper.dependencies import (
     hierarchy_names,
     instance_name,
@@ -109,6 +109,7 @@ def register(
     tokens.set_strategy(model, strategy=using)
     _connect()
     stamps.stamp_instances_of(model)
+    queries.listen(loads.note)
     if any(touching.is_foreign_key(model, name) for name in touch):
         uid = f"cachesweeper.post_init.{model._meta.label}"
         post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)

@@ -38,11 +38,27 @@ class Registration:
 
 
 _registry: dict[type[models.Model], Registration] = {}
+_changes = 0
 
 
 def add(model: type[models.Model], registration: Registration) -> None:
     """Remember how ``model`` was registered (a later registration replaces it)."""
+    global _changes
     _registry[model] = registration
+    _changes += 1
+
+
+def remove(model: type[models.Model]) -> None:
+    """Forget ``model``'s registration (its receivers stay connected, and find none)."""
+    global _changes
+    del _registry[model]
+    _changes += 1
+
+
+def changes() -> int:
+    """How many registrations were made: what is derived from the registry is stale
+    when this moved."""
+    return _changes
 
 
 def registrations() -> dict[type[models.Model], Registration]:

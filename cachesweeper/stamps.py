@@ -10,22 +10,21 @@ after that.
 
 The time is the start of the query, not the moment the instance was built:
 the database snapshot is taken when the query runs, and a thread switch may
-come between the two. It is noted by an execute wrapper on every connection
-(``connection_created``) and read by a ``post_init`` receiver.
+come between the two. It is noted before every query (:mod:`cachesweeper.queries`)
+and read by a ``post_init`` receiver.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.signals import connection_created
 from django.db.models import Model, QuerySet
 from django.db.models.signals import post_init
+
+from cachesweeper import queries
 
 LOADED_AT = "_cachesweeper_loaded_at"
 
@@ -54,8 +53,7 @@ def stamp_instances_of(model: type[Model]) -> None:
     """Stamp every instance of ``model`` with the start of the query that loaded it."""
     uid = f"cachesweeper.loaded_at.{model._meta.label}"
     post_init.connect(_on_init, sender=model, weak=False, dispatch_uid=uid)
-    for connection in connections.all(initialized_only=True):
-        _watch(connection)
+    queries.listen(_note_start)
 
 
 def restamp(instance: Model) -> None:
@@ -71,21 +69,5 @@ def _on_init(sender: Any, instance: Model, **kwargs: Any) -> None:
     instance.__dict__[LOADED_AT] = time.time() if started is None else started
 
 
-def _note_start(
-    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
-) -> Any:
+def _note_start(sql: str, params: Any, connection: BaseDatabaseWrapper) -> None:
     _query_started.set(time.time())
-    return execute(sql, params, many, context)
-
-
-def _watch(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    # First in the list: ``connection.execute_wrapper()`` pops the last one.
-    if _note_start not in connection.execute_wrappers:
-        connection.execute_wrappers.insert(0, _note_start)
-
-
-def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    _watch(connection)
-
-
-connection_created.connect(_on_connection_created, dispatch_uid="cachesweeper.stamps")

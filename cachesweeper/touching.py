@@ -6,7 +6,7 @@ relations either way (``touch=["authorships__page"]``). A lone forward foreign
 key keeps the older, query-free handling in :mod:`cachesweeper.registration`
 (its old target is swept too); every other path is resolved here with one
 query per path, read backwards from the target model, and bounded: past
-:data:`LIMIT` targets the target model is swept instead of its rows.
+``INSTANCE_LIMIT`` targets the target model is swept instead of its rows.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from django.db import models
 from django.db.models import ForeignObjectRel
 
 from cachesweeper import tokens
+from cachesweeper.conf import conf
 
 logger = logging.getLogger("cachesweeper")
-
-LIMIT = 100
-"""More targets than this on one path sweep the target model, not each row."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class Path:
 
 @dataclass(frozen=True)
 class Reached:
-    """The targets of one path: their primary keys, or ``overflow`` past :data:`LIMIT`."""
+    """The targets of one path: their primary keys, or ``overflow`` past ``INSTANCE_LIMIT``."""
 
     target: type[models.Model]
     ids: tuple[Any, ...]
@@ -115,7 +113,7 @@ def _back(field: Any) -> str | None:
 def resolve(
     model: type[models.Model], path: str, ids: Sequence[Any], database: str | None
 ) -> Reached:
-    """The targets of ``path`` from ``model``'s rows ``ids``: one query, at most LIMIT + 1 rows.
+    """The targets of ``path`` from ``model``'s rows ``ids``, in one query.
 
     An attribute-versioned target has its attribute moved here (one
     ``UPDATE``, all of the targets even past the limit): its fragments
@@ -128,8 +126,9 @@ def resolve(
         return Reached(target, ())
     lookup = f"{checked.back}__pk"
     rows = target._base_manager.db_manager(database).filter(**{f"{lookup}__in": ids})
-    found = tuple(rows.order_by().values_list("pk", flat=True).distinct()[: LIMIT + 1])
-    overflow = len(found) > LIMIT
+    limit = conf.INSTANCE_LIMIT
+    found = tuple(rows.order_by().values_list("pk", flat=True).distinct()[: limit + 1])
+    overflow = len(found) > limit
     attribute = tokens.attribute_for(target)
     if attribute is not None and found:
         if overflow:
@@ -141,7 +140,7 @@ def resolve(
             "cachesweeper: %s touch %r reaches more than %d %s rows: sweeping the model",
             model.__name__,
             path,
-            LIMIT,
+            limit,
             target.__name__,
         )
         return Reached(target, (), overflow=True)

@@ -74,7 +74,7 @@ def registered(model: type[Model], **options: Any) -> Iterator[None]:
         yield
     finally:
         if previous is None:
-            del registry._registry[model]
+            registry.remove(model)
             tokens.set_strategy(model, None)
         else:
             cachesweeper.register(

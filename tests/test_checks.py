@@ -47,6 +47,9 @@ def test_unknown_version_cache_alias() -> None:
         {"TIMEOUT": 5},
         {"WARNING_INTERVAL": -1},
         {"WARNING_INTERVAL": "60"},
+        {"INSTANCE_LIMIT": 0},
+        {"INSTANCE_LIMIT": "100"},
+        {"INSTANCE_LIMIT": True},
     ],
 )
 def test_settings_of_the_wrong_type(settings: dict[str, Any]) -> None:
@@ -141,9 +144,15 @@ def test_every_error_has_a_hint(settings: dict[str, Any]) -> None:
 def test_wrong_type_hints_say_what_to_write() -> None:
     hints = {
         str(found.hint)
-        for settings in ({"GRACE": "30"}, {"COLD_WAIT": -1}, {"CACHEABLE_STATUSES": 200})
+        for settings in (
+            {"GRACE": "30"},
+            {"COLD_WAIT": -1},
+            {"CACHEABLE_STATUSES": 200},
+            {"INSTANCE_LIMIT": -5},
+        )
         for found in messages(**settings)
     }
+    assert any('"INSTANCE_LIMIT": 100' in hint for hint in hints)
     assert any('"GRACE": 30' in hint for hint in hints)
     assert any('"COLD_WAIT": 2.0' in hint for hint in hints)
     assert any('"CACHEABLE_STATUSES": [200' in hint for hint in hints)

@@ -59,7 +59,7 @@ def registered(model: type[Model], **options: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        del registry._registry[model]
+        registry.remove(model)
         tokens.set_strategy(model, None)
 
 

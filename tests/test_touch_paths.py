@@ -8,10 +8,10 @@ import pytest
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import cachesweeper
-from cachesweeper import touching
 from cachesweeper.tokens import token_key
 from tests.helpers import COMMENT, Counter, registered, reloaded, render
 from tests.testapp.models import Article, Author, Authorship, Comment, Page, Topic
@@ -146,10 +146,8 @@ def test_link_changes_sweep_what_a_path_through_the_link_reached() -> None:
         assert render(COMMENT, comment=reloaded(comment), counter=counter).endswith("rendered=5")
 
 
-def test_past_the_limit_the_target_model_is_swept(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(touching, "LIMIT", 2)
+@override_settings(CACHESWEEPER={"INSTANCE_LIMIT": 2})
+def test_past_the_limit_the_target_model_is_swept(caplog: pytest.LogCaptureFixture) -> None:
     ada = Author.objects.create(name="Ada")
     articles = [Article.objects.create(title=t) for t in ("a", "b", "c")]
     for article in articles:
@@ -172,11 +170,9 @@ def test_past_the_limit_the_target_model_is_swept(
         assert token(f"testapp.article.{articles[0].pk}") != one
 
 
-def test_past_the_limit_attribute_versioned_targets_are_all_moved(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@override_settings(CACHESWEEPER={"INSTANCE_LIMIT": 2})
+def test_past_the_limit_attribute_versioned_targets_are_all_moved() -> None:
     """Their fragments compare the attribute, which a model sweep does not reach."""
-    monkeypatch.setattr(touching, "LIMIT", 2)
     topic = Topic.objects.create(name="django")
     pages = [Page.objects.create(title=t) for t in ("a", "b", "c")]
     for page in pages:
