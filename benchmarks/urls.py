@@ -16,6 +16,7 @@ urlpatterns: list[URLPattern] = [
     path("slow/django/", views.slow_django),
     path("holes/page/", views.hole_page),
     path("holes/none/", views.no_hole_page),
+    path("holes/token/", views.no_hole_page_with_token),
     path("holes/empty/", views.empty_hole_page),
     path("holes/uncached/", views.csrf_uncached),
 ]

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.template import engines
 from django.views.decorators.cache import cache_page as django_cache_page
 
@@ -115,4 +116,18 @@ def _article_view(source: str) -> Callable[[HttpRequest], HttpResponse]:
 hole_page = cachesweeper.cache_page(600, tags=["articles"])(_article_view(HOLED))
 no_hole_page = cachesweeper.cache_page(600, tags=["articles"])(_article_view(UNHOLED))
 empty_hole_page = cachesweeper.cache_page(600, tags=["articles"])(_article_view(EMPTY_HOLE))
+
+
+def no_hole_page_with_token(request: HttpRequest) -> HttpResponse:
+    """The page without holes, plus what Django does for one CSRF token on any page.
+
+    ``get_token`` draws the token (a new secret for a first visit, a new mask
+    always) and has ``CsrfViewMiddleware`` set the cookie: the floor under any
+    page that shows a CSRF form, cached or not.
+    """
+    response = no_hole_page(request)
+    get_token(request)
+    return response  # type: ignore[no-any-return]
+
+
 csrf_uncached = _article_view(CSRF_IN_PLACE)
