@@ -52,8 +52,46 @@ def usable(ring: Any) -> bool:
     )
 
 
+class Placement:
+    """Which server holds each key: the ring's hasher, its answers remembered.
+
+    pymemcache's hasher runs a pure-Python MurmurHash3 once per key and server
+    (a list of 100 over three servers: 303 hashes, about 1.5 ms). Its answer
+    depends only on the key and the servers it holds, so it is kept while
+    those stay the same (checked on every call; a hasher that does not show
+    its servers is asked every time). One per reader, so one per thread.
+    """
+
+    LIMIT = 65_536  # keys remembered before starting afresh
+
+    def __init__(self, ring: Any) -> None:
+        self.ring = ring
+        self.servers: tuple[str, ...] | None = None
+        self.known: dict[str, str] = {}
+
+    def groups(self, keys: Sequence[str]) -> dict[str, list[str]]:
+        """``keys`` grouped by server name (the ring's name, a key of ``ring.clients``)."""
+        hasher = self.ring.hasher
+        servers = getattr(hasher, "nodes", None)
+        if not isinstance(servers, list):
+            return by_node(keys, hasher.get_node)
+        if tuple(servers) != self.servers or len(self.known) > self.LIMIT:
+            self.servers = tuple(servers)
+            self.known = {}
+        known = self.known
+        get_node = hasher.get_node
+
+        def node_of(key: str) -> str:
+            node = known.get(key)
+            if node is None:
+                node = known[key] = get_node(key)
+            return node
+
+        return by_node(keys, node_of)
+
+
 def by_node(keys: Sequence[str], node_of: Callable[[str], str]) -> dict[str, list[str]]:
-    """``keys`` grouped by ``node_of`` (the ring's hasher): server name -> keys."""
+    """``keys`` grouped by ``node_of``: server name -> keys."""
     groups: dict[str, list[str]] = {}
     for key in keys:
         node = node_of(key)

@@ -315,6 +315,7 @@ class PymemcachePoolReader(KeyMaker, Reader):
     def __init__(self, cache: BaseCache, ring: Any) -> None:
         super().__init__(cache)
         self.ring = ring
+        self.placement = pools.Placement(ring)
 
     def healthy(self) -> bool:
         """No server failing or dead: the hasher holds them all, none is being retried."""
@@ -325,7 +326,7 @@ class PymemcachePoolReader(KeyMaker, Reader):
         if not self.healthy():
             return cache.get_many(keys)
         made_keys = self.made(cache, keys)
-        found = pools.get_many(self.ring, pools.by_node(made_keys, self.ring.hasher.get_node))
+        found = pools.get_many(self.ring, self.placement.groups(made_keys))
         pairs = zip(keys, made_keys, strict=True)
         return {key: found[made] for key, made in pairs if made in found}
 
@@ -357,7 +358,7 @@ class PymemcachePoolReader(KeyMaker, Reader):
         keys = list(values)
         made_keys = self.made(cache, keys)
         original = dict(zip(made_keys, keys, strict=True))
-        groups = pools.by_node(made_keys, self.ring.hasher.get_node)
+        groups = self.placement.groups(made_keys)
         batches = {
             node: {made: values[original[made]] for made in batch}
             for node, batch in groups.items()

@@ -189,6 +189,27 @@ def test_keys_live_where_django_puts_them(pool: PyMemcacheCache) -> None:
     assert pool.get_many(["w1", "new1", "new2"]) == {"w1": 1, "new1": 1, "new2": 2}
 
 
+def test_each_key_s_server_is_worked_out_once(pool: PyMemcacheCache) -> None:
+    """The ring's pure-Python hashing is remembered; anew when its servers change."""
+    ring = pool._cache  # type: ignore[attr-defined]
+    keys = [f"k{n}" for n in range(50)]
+    pool.set_many(dict.fromkeys(keys, 1))
+    original = ring.hasher.get_node
+    asked: list[str] = []
+    ring.hasher.get_node = lambda key: asked.append(key) or original(key)
+    try:
+        assert len(reads.get_many(pool, keys)) == 50
+        assert len(reads.get_many(pool, keys)) == 50
+        assert len(asked) == 50
+        gone = ring.hasher.nodes[0]
+        ring.hasher.remove_node(gone)  # what HashClient does to a dead server
+        ring.hasher.add_node(gone)  # and to a revived one, last
+        assert len(reads.get_many(pool, keys)) == 50
+        assert len(asked) == 100
+    finally:
+        ring.hasher.get_node = original
+
+
 def test_a_timeout_is_django_s(pool: PyMemcacheCache) -> None:
     reads.set_many(pool, {key: key for key in keys_on(pool, 3)}, 1)
     assert len(pool.get_many(keys_on(pool, 3))) == 3
