@@ -2,6 +2,7 @@
 
     python -m benchmarks.pools                          # 3 servers, 20 ms per reply
     python -m benchmarks.pools --servers 3 --delay 0.02 --samples 15
+    python -m benchmarks.pools --delay 0                # no proxies: CPU cost, µs per call
 
 Scale scenario for issue 18. Each of ``--servers`` memcached servers sits
 behind a proxy (``tests/reliability/proxy.py``) that holds every reply back
@@ -14,6 +15,12 @@ the other: *plain*, what cachesweeper did before), interleaved. The figure is
 the median latency divided by ``--delay``: round trips waited (the CPU time
 of the render is in it too; it is small next to the delay). The servers each
 side asked are counted from the proxies' request logs.
+
+With ``--delay 0`` the servers are used directly, without proxies (the
+proxies' threads share the interpreter with the benchmark), and the figure is
+the median time per call in microseconds over ``--samples`` loops of
+``--loop`` calls: what the pool reader costs on loopback, where a round trip
+is nearly free.
 
 Shapes: a fragment hit (scenario 1's comment fragment), a fragment hit whose
 entry and token live on different servers, a list of 100 (scenario 3), the
@@ -44,6 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--servers", type=int, default=3, help="memcached servers in the pool")
     parser.add_argument("--delay", type=float, default=0.02, help="seconds added to each reply")
     parser.add_argument("--samples", type=int, default=15, help="timed calls per shape and side")
+    parser.add_argument("--loop", type=int, default=200, help="calls per sample with --delay 0")
     return parser.parse_args(argv)
 
 
@@ -64,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     call_command("migrate", run_syncdb=True, verbosity=0)
     data = scenarios.make_data()
     servers = [MemcachedServer().start() for _ in range(args.servers)]
-    proxies = [CuttableProxy(s.host, s.port, delay=args.delay) for s in servers]
-    entry = cache_settings("memcached", proxies[0].location, counting=False, timeout=5.0)
-    entry["LOCATION"] = [proxy.location for proxy in proxies]
+    direct = not args.delay
+    proxies = [] if direct else [CuttableProxy(s.host, s.port, delay=args.delay) for s in servers]
+    entry = cache_settings("memcached", servers[0].location, counting=False, timeout=5.0)
+    entry["LOCATION"] = [s.location for s in proxies or servers]
     try:
         with override_settings(CACHES={"default": entry}):
             cache = caches["default"]
@@ -77,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             comment = template(scenarios.CS_COMMENT)
             listed = template(scenarios.CS_LIST)
             cold = template(scenarios.CS_COLD)
-            split = _split_fragment(cold, data, proxies)
+            split = _split_fragment(cold, data, cache)
             counters = iter(range(10**9))
             shapes: dict[str, Callable[[], object]] = {
                 "fragment hit (scenario 1)": lambda: comment({"comment": data.comment}),
@@ -95,13 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             for call in shapes.values():
                 call()  # stored, counters created, connections open
                 call()
-            print(
-                f"{args.servers} memcached servers, each reply held back "
-                f"{args.delay * 1000:g} ms; "
-                f"median of {args.samples} calls per side; load average "
-                f"{os.getloadavg()[0]:.2f}"
-            )
-            print("| shape | pool: round trips | plain: round trips | servers asked |")
+            if direct:
+                unit, scale, per = "µs per call", 1e6 / args.loop, args.loop
+                print(f"{args.servers} memcached servers, direct; ", end="")
+            else:
+                unit, scale, per = "round trips", 1 / args.delay, 1
+                print(f"{args.servers} memcached servers, each reply held back ", end="")
+                print(f"{args.delay * 1000:g} ms; ", end="")
+            print(f"median of {args.samples} samples per side; load {os.getloadavg()[0]:.2f}")
+            print(f"| shape | pool: {unit} | plain: {unit} | servers asked |")
             print("| --- | --- | --- | --- |")
             for name, call in shapes.items():
                 found: dict[str, list[float]] = {"pool": [], "plain": []}
@@ -109,12 +120,13 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.samples):
                     for side, reader in (("pool", pool), ("plain", reads.PLAIN)):
                         cache.__dict__[MEMO] = reader
-                        seconds, asked[side] = _timed(proxies, call)
-                        found[side].append(seconds / args.delay)
+                        seconds, asked[side] = _timed(proxies, call, per)
+                        found[side].append(seconds * scale)
                 cache.__dict__[MEMO] = pool
+                servers_asked = asked["pool"] if proxies else "n/a"
                 print(
                     f"| {name} | {statistics.median(found['pool']):.2f} "
-                    f"| {statistics.median(found['plain']):.2f} | {asked['pool']} |"
+                    f"| {statistics.median(found['plain']):.2f} | {servers_asked} |"
                 )
     finally:
         for proxy in proxies:
@@ -124,11 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _timed(proxies: list[Any], call: Callable[[], object]) -> tuple[float, int]:
-    """Seconds ``call`` took, and how many of the proxied servers it asked."""
+def _timed(proxies: list[Any], call: Callable[[], object], times: int = 1) -> tuple[float, int]:
+    """Seconds ``times`` calls took, and how many of the proxied servers they asked."""
     marks = [len(proxy.requests) for proxy in proxies]
     start = time.perf_counter()
-    call()
+    for _ in range(times):
+        call()
     seconds = time.perf_counter() - start
     asked = sum(
         1 for proxy, mark in zip(proxies, marks, strict=True) if len(proxy.requests) > mark
@@ -136,14 +149,29 @@ def _timed(proxies: list[Any], call: Callable[[], object]) -> tuple[float, int]:
     return seconds, asked
 
 
-def _split_fragment(render: Callable[[dict[str, Any]], str], data: Any, proxies: list[Any]) -> int:
+def _split_fragment(render: Callable[[dict[str, Any]], str], data: Any, cache: Any) -> int:
     """A vary-on value ``n`` whose fragment hit reads from two servers or more."""
-    for n in range(100):
-        context = {"comment": data.comment, "n": n}
-        render(context)
-        render(context)
-        if _timed(proxies, lambda context=context: render(context))[1] >= 2:
-            return n
+    from cachesweeper import pools
+
+    groups: list[int] = []
+    original = pools.by_node
+
+    def counted(keys: Any, node_of: Any) -> dict[str, list[str]]:
+        found = original(keys, node_of)
+        groups.append(len(found))
+        return found
+
+    pools.by_node = counted
+    try:
+        for n in range(100):
+            context = {"comment": data.comment, "n": n}
+            render(context)
+            groups.clear()
+            render(context)
+            if groups and groups[-1] >= 2:
+                return n
+    finally:
+        pools.by_node = original
     raise RuntimeError("no fragment found whose keys span two servers")
 
 
