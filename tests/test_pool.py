@@ -347,6 +347,30 @@ def test_a_down_server_s_keys_miss_and_the_others_keep_serving(
         down.restart()
 
 
+def test_a_hung_server_times_out_and_the_others_keep_serving(
+    memcached_pool: list[MemcachedServer],
+) -> None:
+    """A server that accepts but never answers (SIGSTOP): a socket timeout, an ``OSError``."""
+    entry = pool_entry([s.location for s in memcached_pool], timeout=0.3, connect_timeout=0.3)
+    hung = memcached_pool[2]
+    with override_settings(CACHES={"default": entry}):
+        cache = caches["default"]
+        ring = cache._cache  # type: ignore[attr-defined]
+        values = {f"h{n}": n for n in range(30)}
+        cache.set_many(values)
+        node = f"{hung.host}:{hung.port}"
+        on_hung = {key for key in values if ring.hasher.get_node(cache.make_key(key)) == node}
+        hung.pause()
+        try:
+            with pytest.raises(OSError):
+                reads.get_many(cache, list(values))
+            assert (hung.host, hung.port) in ring._failed_clients
+            expected = {key: value for key, value in values.items() if key not in on_hung}
+            assert reads.get_many(cache, list(values)) == expected
+        finally:
+            hung.resume()
+
+
 def test_pages_render_while_a_server_is_down(
     pool: PyMemcacheCache, memcached_pool: list[MemcachedServer]
 ) -> None:
