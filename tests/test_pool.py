@@ -347,6 +347,37 @@ def test_a_down_server_s_keys_miss_and_the_others_keep_serving(
         down.restart()
 
 
+def test_a_sweep_with_a_server_down_names_what_did_not_land(
+    pool: PyMemcacheCache, memcached_pool: list[MemcachedServer]
+) -> None:
+    """The names to retry are exactly the down server's; the others' tokens moved."""
+    ring = pool._cache  # type: ignore[attr-defined]
+    names = [f"swept-{n}" for n in range(30)]
+    assert tokens.bump(pool, names) == []
+    down = memcached_pool[0]
+    node = f"{down.host}:{down.port}"
+    on_down = {
+        n for n in names if ring.hasher.get_node(pool.make_key(tokens.token_key(n))) == node
+    }
+    before = tokens.read_counters(pool, names)
+    down.stop()
+    try:
+        failed: list[str] | None = None
+        for _ in range(3):  # the first bump or two raise, as HashClient's would
+            try:
+                failed = tokens.bump(pool, names)
+                break
+            except Exception:
+                pass
+        assert failed is not None
+        assert set(failed) == on_down
+        after = tokens.read_counters(pool, names)
+        assert set(after) == set(names) - on_down
+        assert all(after[name] != before[name] for name in after)
+    finally:
+        down.restart()
+
+
 def test_a_hung_server_times_out_and_the_others_keep_serving(
     memcached_pool: list[MemcachedServer],
 ) -> None:
