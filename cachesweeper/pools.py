@@ -6,7 +6,9 @@ then goes on to the next: a read over three servers waits three round trips.
 Here each server's request is written on its socket first, and the replies
 are read afterwards, so the servers work and the network carries all of
 them at once: about one round trip whatever the number of servers, without
-a thread per call.
+a thread per call. (A server with no open connection yet is connected to
+first, as pymemcache would: that handshake is not overlapped, once per
+connection.)
 
 Everything that decides *where* a key lives or *how* it is encoded is
 pymemcache's own: the ring's hasher picks the server (so users' other calls
