@@ -6,9 +6,13 @@ tag reads one, so the per-key cost of the client decides how a hit compares.
 cache object (Django makes new ones when ``CACHES`` changes, and one per
 thread) and kept on it. Each reader below says what it bypasses and why
 that is safe; whether each one pays for itself is measured in
-``benchmarks/README.md`` ("Client fast paths"). A new client shape (say,
-one that sends to every server of a pool before waiting for any) is one
+``benchmarks/README.md`` ("Client fast paths"). A new client shape is one
 more reader class and one more case in :func:`_choose`.
+
+Readers write the version tokens too (:func:`set_many`, the sweeps'
+``set_many``, and :func:`add_many`, creating missing counters), because the
+same client shape decides how those reach the servers; every reader but
+:class:`PymemcachePoolReader` writes through the backend's own calls.
 
 :class:`PlainReader` — the backend's own ``get_many`` / ``get``; bypasses
 nothing. Every backend and client without a reader of its own, and every
@@ -28,6 +32,22 @@ ordinary path, so its retry and dead-server logic decides; and a connection
 error on the direct read is recorded with ``HashClient`` as it would have
 been. A ring that ignores exceptions (``ignore_exc``) is read the ordinary
 way.
+
+:class:`PymemcachePoolReader` — Django's ``PyMemcacheCache`` with several
+servers. ``HashClient`` asks them one after the other, so a hit whose entry
+and token live on two servers waits two round trips, and a list spread over
+three waits three. This reader writes every server's request before waiting
+for any reply (:mod:`cachesweeper.pools`), so a read waits about one round
+trip whatever the number of servers; its token writes do the same, and the
+``add`` of several missing counters is pipelined into one round trip instead
+of one per counter. Keys stay where ``PyMemcacheCache`` puts them: the ring's
+own hasher picks each key's server, and each server's own client encodes
+and parses. As for one server: only while the ring is healthy (else the
+ordinary path, so ``HashClient``'s retry and dead-server logic decides which
+servers are asked and a down server's keys miss while the others serve), a
+connection error is recorded with ``HashClient``, and a ring that ignores
+exceptions, pools its connections (``use_pooling``) or a backend class that
+overrides ``get``, ``get_many``, ``set_many`` or ``add`` takes the ordinary path.
 
 :class:`RedisCacheReader` — Django's own ``RedisCache`` with one server.
 Bypasses the new ``redis.Redis`` client object Django builds for every
@@ -74,12 +94,15 @@ without replicas.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache import BaseCache
 from django.core.cache.backends.base import default_key_func
 from django.core.cache.backends.memcached import PyMemcacheCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient, RedisSerializer
+
+from cachesweeper import pools
 
 try:
     from django_redis.cache import RedisCache as _DjangoRedisCache
@@ -108,6 +131,24 @@ def get(cache: BaseCache, key: str) -> Any:
     return reader(cache).get(cache, key)
 
 
+def set_many(cache: BaseCache, values: Mapping[str, Any], timeout: float | None) -> list[str]:
+    """``cache.set_many(values, timeout)``: the keys not stored."""
+    return _writer(cache).set_many(cache, values, timeout)
+
+
+def add_many(cache: BaseCache, values: Mapping[str, Any], timeout: float | None) -> list[str]:
+    """``cache.add`` of every item: the keys stored (the others existed already)."""
+    return _writer(cache).add_many(cache, values, timeout)
+
+
+def _writer(cache: BaseCache) -> Reader:
+    """The reader of ``cache``, or :data:`PLAIN` while its own writes are wrapped."""
+    attributes = cache.__dict__
+    if "set_many" in attributes or "add" in attributes:
+        return PLAIN
+    return reader(cache)
+
+
 def reader(cache: BaseCache) -> Reader:
     """The reader of ``cache``: chosen once and kept on it; :data:`PLAIN` while a
     ``get``/``get_many`` set on the object itself wraps its reads (asked on every read)."""
@@ -121,13 +162,26 @@ def reader(cache: BaseCache) -> Reader:
 
 
 class Reader:
-    """How one cache object is read; the cache is passed in, never kept."""
+    """How one cache object is read (and its tokens written); the cache is passed in, never kept.
+
+    Writes default to the backend's own calls.
+    """
 
     def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
         raise NotImplementedError
 
     def get(self, cache: BaseCache, key: str) -> Any:
         raise NotImplementedError
+
+    def set_many(
+        self, cache: BaseCache, values: Mapping[str, Any], timeout: float | None
+    ) -> list[str]:
+        return cache.set_many(dict(values), timeout=timeout)
+
+    def add_many(
+        self, cache: BaseCache, values: Mapping[str, Any], timeout: float | None
+    ) -> list[str]:
+        return [key for key, value in values.items() if cache.add(key, value, timeout=timeout)]
 
 
 class PlainReader(Reader):
@@ -150,7 +204,10 @@ def _choose(cache: BaseCache) -> Reader:
         if isinstance(getattr(ring, "clients", None), dict) and not getattr(
             ring, "ignore_exc", True
         ):
-            return PymemcacheReader(cache, ring)
+            if len(ring.clients) == 1:
+                return PymemcacheReader(cache, ring)
+            if _poolable(cache, ring):
+                return PymemcachePoolReader(cache, ring)
     if isinstance(cache, RedisCache) and _stock_reads(cache, RedisCache):
         client: Any = cache._cache
         if _stock_reads(client, RedisCacheClient):
@@ -164,6 +221,20 @@ def _choose(cache: BaseCache) -> Reader:
     ):
         return DjangoRedisReader(cache.client)
     return PLAIN
+
+
+def _poolable(cache: BaseCache, ring: Any) -> bool:
+    """Whether a several-server ``PyMemcacheCache`` can be read and written by its sockets.
+
+    Stock writes too (the reader writes tokens), and a ring :mod:`cachesweeper.pools`
+    can drive (a pooled client, say, has no socket of its own).
+    """
+    kind = type(cache)
+    return (
+        kind.set_many is PyMemcacheCache.set_many
+        and kind.add is PyMemcacheCache.add
+        and pools.usable(ring)
+    )
 
 
 def _stock_reads(target: object, stock: type) -> bool:
@@ -232,6 +303,71 @@ class PymemcacheReader(KeyMaker, Reader):
             # server's failures, so its retry and dead-server logic applies.
             self.ring._mark_failed_server(node.server)
             raise
+
+
+class PymemcachePoolReader(KeyMaker, Reader):
+    """A several-server ``PyMemcacheCache``: every server asked before any reply is awaited.
+
+    Bypasses ``HashClient``'s one-server-after-the-other calls while the ring
+    is healthy; keeps its hashing, so keys live where ``PyMemcacheCache`` puts them.
+    """
+
+    def __init__(self, cache: BaseCache, ring: Any) -> None:
+        super().__init__(cache)
+        self.ring = ring
+        self.placement = pools.Placement(ring)
+
+    def healthy(self) -> bool:
+        """No server failing or dead: the hasher holds them all, none is being retried."""
+        ring = self.ring
+        return not ring._failed_clients and not ring._dead_clients
+
+    def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
+        if not self.healthy():
+            return cache.get_many(keys)
+        made_keys = self.made(cache, keys)
+        found = pools.get_many(self.ring, self.placement.groups(made_keys))
+        pairs = zip(keys, made_keys, strict=True)
+        return {key: found[made] for key, made in pairs if made in found}
+
+    def get(self, cache: BaseCache, key: str) -> Any:
+        return cache.get(key)  # one key, one server: nothing to send at once
+
+    def set_many(
+        self, cache: BaseCache, values: Mapping[str, Any], timeout: float | None
+    ) -> list[str]:
+        stored = self.store(cache, b"set", values, timeout)
+        if stored is None:
+            return super().set_many(cache, values, timeout)
+        return [key for key, done in stored.items() if not done]
+
+    def add_many(
+        self, cache: BaseCache, values: Mapping[str, Any], timeout: float | None
+    ) -> list[str]:
+        stored = self.store(cache, b"add", values, timeout)
+        if stored is None:
+            return super().add_many(cache, values, timeout)
+        return [key for key, done in stored.items() if done]
+
+    def store(
+        self, cache: BaseCache, name: bytes, values: Mapping[str, Any], timeout: float | None
+    ) -> dict[str, bool] | None:
+        """Whether each key was stored by ``name``; ``None`` when the ring is not healthy."""
+        if not values or not self.healthy():
+            return None
+        keys = list(values)
+        made_keys = self.made(cache, keys)
+        original = dict(zip(made_keys, keys, strict=True))
+        groups = self.placement.groups(made_keys)
+        batches = {
+            node: {made: values[original[made]] for made in batch}
+            for node, batch in groups.items()
+        }
+        expire = int(
+            cache.get_backend_timeout(timeout) or 0
+        )  # memcached's: an int; 0 never expires
+        stored = pools.store(self.ring, name, batches, expire)
+        return {original[made]: done for made, done in stored.items()}
 
 
 class RedisCacheReader(KeyMaker, Reader):

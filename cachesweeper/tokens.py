@@ -136,14 +136,11 @@ def create_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:
     ``add`` never overwrites: if another process created a counter first, its
     value is read back instead, so everyone agrees on one token.
     """
-    created: dict[str, int] = {}
-    lost: list[str] = []
-    for name in names:
-        token = new_token(swept=False)
-        if cache.add(token_key(name), token, timeout=None):
-            created[name] = token
-        else:
-            lost.append(name)
+    wanted = {token_key(name): (name, new_token(swept=False)) for name in names}
+    values = {key: token for key, (_, token) in wanted.items()}
+    added = reads.add_many(cache, values, timeout=None)  # one round trip where the client can
+    created = {wanted[key][0]: values[key] for key in added}
+    lost = [name for name, _ in wanted.values() if name not in created]
     if lost:
         created.update(read_counters(cache, lost))
     return created
@@ -157,7 +154,7 @@ def bump(cache: BaseCache, names: Iterable[str]) -> list[str]:
     keys = {token_key(name): name for name in names}
     if not keys:
         return []
-    failed = cache.set_many({key: new_token(swept=True) for key in keys}, timeout=None)
+    failed = reads.set_many(cache, {key: new_token(swept=True) for key in keys}, timeout=None)
     return [keys[key] for key in failed or ()]
 
 

@@ -1,4 +1,4 @@
-"""Suite-wide fixtures: real cache servers and a cache backend per test.
+r"""Suite-wide fixtures: real cache servers and a cache backend per test.
 
 Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers behind them):
 
@@ -6,6 +6,10 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     One real server each per test session (a :class:`~tests.servers.MemcachedServer` /
     :class:`~tests.servers.RedisServer`), on free loopback ports. Missing binary: the test
     fails on CI (``CI=true``) and is skipped elsewhere.
+``memcached_pool``
+    Three more memcached servers per session, for a ``PyMemcacheCache`` with several
+    ``LOCATION`` entries (``tests/test_pool.py``). A test that stops one restarts it, or the
+    fixture does before the next test that asks for the pool.
 ``cache_backend``
     Runs the test once per cache kind, ``locmem``, ``memcached``, ``django_redis`` and
     ``redis``, with ``CACHES["default"]`` pointed at a counting backend of that kind (see
@@ -66,7 +70,7 @@ hypothesis_settings.load_profile("cachesweeper")
 
 S = TypeVar("S", bound=ServerProcess)
 
-SERVER_FIXTURES = {"memcached_server", "redis_server"}
+SERVER_FIXTURES = {"memcached_server", "redis_server", "memcached_pool"}
 SERVER_KINDS = ("memcached", "django_redis", "redis")
 
 
@@ -93,6 +97,25 @@ def redis_server() -> Iterator[RedisServer]:
     assert isinstance(server, RedisServer)
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def _memcached_pool_servers() -> Iterator[list[MemcachedServer]]:
+    servers: list[MemcachedServer] = []
+    try:
+        for _ in range(3):
+            server = _start(MemcachedServer)
+            assert isinstance(server, MemcachedServer)
+            servers.append(server)
+        yield servers
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture
+def memcached_pool(_memcached_pool_servers: list[MemcachedServer]) -> list[MemcachedServer]:
+    return [_running(server) for server in _memcached_pool_servers]
 
 
 def _running(server: S) -> S:

@@ -2,9 +2,10 @@
 
 Same answers as the backend's own ``get``/``get_many``: on memcached without
 pymemcache's per-key server hashing, on Django's RedisCache without a new
-client object per call, on django-redis without its wrappers. With several
-servers, a failing server, a backend that overrides its reads or a
-django-redis that ignores exceptions, the backend's own path is taken.
+client object per call, on django-redis without its wrappers. With a
+failing server, a backend that overrides its reads or a django-redis that
+ignores exceptions, the backend's own path is taken. Several memcached
+servers get the pool reader: ``tests/test_pool.py``.
 """
 
 from __future__ import annotations

@@ -4,11 +4,18 @@
 partition or a firewall would, while the server behind keeps its contents;
 ``restore()`` listens again on the same port. Unlike SIGSTOP, nothing sent
 during the cut reaches the server later.
+
+``delay`` holds every reply back that many seconds from when the server sent
+it, as a longer network would (each chunk on its own clock, so replies do not
+queue behind each other); ``requests`` logs when each chunk from the client
+arrived and ``replies`` when each chunk of reply left, so a test can see
+whether a client asked several servers at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import struct
 import threading
@@ -18,8 +25,11 @@ from tests.servers import LOOPBACK, free_port
 
 
 class CuttableProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        self.delay = delay
+        self.requests: list[float] = []  # time.monotonic() of each chunk from a client
+        self.replies: list[float] = []  # time.monotonic() of each chunk of reply sent on
         self.host = LOOPBACK
         self.port = free_port()
         self._lock = threading.Lock()
@@ -100,24 +110,67 @@ class CuttableProxy:
                     upstream.close()
                     return
                 self._sockets.add(upstream)
-            for source, destination in ((client, upstream), (upstream, client)):
+            for sock in (client, upstream):  # no Nagle wait for an ACK the delay holds back
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(
+                target=self._pump, args=(client, upstream, self.requests), daemon=True
+            ).start()
+            if self.delay:
+                held: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+                threading.Thread(target=self._hold, args=(upstream, held), daemon=True).start()
+                threading.Thread(target=self._release, args=(held, client), daemon=True).start()
+            else:
                 threading.Thread(
-                    target=self._pump, args=(source, destination), daemon=True
+                    target=self._pump, args=(upstream, client, self.replies), daemon=True
                 ).start()
 
-    def _pump(self, source: socket.socket, destination: socket.socket) -> None:
+    def _pump(self, source: socket.socket, destination: socket.socket, log: list[float]) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                log.append(time.monotonic())
                 destination.sendall(data)
         except OSError:
             pass
         finally:
-            for sock in (source, destination):
-                with contextlib.suppress(OSError):
-                    sock.close()
-            with self._lock:
-                self._sockets.discard(source)
-                self._sockets.discard(destination)
+            self._drop(source, destination)
+
+    def _hold(self, source: socket.socket, held: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+        """Read replies as they come, each to be sent on ``delay`` seconds later."""
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                held.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        finally:
+            held.put((0.0, b""))
+            self._drop(source)
+
+    def _release(
+        self, held: queue.SimpleQueue[tuple[float, bytes]], destination: socket.socket
+    ) -> None:
+        try:
+            while True:
+                due, data = held.get()
+                if not data:
+                    break
+                time.sleep(max(0.0, due - time.monotonic()))
+                self.replies.append(time.monotonic())
+                destination.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._drop(destination)
+
+    def _drop(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        with self._lock:
+            for sock in sockets:
+                self._sockets.discard(sock)
