@@ -28,7 +28,7 @@ from django.db.models import DateTimeField, F, IntegerField, Model
 from django.dispatch import receiver
 from django.utils import timezone
 
-from cachesweeper import reads
+from cachesweeper import reads, writes
 from cachesweeper.conf import conf
 from cachesweeper.keys import make_key
 
@@ -157,8 +157,8 @@ def bump(cache: BaseCache, names: Iterable[str]) -> list[str]:
     keys = {token_key(name): name for name in names}
     if not keys:
         return []
-    failed = cache.set_many({key: new_token(swept=True) for key in keys}, timeout=None)
-    return [keys[key] for key in failed or ()]
+    failed = writes.set_many(cache, {key: new_token(swept=True) for key in keys}, None)
+    return [keys[key] for key in failed]
 
 
 def move_attribute(
