@@ -76,7 +76,7 @@ class PlainWriter(Writer):
     def set_many(
         self, cache: BaseCache, values: dict[str, Any], timeout: float | None
     ) -> list[str]:
-        answer = cache.set_many(values, timeout)
+        answer: Any = cache.set_many(values, timeout)  # None from django-redis, django-valkey
         if not isinstance(answer, list):
             return []  # django-redis, django-valkey: stored, or it raised
         return [key for key in answer if isinstance(key, str) and key in values]

@@ -19,10 +19,15 @@ from typing import Any
 
 import pytest
 import redis
+from django.core.cache import caches
 from django.test import Client, override_settings
 
+# The [valkey] extra is part of [test]: on CI a broken install fails here, never skips.
+from django_valkey.cluster_cache.cache import ClusterValkeyCache
+from valkey.cluster import ClusterPipeline, ValkeyCluster
+
 import cachesweeper
-from cachesweeper import outages, signals
+from cachesweeper import outages, signals, writes
 from cachesweeper import retries as retry_queue
 from cachesweeper.edges import queue
 from tests.edges.recording import RecordingEdge
@@ -33,7 +38,6 @@ from tests.testapp.models import Article
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-pytest.importorskip("django_valkey")  # the [valkey] extra; part of [test]
 
 BACKENDS = {
     "redis": "django.core.cache.backends.redis.RedisCache",
@@ -132,6 +136,62 @@ def test_fragments_hit_and_sweeps_land(redis_cluster: RedisCluster, served: list
     cachesweeper.invalidate_tag("frontpage")
     cachesweeper.invalidate_model(Article)
     assert retry_queue.queue.unconfirmed == frozenset()
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """One name per batch the cluster client sends: a pipeline (to every node it spans,
+    written to all before any is read: one round trip) or a single command."""
+    sent: list[str] = []
+    pipelined = ClusterPipeline._send_cluster_commands
+    single = ValkeyCluster._execute_command
+
+    def pipeline(self: Any, stack: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append("pipeline")
+        return pipelined(self, stack, *args, **kwargs)
+
+    def command(self: Any, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return single(self, target_node, *args, **kwargs)
+
+    monkeypatch.setattr(ClusterPipeline, "_send_cluster_commands", pipeline)
+    monkeypatch.setattr(ValkeyCluster, "_execute_command", command)
+    return sent
+
+
+@pytest.mark.usefixtures("cluster_cache", "quiet")
+def test_a_hit_a_list_and_a_sweep_are_one_batch_each(
+    redis_cluster: RedisCluster, round_trips: list[str]
+) -> None:
+    cache = caches["default"]
+    assert isinstance(cache, ClusterValkeyCache)
+    assert isinstance(writes.writer(cache), writes.ValkeyClusterWriter)
+    articles = [Article.objects.create(title=f"t{n}") for n in range(30)]
+    counter = Counter()
+    render(LIST, articles=articles, counter=counter)
+    render(FRAGMENT, article=articles[0], counter=counter)
+    round_trips.clear()
+
+    render(FRAGMENT, article=articles[0], counter=counter)
+    assert round_trips == ["pipeline"], "a hit: entry and token, from their nodes at once"
+    round_trips.clear()
+    render(LIST, articles=articles, counter=counter)
+    assert round_trips == ["pipeline"], "a list of 30 hits: one batch"
+    round_trips.clear()
+    cachesweeper.invalidate_model(Article)
+    assert round_trips == ["pipeline"], "a sweep: one batch"
+    assert counter.value == 31
+    assert all(nodes_holding(redis_cluster)), "the keys span every node"
+
+
+def test_a_set_many_answer_that_names_no_key_is_no_failure() -> None:
+    """django-valkey's cluster ``set_many`` answers one ``True`` per slot."""
+
+    class Answers:
+        def set_many(self, values: dict[str, Any], timeout: float | None) -> Any:
+            return [True, True, "b", "elsewhere"]
+
+    assert writes.PLAIN.set_many(Answers(), {"a": 1, "b": 2}, None) == ["b"]  # type: ignore[arg-type]
 
 
 @pytest.mark.usefixtures("cluster_cache", "quiet")
