@@ -183,7 +183,7 @@ class ServerProcess:
         self.binary = require_binary(self.binary_name)
         self.host = LOOPBACK
         self._fixed_port = port is not None
-        self.port = port if port is not None else free_port()
+        self.port = port if port is not None else self.free_port()
         self.startup_timeout = startup_timeout
         self.workdir = Path(tempfile.mkdtemp(prefix=f"cachesweeper-{self.binary_name}-"))
         self.log_path = self.workdir / "server.log"
@@ -221,8 +221,12 @@ class ServerProcess:
             except ServerError:
                 if attempt == attempts:
                     raise
-                self.port = free_port()
+                self.port = self.free_port()
         return self
+
+    def free_port(self) -> int:
+        """A port for this server: :func:`free_port`."""
+        return free_port()
 
     def _start_once(self) -> None:
         if port_accepts(self.host, self.port):
@@ -566,6 +570,16 @@ def cache_settings(
     return entry
 
 
+class RedisClusterNode(RedisServer):
+    """A cluster node: its bus listens on its port + 10000, so its port stays below 55536."""
+
+    def free_port(self) -> int:
+        while True:
+            port = free_port()
+            if port + 10000 <= 65535:
+                return port
+
+
 class RedisCluster:
     """A Redis Cluster of ``size`` masters, no replicas: the slots split evenly, joined.
 
@@ -581,7 +595,7 @@ class RedisCluster:
 
     def __init__(self, size: int = 3, *, node_timeout_ms: int = 15000) -> None:
         self.nodes = [
-            RedisServer(
+            RedisClusterNode(
                 extra_args=[
                     "--cluster-enabled",
                     "yes",
@@ -598,10 +612,15 @@ class RedisCluster:
         return f"valkey://{self.nodes[0].host}:{self.nodes[0].port}"
 
     def start(self, announce: Mapping[int, int] | None = None) -> RedisCluster:
-        import redis
-
+        """Start the nodes, then :meth:`form` the cluster."""
         for node in self.nodes:
             node.start()
+        return self.form(announce)
+
+    def form(self, announce: Mapping[int, int] | None = None) -> RedisCluster:
+        """Assign the slots of the started nodes and join them (``announce``: see above)."""
+        import redis
+
         clients = [redis.Redis(host=LOOPBACK, port=node.port) for node in self.nodes]
         try:
             for index, port in (announce or {}).items():
