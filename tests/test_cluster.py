@@ -304,3 +304,24 @@ def test_a_single_server_cache_on_a_cluster_node_gets_one_clear_error_and_pages_
     assert messages, "the cluster's answers must be reported"
     assert any("node of a Redis Cluster" in message for message in messages), messages
     assert not any("cache unreachable" in message for message in messages), messages
+
+
+def test_a_cluster_that_is_down_is_an_outage_not_a_wrong_backend(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """django-valkey raises ``ClusterDownError`` while a node is missing past the node timeout."""
+    from django_valkey.exceptions import ConnectionInterrupted
+    from valkey.exceptions import ClusterDownError, MovedError
+
+    outages.forget()
+    try:
+        raise ConnectionInterrupted(connection=None) from ClusterDownError("The cluster is down")
+    except ConnectionInterrupted as error:
+        down = error
+    with caplog.at_level(logging.WARNING, "cachesweeper"):
+        outages.report("'default'", "rendering uncached", down)
+        outages.report("'other'", "rendering uncached", MovedError("3999 127.0.0.1:6381"))
+    first, second = (record.getMessage() for record in caplog.records)
+    assert "cache unreachable ('default')" in first
+    assert "ClusterDownError" in first
+    assert "node of a Redis Cluster" in second
