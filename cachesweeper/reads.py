@@ -52,6 +52,9 @@ tries first). Safe because the wrapper only turns errors into defaults when
 read raises what django-redis would have raised. Other clients (sharded,
 herd) take the ordinary path.
 
+:class:`ValkeyClusterReader` — django-valkey's stock ``ClusterValkeyCache`` with its
+``DefaultClusterClient``: see the class.
+
 Keys are made with the backend's ``make_key`` (prefix, version, key
 function; with Django's default key function, by joining the prefix it
 would put before every key). They are not run through Django's key
@@ -163,6 +166,9 @@ def _choose(cache: BaseCache) -> Reader:
         and type(cache.client) is _DefaultClient
     ):
         return DjangoRedisReader(cache.client)
+    cluster = _valkey_cluster(cache)
+    if cluster is not None:
+        return cluster
     return PLAIN
 
 
@@ -314,3 +320,59 @@ class DjangoRedisReader(Reader):
         except _CompressorError:  # small values are stored uncompressed
             pass
         return client._serializer.loads(raw)
+
+
+def _valkey_cluster(cache: BaseCache) -> Reader | None:
+    """A :class:`ValkeyClusterReader` for django-valkey's stock cluster backend, else ``None``."""
+    if not type(cache).__module__.startswith("django_valkey.cluster_cache"):
+        return None
+    # Imported here: django-valkey is optional, and reads settings on import.
+    from django_valkey.cluster_cache.cache import ClusterValkeyCache
+    from django_valkey.cluster_cache.client import DefaultClusterClient
+
+    if (
+        isinstance(cache, ClusterValkeyCache)
+        and _stock_reads(cache, ClusterValkeyCache)
+        and type(cache.client) is DefaultClusterClient
+    ):
+        return ValkeyClusterReader(cache.client)
+    return None
+
+
+class ValkeyClusterReader(Reader):
+    """django-valkey's ``ClusterValkeyCache``, read from the masters in one cluster pipeline.
+
+    An entry and its tokens hash to different slots, usually on different nodes. One
+    ``MGET`` per slot, each sent to the slot's master: valkey-py writes a pipeline to
+    every node before reading any answer, so the read waits about one round trip. The
+    masters, because with ``read_from_replicas`` the backend's own ``get_many`` reads
+    replicas, which may lag behind a sweep (see *Replicas* above). Keys are made as
+    ``DefaultClusterClient.make_key`` makes them, values decoded by its ``decode``.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
+        made = [cache.key_func(key, cache.key_prefix, cache.version) for key in keys]
+        cluster = self.client.get_client(write=True)
+        slots: dict[int, list[int]] = {}
+        for index, key in enumerate(made):
+            slots.setdefault(cluster.keyslot(key), []).append(index)
+        pipeline = cluster.pipeline()
+        for indices in slots.values():
+            master = cluster.get_node_from_key(made[indices[0]], replica=False)
+            pipeline.execute_command("MGET", *[made[i] for i in indices], target_nodes=master)
+        found: dict[str, Any] = {}
+        for indices, values in zip(slots.values(), pipeline.execute(), strict=True):
+            for index, raw in zip(indices, values, strict=True):
+                if raw is not None:
+                    found[keys[index]] = self.client.decode(raw)
+        return found
+
+    def get(self, cache: BaseCache, key: str) -> Any:
+        made = cache.key_func(key, cache.key_prefix, cache.version)
+        cluster = self.client.get_client(write=True)
+        master = cluster.get_node_from_key(made, replica=False)
+        raw = cluster.execute_command("GET", made, target_nodes=master)
+        return None if raw is None else self.client.decode(raw)

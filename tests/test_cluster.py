@@ -27,14 +27,14 @@ from django_valkey.cluster_cache.cache import ClusterValkeyCache
 from valkey.cluster import ClusterPipeline, ValkeyCluster
 
 import cachesweeper
-from cachesweeper import outages, signals, writes
+from cachesweeper import outages, reads, signals, writes
 from cachesweeper import retries as retry_queue
 from cachesweeper.edges import queue
 from tests.edges.recording import RecordingEdge
 from tests.helpers import Counter, reloaded, render
 from tests.servers import RedisCluster
 from tests.testapp import views
-from tests.testapp.models import Article
+from tests.testapp.models import Article, Page
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,6 +166,7 @@ def test_a_hit_a_list_and_a_sweep_are_one_batch_each(
     cache = caches["default"]
     assert isinstance(cache, ClusterValkeyCache)
     assert isinstance(writes.writer(cache), writes.ValkeyClusterWriter)
+    assert isinstance(reads.reader(cache), reads.ValkeyClusterReader)
     articles = [Article.objects.create(title=f"t{n}") for n in range(30)]
     counter = Counter()
     render(LIST, articles=articles, counter=counter)
@@ -180,8 +181,15 @@ def test_a_hit_a_list_and_a_sweep_are_one_batch_each(
     round_trips.clear()
     cachesweeper.invalidate_model(Article)
     assert round_trips == ["pipeline"], "a sweep: one batch"
-    assert counter.value == 31
+    assert counter.value == 31, "every render after the first two was a hit"
     assert all(nodes_holding(redis_cluster)), "the keys span every node"
+
+    page = Page.objects.create(title="p")  # versioned by updated_at: no token to read
+    on_page = "{% cachesweeper page 60 %}{{ page.title }} {{ counter.next }}{% endcachesweeper %}"
+    assert render(on_page, page=page, counter=counter) == "p 32"
+    round_trips.clear()
+    assert render(on_page, page=page, counter=counter) == "p 32"
+    assert round_trips == ["GET"], "an attribute hit: one GET"
 
 
 def test_a_set_many_answer_that_names_no_key_is_no_failure() -> None:
