@@ -6,7 +6,9 @@
 Starts three ``redis-server --cluster-enabled yes`` masters (``tests.servers.RedisCluster``),
 each behind a :class:`~tests.reliability.proxy.LatencyProxy` that hands on every reply
 ``--delay-ms`` late, and has each node announce its proxy's port
-(``cluster-announce-port``), so the client reaches every node through its proxy. A
+(``cluster-announce-port``), so the client reaches every node through its proxy. The
+proxies run in a process of their own, so their work does not compete with the
+render's for the GIL. A
 shape is timed with the delay and without it (median of ``--repeat``, interleaved);
 the difference divided by the delay is the round trips of latency it waits. A request
 sent to several nodes at once waits for them together: once.
@@ -20,10 +22,12 @@ for the list.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import time
 from collections.abc import Callable
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import django
@@ -61,8 +65,30 @@ def asked_keys(cache: Any, call: Callable[[], object]) -> list[str]:
     return asked[-1]
 
 
+def serve_proxies(
+    targets: list[tuple[str, int]], delay: Synchronized[float], ports: Any, stop: Any
+) -> None:
+    """Run a :class:`LatencyProxy` per target, their delay read from ``delay``; send ports."""
+    from tests.reliability.proxy import LatencyProxy
+
+    class SharedDelay(LatencyProxy):
+        @property  # type: ignore[override]
+        def delay(self) -> float:
+            return delay.value
+
+        @delay.setter
+        def delay(self, value: float) -> None:
+            pass  # set by the benchmark, through the shared value
+
+    proxies = [SharedDelay(host, port) for host, port in targets]
+    ports.put([proxy.port for proxy in proxies])
+    stop.wait()
+    for proxy in proxies:
+        proxy.close()
+
+
 def measure(
-    shapes: dict[str, Callable[[], object]], proxies: list[Any], delay: float, repeat: int
+    shapes: dict[str, Callable[[], object]], shared: Synchronized[float], delay: float, repeat: int
 ) -> dict[str, dict[str, float]]:
     """``{shape: {"plain": s, "delayed": s, "round trips": n}}``: medians, interleaved."""
     found: dict[str, dict[str, float]] = {}
@@ -70,8 +96,7 @@ def measure(
         samples: dict[str, list[float]] = {"plain": [], "delayed": []}
         for _ in range(repeat):
             for side, wait in (("plain", 0.0), ("delayed", delay)):
-                for proxy in proxies:
-                    proxy.delay = wait
+                shared.value = wait
                 started = time.perf_counter()
                 call()
                 samples[side].append(time.perf_counter() - started)
@@ -91,21 +116,25 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import scenarios
     from benchmarks.harness import template
     from cachesweeper import tokens
-    from tests.reliability.proxy import LatencyProxy
-    from tests.servers import RedisCluster
+    from tests.servers import LOOPBACK, RedisCluster
 
     call_command("migrate", run_syncdb=True, verbosity=0)
     delay = args.delay_ms / 1000
     cluster = RedisCluster()
-    proxies: list[LatencyProxy] = []
+    spawn = multiprocessing.get_context("spawn")
+    shared, ports, stop = spawn.Value("d", 0.0), spawn.Queue(), spawn.Event()
+    server: Any = None
     try:
         for node in cluster.nodes:
             node.start()
-            proxies.append(LatencyProxy(node.host, node.port))
-        cluster.form(announce={i: proxy.port for i, proxy in enumerate(proxies)})
+        targets = [(node.host, node.port) for node in cluster.nodes]
+        server = spawn.Process(target=serve_proxies, args=(targets, shared, ports, stop))
+        server.start()
+        proxy_ports: list[int] = ports.get(timeout=30)
+        cluster.form(announce=dict(enumerate(proxy_ports)))
         entry = {
             "BACKEND": "django_valkey.cluster_cache.cache.ClusterValkeyCache",
-            "LOCATION": f"valkey://{proxies[0].host}:{proxies[0].port}",
+            "LOCATION": f"valkey://{LOOPBACK}:{proxy_ports[0]}",
             "OPTIONS": {"BASE_CLIENT_KWARGS": {"socket_timeout": 5}},
         }
         with override_settings(CACHES={"default": entry}):
@@ -131,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                 "3 hit": lambda: listed({"comments": data.comments}),
                 "sweep": lambda: tokens.bump(cache, names),
             }
-            found = measure(shapes, proxies, delay, args.repeat)
+            found = measure(shapes, shared, delay, args.repeat)
     finally:
-        for proxy in proxies:
-            proxy.close()
+        stop.set()
+        if server is not None:
+            server.join(10)
         cluster.close()
 
     print(f"3-node Redis Cluster, ClusterValkeyCache, {args.delay_ms:g} ms added per reply")
