@@ -333,3 +333,28 @@ def test_a_cluster_that_is_down_is_an_outage_not_a_wrong_backend(
     assert "cache unreachable ('default')" in first
     assert "ClusterDownError" in first
     assert "node of a Redis Cluster" in second
+
+
+@pytest.mark.usefixtures("cluster_cache", "quiet")
+def test_the_wsgi_page_cache_on_the_cluster_cache_object() -> None:
+    """Given the cache object, not its alias: django-valkey's does not subclass BaseCache."""
+    from wsgiref.util import setup_testing_defaults
+
+    from cachesweeper.wsgi import PageCacheMiddleware
+
+    served: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        served.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"page {len(served)}".encode()]
+
+    middleware = PageCacheMiddleware(app, [("/", None, 0)], caches["default"], local_copies=0)
+
+    def get() -> bytes:
+        environ: dict[str, Any] = {"PATH_INFO": "/news/", "REQUEST_METHOD": "GET"}
+        setup_testing_defaults(environ)
+        return b"".join(middleware(environ, lambda status, headers, exc_info=None: None))
+
+    assert get() == get() == b"page 1"
+    assert served == ["/news/"]
