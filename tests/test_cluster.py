@@ -273,13 +273,23 @@ def test_a_node_restart_fails_open_then_hits_again(
     node.stop()
     with caplog.at_level(logging.WARNING, "cachesweeper"):
         down = render(LIST, articles=articles, counter=counter)
+        page = Client().get("/articles/")
+        # Tags on every node: the bump cannot land yet, and is queued for retry.
+        cachesweeper.invalidate_tag(*[f"tag{n}" for n in range(12)])
     assert down == " ".join(f"t{n}:{n + 7}" for n in range(6)), "rendered, uncached"
+    assert page.status_code == 200
     messages = [r.getMessage() for r in caplog.records if r.name == "cachesweeper"]
     assert any("cache unreachable" in message for message in messages), messages
+    assert any("will retry" in message for message in messages), messages
+    assert retry_queue.queue.unconfirmed
 
     node.restart()  # its slots back, its keys gone
     cluster_cache.wait_until_ok()
     outages.forget()
+    deadline = time.monotonic() + 10
+    while retry_queue.queue.unconfirmed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not retry_queue.queue.unconfirmed, "the sweep landed once the node was back"
     deadline = time.monotonic() + 10
     served.clear()
     while True:
