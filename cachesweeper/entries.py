@@ -11,6 +11,7 @@ stale copy stays at hand for grace.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import pickle
 import time
@@ -31,6 +32,7 @@ from cachesweeper import (
     stats,
     tokens,
     uncommitted,
+    writes,
 )
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import Dependency
@@ -600,7 +602,7 @@ def save(to_save: Sequence[_ToSave]) -> None:
     first = to_save[0].found.slot
     cache = first.cache
     for expiry, values in batch.items():
-        _safely(first, cache.set_many, values, expiry)
+        _safely(first, functools.partial(writes.set_many, cache), values, expiry)
     release([item.found for item in to_save])
 
 

@@ -98,9 +98,12 @@ _TOPICS_LIMIT = 10_000
 
 
 def _cluster_redirect(error: BaseException) -> bool:
-    """Whether a cluster node answered: ``MOVED``/``ASK`` redirections, ``CROSSSLOT``.
+    """Whether a cluster node redirected a single-server client: ``MOVED``/``ASK``, ``CROSSSLOT``.
 
     Looked for in the error and its causes: django-redis wraps redis-py's errors.
+    ``CLUSTERDOWN`` and ``TRYAGAIN`` are not among them: a cluster-aware client
+    (django-valkey's) raises them when the cluster is down or resharding, which is
+    an outage, not a wrong backend.
     """
     seen: BaseException | None = error
     for _ in range(3):
@@ -113,9 +116,7 @@ def _cluster_redirect(error: BaseException) -> bool:
 
 
 #: redis-py's errors for a cluster's redirections (its messages drop the word).
-_REDIRECT_ERRORS = frozenset(
-    {"MovedError", "AskError", "TryAgainError", "ClusterDownError", "ClusterCrossSlotError"}
-)
+_REDIRECT_ERRORS = frozenset({"MovedError", "AskError", "ClusterCrossSlotError"})
 _REDIRECT = re.compile(r"\b(?:MOVED|ASK) \d+ |\bCROSSSLOT\b")
 
 

@@ -9,10 +9,8 @@ that is safe; whether each one pays for itself is measured in
 ``benchmarks/README.md`` ("Client fast paths"). A new client shape is one
 more reader class and one more case in :func:`_choose`.
 
-Readers write the version tokens too (:func:`set_many`, the sweeps'
-``set_many``, and :func:`add_many`, creating missing counters), because the
-same client shape decides how those reach the servers; every reader but
-:class:`PymemcachePoolReader` writes through the backend's own calls.
+Writes go through :mod:`cachesweeper.writes`; for a memcached pool it uses
+:meth:`PymemcachePoolReader.store`, which owns the pool's sockets.
 
 :class:`PlainReader` — the backend's own ``get_many`` / ``get``; bypasses
 nothing. Every backend and client without a reader of its own, and every
@@ -71,6 +69,9 @@ tries first). Safe because the wrapper only turns errors into defaults when
 ``IGNORE_EXCEPTIONS`` is set, which takes the ordinary path; without it the
 read raises what django-redis would have raised. Other clients (sharded,
 herd) take the ordinary path.
+
+:class:`ValkeyClusterReader` — django-valkey's stock ``ClusterValkeyCache`` with its
+``DefaultClusterClient``: see the class.
 
 Keys are made with the backend's ``make_key`` (prefix, version, key
 function; with Django's default key function, by joining the prefix it
@@ -131,24 +132,6 @@ def get(cache: BaseCache, key: str) -> Any:
     return reader(cache).get(cache, key)
 
 
-def set_many(cache: BaseCache, values: Mapping[str, Any], timeout: float | None) -> list[str]:
-    """``cache.set_many(values, timeout)``: the keys not stored."""
-    return _writer(cache).set_many(cache, values, timeout)
-
-
-def add_many(cache: BaseCache, values: Mapping[str, Any], timeout: float | None) -> list[str]:
-    """``cache.add`` of every item: the keys stored (the others existed already)."""
-    return _writer(cache).add_many(cache, values, timeout)
-
-
-def _writer(cache: BaseCache) -> Reader:
-    """The reader of ``cache``, or :data:`PLAIN` while its own writes are wrapped."""
-    attributes = cache.__dict__
-    if "set_many" in attributes or "add" in attributes:
-        return PLAIN
-    return reader(cache)
-
-
 def reader(cache: BaseCache) -> Reader:
     """The reader of ``cache``: chosen once and kept on it; :data:`PLAIN` while a
     ``get``/``get_many`` set on the object itself wraps its reads (asked on every read)."""
@@ -172,16 +155,6 @@ class Reader:
 
     def get(self, cache: BaseCache, key: str) -> Any:
         raise NotImplementedError
-
-    def set_many(
-        self, cache: BaseCache, values: Mapping[str, Any], timeout: float | None
-    ) -> list[str]:
-        return cache.set_many(dict(values), timeout=timeout)
-
-    def add_many(
-        self, cache: BaseCache, values: Mapping[str, Any], timeout: float | None
-    ) -> list[str]:
-        return [key for key, value in values.items() if cache.add(key, value, timeout=timeout)]
 
 
 class PlainReader(Reader):
@@ -220,6 +193,9 @@ def _choose(cache: BaseCache) -> Reader:
         and type(cache.client) is _DefaultClient
     ):
         return DjangoRedisReader(cache.client)
+    cluster = _valkey_cluster(cache)
+    if cluster is not None:
+        return cluster
     return PLAIN
 
 
@@ -333,22 +309,6 @@ class PymemcachePoolReader(KeyMaker, Reader):
     def get(self, cache: BaseCache, key: str) -> Any:
         return cache.get(key)  # one key, one server: nothing to send at once
 
-    def set_many(
-        self, cache: BaseCache, values: Mapping[str, Any], timeout: float | None
-    ) -> list[str]:
-        stored = self.store(cache, b"set", values, timeout)
-        if stored is None:
-            return super().set_many(cache, values, timeout)
-        return [key for key, done in stored.items() if not done]
-
-    def add_many(
-        self, cache: BaseCache, values: Mapping[str, Any], timeout: float | None
-    ) -> list[str]:
-        stored = self.store(cache, b"add", values, timeout)
-        if stored is None:
-            return super().add_many(cache, values, timeout)
-        return [key for key, done in stored.items() if done]
-
     def store(
         self, cache: BaseCache, name: bytes, values: Mapping[str, Any], timeout: float | None
     ) -> dict[str, bool] | None:
@@ -450,3 +410,59 @@ class DjangoRedisReader(Reader):
         except _CompressorError:  # small values are stored uncompressed
             pass
         return client._serializer.loads(raw)
+
+
+def _valkey_cluster(cache: BaseCache) -> Reader | None:
+    """A :class:`ValkeyClusterReader` for django-valkey's stock cluster backend, else ``None``."""
+    if not type(cache).__module__.startswith("django_valkey.cluster_cache"):
+        return None
+    # Imported here: django-valkey is optional, and reads settings on import.
+    from django_valkey.cluster_cache.cache import ClusterValkeyCache
+    from django_valkey.cluster_cache.client import DefaultClusterClient
+
+    if (
+        isinstance(cache, ClusterValkeyCache)
+        and _stock_reads(cache, ClusterValkeyCache)
+        and type(cache.client) is DefaultClusterClient
+    ):
+        return ValkeyClusterReader(cache.client)
+    return None
+
+
+class ValkeyClusterReader(Reader):
+    """django-valkey's ``ClusterValkeyCache``, read from the masters in one cluster pipeline.
+
+    An entry and its tokens hash to different slots, usually on different nodes. One
+    ``MGET`` per slot, each sent to the slot's master: valkey-py writes a pipeline to
+    every node before reading any answer, so the read waits about one round trip. The
+    masters, because with ``read_from_replicas`` the backend's own ``get_many`` reads
+    replicas, which may lag behind a sweep (see *Replicas* above). Keys are made as
+    ``DefaultClusterClient.make_key`` makes them, values decoded by its ``decode``.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get_many(self, cache: BaseCache, keys: list[str]) -> dict[str, Any]:
+        made = [cache.key_func(key, cache.key_prefix, cache.version) for key in keys]
+        cluster = self.client.get_client(write=True)
+        slots: dict[int, list[int]] = {}
+        for index, key in enumerate(made):
+            slots.setdefault(cluster.keyslot(key), []).append(index)
+        pipeline = cluster.pipeline()
+        for indices in slots.values():
+            master = cluster.get_node_from_key(made[indices[0]], replica=False)
+            pipeline.execute_command("MGET", *[made[i] for i in indices], target_nodes=master)
+        found: dict[str, Any] = {}
+        for indices, values in zip(slots.values(), pipeline.execute(), strict=True):
+            for index, raw in zip(indices, values, strict=True):
+                if raw is not None:
+                    found[keys[index]] = self.client.decode(raw)
+        return found
+
+    def get(self, cache: BaseCache, key: str) -> Any:
+        made = cache.key_func(key, cache.key_prefix, cache.version)
+        cluster = self.client.get_client(write=True)
+        master = cluster.get_node_from_key(made, replica=False)
+        raw = cluster.execute_command("GET", made, target_nodes=master)
+        return None if raw is None else self.client.decode(raw)

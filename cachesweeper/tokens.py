@@ -28,7 +28,7 @@ from django.db.models import DateTimeField, F, IntegerField, Model
 from django.dispatch import receiver
 from django.utils import timezone
 
-from cachesweeper import reads
+from cachesweeper import reads, writes
 from cachesweeper.conf import conf
 from cachesweeper.keys import make_key
 
@@ -138,7 +138,7 @@ def create_counters(cache: BaseCache, names: Iterable[str]) -> dict[str, int]:
     """
     wanted = {token_key(name): (name, new_token(swept=False)) for name in names}
     values = {key: token for key, (_, token) in wanted.items()}
-    added = reads.add_many(cache, values, timeout=None)  # one round trip where the client can
+    added = writes.add_many(cache, values, None)  # one round trip where the client can
     created = {wanted[key][0]: values[key] for key in added}
     lost = [name for name, _ in wanted.values() if name not in created]
     if lost:
@@ -154,8 +154,8 @@ def bump(cache: BaseCache, names: Iterable[str]) -> list[str]:
     keys = {token_key(name): name for name in names}
     if not keys:
         return []
-    failed = reads.set_many(cache, {key: new_token(swept=True) for key in keys}, timeout=None)
-    return [keys[key] for key in failed or ()]
+    failed = writes.set_many(cache, {key: new_token(swept=True) for key in keys}, None)
+    return [keys[key] for key in failed]
 
 
 def move_attribute(

@@ -284,8 +284,15 @@ def _page_key(prefix: str, url: str) -> str:
 
 
 def _store(cache: Any) -> Any:
-    """A Django cache as it is; a memcache-style client behind a small adapter."""
-    return cache if isinstance(cache, BaseCache) else _ClientStore(cache)
+    """A Django cache as it is; a memcache-style client behind a small adapter.
+
+    django-valkey's backends are Django caches that do not subclass ``BaseCache``:
+    known by their key function. Wrapped, they would pickle twice and take the
+    adapter's ``0`` (memcached's "no expiry") for "expire at once".
+    """
+    if isinstance(cache, BaseCache) or hasattr(cache, "key_func"):
+        return cache
+    return _ClientStore(cache)
 
 
 class _ClientStore:

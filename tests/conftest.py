@@ -10,6 +10,11 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     Three more memcached servers per session, for a ``PyMemcacheCache`` with several
     ``LOCATION`` entries (``tests/test_pool.py``). A test that stops one restarts it, or the
     fixture does before the next test that asks for the pool.
+``redis_cluster``
+    One real Redis Cluster per test session (a :class:`~tests.servers.RedisCluster`): three
+    ``redis-server --cluster-enabled yes`` masters with the slots split evenly. A test that
+    stopped a node gets it back (restarted, empty) before the next test uses the cluster.
+    Missing binary: a failure on CI, a skip elsewhere.
 ``cache_backend``
     Runs the test once per cache kind, ``locmem``, ``memcached``, ``django_redis`` and
     ``redis``, with ``CACHES["default"]`` pointed at a counting backend of that kind (see
@@ -54,6 +59,7 @@ from tests.servers import (
     CACHE_KINDS,
     BinaryNotFound,
     MemcachedServer,
+    RedisCluster,
     RedisServer,
     ServerProcess,
     cache_settings,
@@ -70,7 +76,7 @@ hypothesis_settings.load_profile("cachesweeper")
 
 S = TypeVar("S", bound=ServerProcess)
 
-SERVER_FIXTURES = {"memcached_server", "redis_server", "memcached_pool"}
+SERVER_FIXTURES = {"memcached_server", "redis_server", "memcached_pool", "redis_cluster"}
 SERVER_KINDS = ("memcached", "django_redis", "redis")
 
 
@@ -116,6 +122,34 @@ def _memcached_pool_servers() -> Iterator[list[MemcachedServer]]:
 @pytest.fixture
 def memcached_pool(_memcached_pool_servers: list[MemcachedServer]) -> list[MemcachedServer]:
     return [_running(server) for server in _memcached_pool_servers]
+
+
+@pytest.fixture(scope="session")
+def _session_cluster() -> Iterator[RedisCluster]:
+    try:
+        cluster = RedisCluster().start()
+    except BinaryNotFound as exc:
+        if in_ci():
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def redis_cluster(_session_cluster: RedisCluster) -> RedisCluster:
+    """The session's cluster, every node running and empty."""
+    import redis
+
+    stopped = [node for node in _session_cluster.nodes if not node.running]
+    for node in stopped:
+        node.restart()
+    if stopped:
+        _session_cluster.wait_until_ok()
+    for node in _session_cluster.nodes:
+        with redis.Redis(host=node.host, port=node.port) as client:
+            client.flushall()
+    return _session_cluster
 
 
 def _running(server: S) -> S:

@@ -183,7 +183,7 @@ class ServerProcess:
         self.binary = require_binary(self.binary_name)
         self.host = LOOPBACK
         self._fixed_port = port is not None
-        self.port = port if port is not None else free_port()
+        self.port = port if port is not None else self.free_port()
         self.startup_timeout = startup_timeout
         self.workdir = Path(tempfile.mkdtemp(prefix=f"cachesweeper-{self.binary_name}-"))
         self.log_path = self.workdir / "server.log"
@@ -221,8 +221,12 @@ class ServerProcess:
             except ServerError:
                 if attempt == attempts:
                     raise
-                self.port = free_port()
+                self.port = self.free_port()
         return self
+
+    def free_port(self) -> int:
+        """A port for this server: :func:`free_port`."""
+        return free_port()
 
     def _start_once(self) -> None:
         if port_accepts(self.host, self.port):
@@ -564,3 +568,103 @@ def cache_settings(
     if merged:
         entry["OPTIONS"] = merged
     return entry
+
+
+class RedisClusterNode(RedisServer):
+    """A cluster node: its bus listens on its port + 10000, so its port stays below 55536."""
+
+    def free_port(self) -> int:
+        while True:
+            port = free_port()
+            if port + 10000 <= 65535:
+                return port
+
+
+class RedisCluster:
+    """A Redis Cluster of ``size`` masters, no replicas: the slots split evenly, joined.
+
+    Each node is a :class:`RedisServer` with ``--cluster-enabled yes``; its ``nodes.conf``
+    stays in its scratch directory, so :meth:`RedisServer.restart` brings a node back with
+    its slots (and, without persistence, no data), as a restarted cache node comes back.
+    ``announce`` maps a node's index to the port it tells clients to use (a proxy's, for
+    latency benchmarks); the cluster bus keeps the node's own port + 10000.
+    No ``redis-cli`` needed: slots and joins are plain ``CLUSTER`` commands.
+    """
+
+    SLOTS = 16384
+
+    def __init__(self, size: int = 3, *, node_timeout_ms: int = 15000) -> None:
+        self.nodes = [
+            RedisClusterNode(
+                extra_args=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    str(node_timeout_ms),
+                ]
+            )
+            for _ in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        """A ``LOCATION`` for django-valkey's ``ClusterValkeyCache``: the first node."""
+        return f"valkey://{self.nodes[0].host}:{self.nodes[0].port}"
+
+    def start(self, announce: Mapping[int, int] | None = None) -> RedisCluster:
+        """Start the nodes, then :meth:`form` the cluster."""
+        for node in self.nodes:
+            node.start()
+        return self.form(announce)
+
+    def form(self, announce: Mapping[int, int] | None = None) -> RedisCluster:
+        """Assign the slots of the started nodes and join them (``announce``: see above)."""
+        import redis
+
+        clients = [redis.Redis(host=LOOPBACK, port=node.port) for node in self.nodes]
+        try:
+            for index, port in (announce or {}).items():
+                clients[index].config_set("cluster-announce-port", port)
+                clients[index].config_set(
+                    "cluster-announce-bus-port", self.nodes[index].port + 10000
+                )
+            share = self.SLOTS // len(self.nodes)
+            for index, client in enumerate(clients):
+                last = self.SLOTS - 1 if index == len(self.nodes) - 1 else (index + 1) * share - 1
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", index * share, last)
+            for node in self.nodes[1:]:
+                clients[0].execute_command("CLUSTER", "MEET", LOOPBACK, node.port)
+            self.wait_until_ok(clients)
+        finally:
+            for client in clients:
+                client.close()
+        return self
+
+    def wait_until_ok(self, clients: Sequence[Any] | None = None, timeout: float = 20) -> None:
+        """Wait until every node says the cluster is ``ok`` (all slots served, all joined)."""
+        import redis
+
+        own = clients is None
+        if clients is None:
+            clients = [redis.Redis(host=LOOPBACK, port=node.port) for node in self.nodes]
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    states = [c.cluster("info")["cluster_state"] for c in clients]
+                    known = [len(c.cluster("nodes")) for c in clients]
+                except redis.ConnectionError:
+                    states, known = ["down"], [0]
+                if set(states) == {"ok"} and min(known) == len(self.nodes):
+                    return
+                if time.monotonic() > deadline:
+                    raise ServerError(f"the cluster did not form: {states}")
+                time.sleep(0.05)
+        finally:
+            if own:
+                for client in clients:
+                    client.close()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

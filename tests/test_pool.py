@@ -23,7 +23,7 @@ from django.core.cache.backends.memcached import PyMemcacheCache
 from django.test import override_settings
 
 import cachesweeper
-from cachesweeper import reads, tokens
+from cachesweeper import reads, tokens, writes
 from cachesweeper.dependencies import tag_name
 from tests import test_cachesweeper_for as lists
 from tests import test_grace as grace
@@ -164,7 +164,7 @@ def test_a_pool_the_reader_cannot_drive_is_read_the_ordinary_way(
         cache.clear()
         cache.set_many({"a": 1, "b": 2})
         assert reads.get_many(cache, ["a", "b", "c"]) == {"a": 1, "b": 2}
-        assert reads.add_many(cache, {"a": 9, "c": 3}, None) == ["c"]
+        assert writes.add_many(cache, {"a": 9, "c": 3}, None) == ["c"]
 
 
 def test_keys_live_where_django_puts_them(pool: PyMemcacheCache) -> None:
@@ -177,14 +177,14 @@ def test_keys_live_where_django_puts_them(pool: PyMemcacheCache) -> None:
     assert len(reads.get_many(pool, asked)) == 60
 
     written = {f"w{n}": n for n in range(60)}
-    assert reads.set_many(pool, written, None) == []
+    assert writes.set_many(pool, written, None) == []
     assert pool.get_many(list(written)) == written
     for key, value in written.items():
         made = pool.make_key(key)
         assert ring.clients[ring.hasher.get_node(made)].get(made) == value
     assert len({ring.hasher.get_node(pool.make_key(key)) for key in written}) == 3
 
-    added = reads.add_many(pool, {"w1": "not over", "new1": 1, "new2": 2}, None)
+    added = writes.add_many(pool, {"w1": "not over", "new1": 1, "new2": 2}, None)
     assert sorted(added) == ["new1", "new2"]
     assert pool.get_many(["w1", "new1", "new2"]) == {"w1": 1, "new1": 1, "new2": 2}
 
@@ -211,7 +211,7 @@ def test_each_key_s_server_is_worked_out_once(pool: PyMemcacheCache) -> None:
 
 
 def test_a_timeout_is_django_s(pool: PyMemcacheCache) -> None:
-    reads.set_many(pool, {key: key for key in keys_on(pool, 3)}, 1)
+    writes.set_many(pool, {key: key for key in keys_on(pool, 3)}, 1)
     assert len(pool.get_many(keys_on(pool, 3))) == 3
     time.sleep(2.1)  # memcached counts whole seconds
     assert pool.get_many(keys_on(pool, 3)) == {}

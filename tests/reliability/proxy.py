@@ -174,3 +174,74 @@ class CuttableProxy:
         with self._lock:
             for sock in sockets:
                 self._sockets.discard(sock)
+
+
+class LatencyProxy:
+    """A TCP proxy that hands on what the server sends ``delay`` seconds late.
+
+    Every chunk read from the server is stamped when it arrives and sent on when its
+    time comes, so a reply is late by ``delay`` once, however it is split into packets,
+    and replies that overlap in time (a pipeline sent to several servers at once) wait
+    once together: time spent waiting divided by ``delay`` counts round trips.
+    ``delay`` may be changed at any time (0 for a baseline). Requests pass at once.
+    """
+
+    def __init__(self, target_host: str, target_port: int, delay: float = 0.0) -> None:
+        self.target = (target_host, target_port)
+        self.delay = delay
+        self.host = LOOPBACK
+        self.port = free_port()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((self.host, self.port))
+        self._listener.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                return
+            upstream.settimeout(None)
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            late: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+            threading.Thread(target=self._forward, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._stamp, args=(upstream, late), daemon=True).start()
+            threading.Thread(target=self._deliver, args=(late, client), daemon=True).start()
+
+    @staticmethod
+    def _forward(source: socket.socket, destination: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                destination.sendall(data)
+        for sock in (source, destination):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _stamp(self, source: socket.socket, late: queue.SimpleQueue[tuple[float, bytes]]) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                late.put((time.monotonic() + self.delay, data))
+        late.put((0.0, b""))
+
+    @staticmethod
+    def _deliver(late: queue.SimpleQueue[tuple[float, bytes]], destination: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                due, data = late.get()
+                if not data:
+                    break
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                destination.sendall(data)
+        with contextlib.suppress(OSError):
+            destination.close()
