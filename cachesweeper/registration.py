@@ -15,8 +15,16 @@ from typing import Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
-from django.db.models.signals import m2m_changed, post_delete, post_init, post_save, pre_delete
+from django.db.models.signals import (
+    m2m_changed,
+    post_delete,
+    post_init,
+    post_save,
+    pre_delete,
+    pre_save,
+)
 
+from cachesweeper import fields as field_deps
 from cachesweeper import loads, queries, registry, stamps, tokens, touching
 from cachesweeper.dependencies import (
     hierarchy_names,
@@ -43,6 +51,7 @@ def register(
     tags: Tags | None = ...,
     purge_urls: PurgeUrls | None = ...,
     ignore_fields: Iterable[str] = ...,
+    fields: Iterable[str] | None = ...,
 ) -> M: ...
 
 
@@ -55,6 +64,7 @@ def register(
     tags: Tags | None = ...,
     purge_urls: PurgeUrls | None = ...,
     ignore_fields: Iterable[str] = ...,
+    fields: Iterable[str] | None = ...,
 ) -> Callable[[M], M]: ...
 
 
@@ -66,6 +76,7 @@ def register(
     tags: Tags | None = None,
     purge_urls: PurgeUrls | None = None,
     ignore_fields: Iterable[str] = (),
+    fields: Iterable[str] | None = None,
 ) -> M | Callable[[M], M]:
     """Sweep ``model``'s instances (and the model) on save, delete and m2m changes.
 
@@ -77,7 +88,10 @@ def register(
     :mod:`cachesweeper.touching`). ``tags``: extra named tags, a list or a
     callable taking the instance. ``ignore_fields``: a save whose
     ``update_fields`` are all among these sweeps nothing (a view counter, a
-    draft's bookkeeping). Works as a class decorator as well.
+    draft's bookkeeping). ``fields``: the fields whose values name field
+    dependencies, which QuerySets filtered on them depend on (``None``: every
+    foreign key; ``()``: none; see :mod:`cachesweeper.fields`). Works as a
+    class decorator as well.
     """
     if model is None:
 
@@ -89,6 +103,7 @@ def register(
                 tags=tags,
                 purge_urls=purge_urls,
                 ignore_fields=ignore_fields,
+                fields=fields,
             )
 
         return decorator
@@ -100,10 +115,16 @@ def register(
     ignored = frozenset(
         name for field_name in ignore_fields for name in _ignored_names(model, field_name)
     )
+    tracked = None if fields is None else field_deps.check(model, fields)
     registry.add(
         model,
         Registration(
-            strategy=using, touch=touch, tags=tags, purge_urls=purge_urls, ignore_fields=ignored
+            strategy=using,
+            touch=touch,
+            tags=tags,
+            purge_urls=purge_urls,
+            ignore_fields=ignored,
+            fields=tracked,
         ),
     )
     tokens.set_strategy(model, strategy=using)
@@ -113,6 +134,8 @@ def register(
     if any(touching.is_foreign_key(model, name) for name in touch):
         uid = f"cachesweeper.post_init.{model._meta.label}"
         post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)
+    uid = f"cachesweeper.fields.{model._meta.label}"
+    post_init.connect(_keep_fields, sender=model, weak=False, dispatch_uid=uid)
     return model
 
 
@@ -138,6 +161,7 @@ def _ignored_names(model: type[models.Model], field_name: str) -> tuple[str, ...
 
 
 def _connect() -> None:
+    pre_save.connect(_on_pre_save, dispatch_uid="cachesweeper.pre_save")
     post_save.connect(_on_save, dispatch_uid="cachesweeper.post_save")
     pre_delete.connect(_on_pre_delete, dispatch_uid="cachesweeper.pre_delete")
     post_delete.connect(_on_save, dispatch_uid="cachesweeper.post_delete")
@@ -154,6 +178,22 @@ def _remember_targets(sender: Any, instance: models.Model, **kwargs: Any) -> Non
         for name in registration.touch
         if touching.is_foreign_key(type(instance), name)
     }
+
+
+def _keep_fields(sender: Any, instance: models.Model, **kwargs: Any) -> None:
+    """Keep the tracked values an instance was built with (loaded: its row's)."""
+    field_deps.keep(instance)
+
+
+def _on_pre_save(
+    sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any
+) -> None:
+    """``pre_save``: an instance not loaded from its row has that row's tracked values read."""
+    if registration_for(type(instance)) is not None:
+        try:
+            field_deps.read_old(instance, using)
+        except Exception:
+            logger.exception("cachesweeper: could not read the old values of %r", instance)
 
 
 def _on_pre_delete(
@@ -195,13 +235,15 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
         urls: dict[str, None] = {}
         if "created" in kwargs:
             reached = None
-        names = _names_to_sweep(instance, registration, database, set(), urls, reached)
+        created = bool(kwargs.get("created"))
+        names = _names_to_sweep(instance, registration, database, set(), urls, reached, created)
         # After a full save (post_save, not post_delete) the instance holds
         # exactly what was committed.
         full_save = "created" in kwargs and not kwargs.get("update_fields")
         sweep(names, database=database, urls=urls, saved=instance if full_save else None)
         if any(touching.is_foreign_key(type(instance), name) for name in registration.touch):
             _remember_targets(sender, instance)
+        field_deps.keep(instance)  # the next write's old values
     except Exception:
         logger.exception("cachesweeper: could not sweep %r", instance)
 
@@ -290,8 +332,10 @@ def _names_to_sweep(
     seen: set[str],
     urls: dict[str, None],
     reached: Mapping[str, touching.Reached] | None = None,
+    created: bool = False,
 ) -> list[str]:
-    """The instance, its model, its tags, and what it touches, recursively.
+    """The instance, its model, its field dependencies, its tags, and what it touches,
+    recursively.
 
     ``reached``: the touch paths already resolved (by ``pre_delete``, before
     the rows they go through were deleted); the others are resolved now.
@@ -310,6 +354,7 @@ def _names_to_sweep(
     seen.add(name)
     urls.update(dict.fromkeys(urls_of(instance, registration.purge_urls)))
     names = [*hierarchy_names(instance), *model_names(type(instance))]
+    names += field_deps.swept(instance, created)
     try:
         names += _tag_names(instance, registration.tags)
     except Exception:

@@ -1,0 +1,93 @@
+"""Field dependencies, the sweep side: what a write of a tracked field sweeps.
+
+A *field dependency* names the rows of a model with one value in one field,
+"comments whose ``article`` is 5": ``testapp.comment.article=5`` (spelled by
+:func:`cachesweeper.dependencies.field_name`). A QuerySet filtered on such a
+value depends on it instead of on its whole model
+(:func:`cachesweeper.dependencies.selection_names`), so a comment saved on
+another article leaves it alone.
+
+*Tracked* fields: every foreign key of a registered model, or the fields
+named in ``register(Model, fields=(...))``; ``fields=()`` tracks none.
+
+A save or delete sweeps the names of the row's values in every tracked field,
+old and new: a row entering, leaving or changing inside a selection has the
+selection's value before or after the write. Old values are the ones the
+instance was loaded with, kept when it is built (``post_init``: no extra
+query) and after each save; an instance built in memory with the key of an
+existing row has them read in ``pre_save``, one query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Model
+
+from cachesweeper.dependencies import field_name
+from cachesweeper.registry import tracked_fields
+
+#: Where an instance keeps the values of its tracked fields as last loaded or saved.
+KEPT = "_cachesweeper_fields"
+
+
+def check(model: type[Model], names: Iterable[str]) -> tuple[str, ...]:
+    """The ``fields=`` of ``register()``, checked: concrete fields with a column."""
+    checked = []
+    for name in names:
+        field = next((f for f in model._meta.concrete_fields if name in (f.name, f.attname)), None)
+        if field is None:
+            raise ImproperlyConfigured(
+                f"cachesweeper.register({model.__name__}, fields=[{name!r}]): "
+                f"{model.__name__} has no concrete field {name!r} (a field with a column, "
+                "not a many-to-many relation)"
+            )
+        checked.append(field.name)
+    return tuple(checked)
+
+
+def keep(instance: Model) -> None:
+    """Keep the tracked values ``instance`` holds now: the old values of its next write."""
+    fields = tracked_fields(type(instance))
+    if fields:
+        values = instance.__dict__
+        values[KEPT] = {field.attname: values.get(field.attname) for field in fields}
+
+
+def read_old(instance: Model, database: str | None) -> None:
+    """Before a save: read the row's tracked values when the instance did not load them.
+
+    That is an instance built in memory with a primary key (perhaps an
+    existing row's), or one whose class was not watched when it was built
+    (a subclass of a registered model).
+    """
+    fields = tracked_fields(type(instance))
+    if not fields or instance.pk is None:
+        return
+    if not instance._state.adding and KEPT in instance.__dict__:
+        return  # loaded from its row, or saved by this process: kept then
+    rows = type(instance)._base_manager.db_manager(database).filter(pk=instance.pk)
+    # None: there is no such row, this save creates it.
+    instance.__dict__[KEPT] = rows.values(*(field.attname for field in fields)).first()
+
+
+def swept(instance: Model, created: bool) -> list[str]:
+    """What a write of ``instance`` sweeps: its tracked fields' new and old values."""
+    fields = tracked_fields(type(instance))
+    if not fields:
+        return []
+    old: Mapping[str, Any] | None = None if created else instance.__dict__.get(KEPT)
+    names = []
+    for field in fields:
+        names.append(field_name(field, instance.__dict__.get(field.attname)))
+        if old is not None and field.attname in old:
+            names.append(field_name(field, old[field.attname]))
+    return list(dict.fromkeys(names))
+
+
+def of_rows(model: type[Model], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The names of ``rows``: each the values of ``tracked_fields(model)``, in order."""
+    fields = tracked_fields(model)
+    return list(dict.fromkeys(field_name(f, row[i]) for row in rows for i, f in enumerate(fields)))
