@@ -14,8 +14,9 @@ A save or delete sweeps the names of the row's values in every tracked field,
 old and new: a row entering, leaving or changing inside a selection has the
 selection's value before or after the write. Old values are the ones the
 instance was loaded with, kept when it is built (``post_init``: no extra
-query) and after each save; an instance built in memory with the key of an
-existing row has them read in ``pre_save``, one query.
+query) and after each save. Those not known (an instance built in memory with
+the key of an existing row, a field deferred by ``only()``/``defer()``) are
+read before the write, in one query: loaded, not guessed.
 """
 
 from __future__ import annotations
@@ -49,28 +50,35 @@ def check(model: type[Model], names: Iterable[str]) -> tuple[str, ...]:
 
 
 def keep(instance: Model) -> None:
-    """Keep the tracked values ``instance`` holds now: the old values of its next write."""
+    """Keep the tracked values ``instance`` holds now: the old values of its next write.
+
+    A deferred field (``only()``, ``defer()``) is not kept: its value is not known.
+    """
     fields = tracked_fields(type(instance))
     if fields:
         values = instance.__dict__
-        values[KEPT] = {field.attname: values.get(field.attname) for field in fields}
+        values[KEPT] = {f.attname: values[f.attname] for f in fields if f.attname in values}
 
 
 def read_old(instance: Model, database: str | None) -> None:
-    """Before a save: read the row's tracked values when the instance did not load them.
+    """Before a save or delete: read the old values this process does not know, one query.
 
-    That is an instance built in memory with a primary key (perhaps an
-    existing row's), or one whose class was not watched when it was built
-    (a subclass of a registered model).
+    Those of an instance built in memory with a primary key (perhaps an
+    existing row's), of a deferred field, or of an instance whose class was
+    not watched when it was built (a subclass of a registered model).
     """
     fields = tracked_fields(type(instance))
     if not fields or instance.pk is None:
         return
-    if not instance._state.adding and KEPT in instance.__dict__:
-        return  # loaded from its row, or saved by this process: kept then
-    rows = type(instance)._base_manager.db_manager(database).filter(pk=instance.pk)
-    # None: there is no such row, this save creates it.
-    instance.__dict__[KEPT] = rows.values(*(field.attname for field in fields)).first()
+    if instance._state.adding and instance._meta.pk.has_default():
+        return  # Django inserts such an instance without looking for its row: created
+    kept: dict[str, Any] = {} if instance._state.adding else instance.__dict__.get(KEPT) or {}
+    missing = [field.attname for field in fields if field.attname not in kept]
+    if missing:
+        rows = type(instance)._base_manager.db_manager(database).filter(pk=instance.pk)
+        found = rows.values(*missing).first()  # None: no such row, the save creates it
+        kept.update(found or {})
+    instance.__dict__[KEPT] = kept
 
 
 def swept(instance: Model, created: bool) -> list[str]:
@@ -78,12 +86,15 @@ def swept(instance: Model, created: bool) -> list[str]:
     fields = tracked_fields(type(instance))
     if not fields:
         return []
-    old: Mapping[str, Any] | None = None if created else instance.__dict__.get(KEPT)
+    values = instance.__dict__
+    kept: Mapping[str, Any] = values.get(KEPT) or {}
     names = []
     for field in fields:
-        names.append(field_name(field, instance.__dict__.get(field.attname)))
-        if old is not None and field.attname in old:
-            names.append(field_name(field, old[field.attname]))
+        attname = field.attname
+        if attname in values:
+            names.append(field_name(field, values[attname]))
+        if not created and attname in kept:  # also a deferred field's, which did not change
+            names.append(field_name(field, kept[attname]))
     return list(dict.fromkeys(names))
 
 

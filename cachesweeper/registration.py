@@ -199,7 +199,8 @@ def _on_pre_save(
 def _on_pre_delete(
     sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any
 ) -> None:
-    """``pre_delete``: resolve the touch paths while the rows they go through still exist.
+    """``pre_delete``: resolve the touch paths while the rows they go through still exist,
+    and read the tracked values the instance did not load.
 
     A cascade or the many-to-many links go with the row; ``post_delete``
     sweeps what is kept here.
@@ -207,6 +208,7 @@ def _on_pre_delete(
     registration = registration_for(type(instance))
     if registration is None:
         return
+    _on_pre_save(sender, instance, using)
     try:
         model = type(instance)
         instance.__dict__["_cachesweeper_reached"] = {

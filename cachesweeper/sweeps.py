@@ -32,7 +32,8 @@ logger = logging.getLogger("cachesweeper")
 
 
 def invalidate_cache_for(instance: models.Model, using: str | None = None) -> None:
-    """Sweep one instance: content depending on it is rendered afresh.
+    """Sweep one instance: content depending on it is rendered afresh, and the lists it
+    is in (the field dependencies of its tracked values).
 
     ``using`` picks the token strategy: ``None`` for the model's own,
     ``"counter"``, or an attribute name such as ``"updated_at"`` (which is then
@@ -61,7 +62,8 @@ def invalidate_cache_for(instance: models.Model, using: str | None = None) -> No
         tokens.move_attribute(model, [instance.pk], attribute, database)
     registration = registration_for(model)
     urls = urls_of(instance, registration.purge_urls if registration else None)
-    sweep(hierarchy_names(instance), database=database, urls=urls)
+    names = [*hierarchy_names(instance), *field_deps.swept(instance, created=False)]
+    sweep(names, database=database, urls=urls)
 
 
 def invalidate_model(model: type[models.Model]) -> None:

@@ -228,3 +228,97 @@ def test_a_page_is_swept_by_a_comment_on_its_article_only(
         assert client.get(f"/{kind}/{a.pk}/").content.startswith(b"1 comments")
         assert queue.purges.flush(5)
         assert f"testapp.comment.article={a.pk}" in RecordingEdge.names()
+
+
+# -- the other ways rows change ----------------------------------------------------
+
+
+@pytest.mark.parametrize("load", ["only", "defer"])
+def test_a_deferred_foreign_key_still_sweeps_its_old_value(
+    articles: tuple[Article, Article], load: str
+) -> None:
+    """The old value is loaded before the save (one query), never guessed."""
+    a, b = articles
+    comment = Comment.objects.create(article=a, text="first")
+    on_a, on_b = Shown(a.comments), Shown(b.comments)
+    assert (on_a.render(), on_b.render()) == ("1 #1", "0 #1")
+    queryset = Comment.objects.all()
+    loaded = queryset.only("text") if load == "only" else queryset.defer("article")
+    deferred = loaded.get(pk=comment.pk)
+    deferred.article = b
+    deferred.save()
+    assert (on_a.render(), on_b.render()) == ("0 #2", "1 #2")
+
+    again = Comment.objects.only("text").get(pk=comment.pk)
+    again.text = "edited, article not loaded"
+    again.save()  # the article did not change: B's list is swept, A's is not
+    assert (on_a.render(), on_b.render()) == ("0 #2", "1 #3")
+
+    doomed = Comment.objects.only("text").get(pk=comment.pk)
+    doomed.delete()
+    assert (on_a.render(), on_b.render()) == ("0 #2", "0 #4")
+
+
+def test_bulk_create_then_invalidate_queryset(articles: tuple[Article, Article]) -> None:
+    a, b = articles
+    on_a, on_b = Shown(a.comments), Shown(b.comments)
+    assert (on_a.render(), on_b.render()) == ("0 #1", "0 #1")
+    with transaction.atomic():
+        made = Comment.objects.bulk_create(Comment(article=a, text=f"c{n}") for n in range(3))
+        cachesweeper.invalidate_queryset(Comment.objects.filter(pk__in=[c.pk for c in made]))
+    assert (on_a.render(), on_b.render()) == ("3 #2", "0 #1")
+
+
+def test_an_m2m_change_sweeps_the_lists_its_rows_are_in() -> None:
+    """Articles listed by author: a topic added to one of them re-renders that list only."""
+    from tests.testapp.models import Author, Topic
+
+    ada, bob = Author.objects.create(name="Ada"), Author.objects.create(name="Bob")
+    mine = Article.objects.create(title="mine", author=ada)
+    Article.objects.create(title="theirs", author=bob)
+    topic = Topic.objects.create(name="django")
+    source = (
+        "{% cachesweeper articles 600 %}{% for a in articles %}{{ a.title }}:"
+        "{{ a.topics.count }} {% endfor %}#{{ counter.next }}{% endcachesweeper %}"
+    )
+    by_ada, by_bob, ada_counter, bob_counter = (
+        Article.objects.filter(author=ada),
+        Article.objects.filter(author=bob),
+        Counter(),
+        Counter(),
+    )
+    assert names(by_ada) == [f"testapp.article.author={ada.pk}"]
+    assert render(source, articles=by_ada.all(), counter=ada_counter) == "mine:0 #1"
+    assert render(source, articles=by_bob.all(), counter=bob_counter) == "theirs:0 #1"
+    mine.topics.add(topic)
+    assert render(source, articles=by_ada.all(), counter=ada_counter) == "mine:1 #2"
+    assert render(source, articles=by_bob.all(), counter=bob_counter) == "theirs:0 #1"
+
+
+def test_an_attribute_versioned_model_sweeps_its_field_dependencies() -> None:
+    """``Page`` keeps its token in ``updated_at``; its field dependencies are counters."""
+    from tests.testapp.models import Page
+
+    with registered(Page, using="updated_at", fields=("title",)):
+        home, about = Page.objects.create(title="home"), Page.objects.create(title="about")
+        homes = Page.objects.filter(title="home")
+        assert names(homes) == ["testapp.page.title=home"]
+        counter = Counter()
+        source = (
+            "{% cachesweeper pages 600 %}{{ pages|length }} #{{ counter.next }}"
+            "{% endcachesweeper %}"
+        )
+        assert render(source, pages=homes.all(), counter=counter) == "1 #1"
+        about.save()
+        assert render(source, pages=homes.all(), counter=counter) == "1 #1"
+        home.title = "start"
+        home.save()
+        assert render(source, pages=homes.all(), counter=counter) == "0 #2"
+
+
+def test_a_new_row_costs_no_query_for_old_values(
+    articles: tuple[Article, Article], django_assert_num_queries: Any
+) -> None:
+    a, _ = articles
+    with django_assert_num_queries(1):  # the INSERT alone
+        Comment.objects.create(article=a, text="new")
