@@ -128,6 +128,18 @@ def model_names(model: type[Model]) -> list[str]:
     return [model_name(level) for level in levels(model)]
 
 
+def every_row_names(model: type[Model]) -> list[str]:
+    """``blog.comment.*`` for ``model`` and each concrete parent: every row of it.
+
+    Content on field dependencies depends on it too. Ordinary saves sweep the
+    field dependencies of the values they wrote; a sweep that cannot know the
+    values (``invalidate_model``, a ``touch`` past its limit) sweeps this.
+    At the edges it is the tag every response with an instance of the model
+    carries.
+    """
+    return [f"{model_name(level)}.*" for level in levels(model)]
+
+
 def name_with_pk(model: type[Model], pk: Any) -> str:
     """The name of ``model``'s row ``pk``, without loading it."""
     return f"{model_name(model)}.{pk if type(pk) is int else encode(str(pk))}"
@@ -186,7 +198,8 @@ def resolve(obj: Any) -> list[Dependency]:
         scope = _query_scope(obj)
         fields = selection_names(obj)
         if fields is not None:
-            return [Dependency(name, scope=scope) for name in fields]
+            every_row = f"{model_name(obj.model)}.*"
+            return [Dependency(name, scope=scope) for name in [*fields, every_row]]
         return [Dependency(model_name(obj.model), scope=scope)]
     if isinstance(obj, (list, tuple)):
         return [dep for item in obj for dep in resolve(item)]

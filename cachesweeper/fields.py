@@ -98,6 +98,20 @@ def swept(instance: Model, created: bool) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def of_pks(model: type[Model], pks: Iterable[Any], database: str | None) -> list[str]:
+    """The field dependencies of ``model``'s rows ``pks`` as they are: one query, if tracked.
+
+    For rows whose content changed without a write of their own (touched,
+    linked): the lists they are in show them.
+    """
+    fields = tracked_fields(model)
+    pks = list(pks)
+    if not fields or not pks:
+        return []
+    rows = model._base_manager.db_manager(database).filter(pk__in=pks)
+    return of_rows(model, list(rows.values_list(*(field.attname for field in fields))))
+
+
 def of_rows(model: type[Model], rows: Sequence[Sequence[Any]]) -> list[str]:
     """The names of ``rows``: each the values of ``tracked_fields(model)``, in order."""
     fields = tracked_fields(model)

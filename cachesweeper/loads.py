@@ -44,7 +44,13 @@ from django.db.models import Field, Model
 from cachesweeper import collector, outages, registry, tokens
 from cachesweeper.backends import backend
 from cachesweeper.conf import conf
-from cachesweeper.dependencies import field_name, levels, model_names, names_for_pks
+from cachesweeper.dependencies import (
+    every_row_names,
+    field_name,
+    levels,
+    model_names,
+    names_for_pks,
+)
 
 logger = logging.getLogger("cachesweeper")
 
@@ -74,7 +80,9 @@ class Loads:
         found: list[str] = []
         for model in self.models:
             found += model_names(model)
-        found += [name for name, model in self.fields.items() if model not in self.models]
+        for name, model in self.fields.items():
+            if model not in self.models:
+                found += [name, *every_row_names(model)]
         for model, rows in self.rows.items():
             if model in self.models:
                 continue

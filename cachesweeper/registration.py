@@ -27,6 +27,7 @@ from django.db.models.signals import (
 from cachesweeper import fields as field_deps
 from cachesweeper import loads, queries, registry, stamps, tokens, touching
 from cachesweeper.dependencies import (
+    every_row_names,
     hierarchy_names,
     instance_name,
     model_names,
@@ -285,6 +286,7 @@ def _on_m2m_changed(
             if pk_set is None:  # clear(): find the rows that are about to be unlinked
                 pk_set = set(_related_ids(sender, instance, reverse, model, database))
             names += names_for_pks(model, pk_set) + model_names(model)
+            names += field_deps.of_pks(model, pk_set, database)
             _touch_relinked(model, list(pk_set), database)
             if action != "post_remove":
                 names += _path_names(model, list(pk_set), database, seen, urls)
@@ -408,13 +410,15 @@ def _reached_names(
     names = model_names(target)
     if registration is not None:
         names += _tag_names(None, registration.tags)
-    if reached.overflow or not reached.ids:
+    if reached.overflow:
+        return names + every_row_names(target)
+    if not reached.ids:
         return names
     needs_instance = (
         registration is not None and (registration.touch or callable(registration.tags))
     ) or _purges_urls(target, registration)
     if not needs_instance:
-        return names + names_for_pks(target, reached.ids)
+        return names + names_for_pks(target, reached.ids) + list(reached.fields)
     manager = target._base_manager.db_manager(database)
     for instance in manager.filter(pk__in=reached.ids):
         names += _names_to_sweep(instance, registration or Registration(), database, seen, urls)
@@ -450,6 +454,7 @@ def _touched(
     names: list[str] = []
     if not needs_instance:
         names += names_for_pks(target_model, ids) + model_names(target_model)
+        names += field_deps.of_pks(target_model, ids, database)
         if target_registration is not None:
             names += _tag_names(None, target_registration.tags)
         return names

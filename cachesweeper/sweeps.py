@@ -22,7 +22,14 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from cachesweeper import fields as field_deps
 from cachesweeper import retries, stamps, stats, tokens, uncommitted
-from cachesweeper.dependencies import hierarchy_names, levels, model_names, name_with_pk, tag_name
+from cachesweeper.dependencies import (
+    every_row_names,
+    hierarchy_names,
+    levels,
+    model_names,
+    name_with_pk,
+    tag_name,
+)
 from cachesweeper.registry import registration_for, tracked_fields, urls_of
 
 logger = logging.getLogger("cachesweeper")
@@ -69,10 +76,11 @@ def invalidate_cache_for(instance: models.Model, using: str | None = None) -> No
 def invalidate_model(model: type[models.Model]) -> None:
     """Sweep the model-level dependency (fragments on the class or a QuerySet of it).
 
-    Under multi-table inheritance the concrete parents' model names too: their
-    tables changed as well.
+    Every row of it too (``blog.article.*``): QuerySets on field dependencies
+    are swept as well. Under multi-table inheritance the concrete parents'
+    names too: their tables changed as well.
     """
-    sweep(model_names(model), database=router.db_for_write(model))
+    sweep([*model_names(model), *every_row_names(model)], database=router.db_for_write(model))
 
 
 def invalidate_tag(*names: str) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import path
 
 import cachesweeper
@@ -34,7 +35,8 @@ LIST = (
 
 
 def names(obj: Any) -> list[str]:
-    return [dependency.name for dependency in resolve(obj)]
+    """What ``obj`` depends on, without the every-row name a field dependency comes with."""
+    return [dep.name for dep in resolve(obj) if not dep.name.endswith(".*")]
 
 
 @pytest.fixture
@@ -55,6 +57,8 @@ class Shown:
 def test_the_names(articles: tuple[Article, Article]) -> None:
     a, _ = articles
     assert names(a.comments.all()) == [f"testapp.comment.article={a.pk}"]
+    # Also every row of the model: what invalidate_model() (or a touch past its limit) sweeps.
+    assert [dep.name for dep in resolve(a.comments.all())][-1] == "testapp.comment.*"
     assert names(Comment.objects.filter(article_id=a.pk)) == [f"testapp.comment.article={a.pk}"]
     assert names(Comment.objects.filter(article__in=[1, 2])) == [
         "testapp.comment.article=1",
@@ -316,9 +320,20 @@ def test_an_attribute_versioned_model_sweeps_its_field_dependencies() -> None:
         assert render(source, pages=homes.all(), counter=counter) == "0 #2"
 
 
-def test_a_new_row_costs_no_query_for_old_values(
-    articles: tuple[Article, Article], django_assert_num_queries: Any
+def test_a_new_row_costs_no_query_for_old_values(articles: tuple[Article, Article]) -> None:
+    a, _ = articles
+    with CaptureQueriesContext(connection) as queries:
+        Comment.objects.create(article=a, text="new")
+    on_comments = [q["sql"] for q in queries if "testapp_comment" in q["sql"]]
+    assert len(on_comments) == 1  # the INSERT alone
+    assert on_comments[0].startswith("INSERT")
+
+
+def test_invalidate_model_reaches_lists_on_field_dependencies(
+    articles: tuple[Article, Article],
 ) -> None:
     a, _ = articles
-    with django_assert_num_queries(1):  # the INSERT alone
-        Comment.objects.create(article=a, text="new")
+    shown = Shown(a.comments)
+    assert shown.render() == "0 #1"
+    cachesweeper.invalidate_model(Comment)
+    assert shown.render() == "0 #2"
