@@ -1,7 +1,9 @@
 """What cached content depends on, and the one canonical name of each.
 
 A dependency is a model instance (``blog.article.42``), a model class
-(``blog.article``) or a named tag (``frontpage``). The same name keys its
+(``blog.article``), a named tag (``frontpage``) or a field dependency, the
+rows with one value in one field (``blog.comment.article=42``, see
+:mod:`cachesweeper.fields`). The same name keys its
 token in the cache and tags content for edge caches, so it must be
 header-safe: anything outside letters, digits and ``._~:/-`` is
 percent-encoded (UTF-8), which is lossless, so two different tags never
@@ -21,8 +23,11 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
+from django.db.models.lookups import Exact, In
+from django.db.models.sql.where import AND, WhereNode
 
+from cachesweeper.registry import tracked_fields
 from cachesweeper.tokens import attribute_for
 
 _SAFE = "._~:/-"
@@ -123,9 +128,39 @@ def model_names(model: type[Model]) -> list[str]:
     return [model_name(level) for level in levels(model)]
 
 
+def every_row_names(model: type[Model]) -> list[str]:
+    """``blog.comment.*`` for ``model`` and each concrete parent: every row of it.
+
+    Content on field dependencies depends on it too. Ordinary saves sweep the
+    field dependencies of the values they wrote; a sweep that cannot know the
+    values (``invalidate_model``, a ``touch`` past its limit) sweeps this.
+    At the edges it is the tag every response with an instance of the model
+    carries.
+    """
+    return [f"{model_name(level)}.*" for level in levels(model)]
+
+
 def name_with_pk(model: type[Model], pk: Any) -> str:
     """The name of ``model``'s row ``pk``, without loading it."""
     return f"{model_name(model)}.{pk if type(pk) is int else encode(str(pk))}"
+
+
+def field_name(field: Field[Any, Any], value: Any) -> str:
+    """The field dependency of ``field`` holding ``value``: ``blog.comment.article=42``.
+
+    ``=`` never appears in the other names (encoded as ``%3D`` there), so
+    this spelling cannot collide with them. The value is encoded like a tag;
+    ``None`` is spelled as nothing, the empty string as ``%``.
+    """
+    owner = field.model._meta.concrete_model or field.model
+    if isinstance(value, Model):
+        value = value.pk
+    if value is None:
+        return f"{model_name(owner)}.{field.name}="
+    target = field.target_field if field.is_relation else field  # type: ignore[attr-defined]
+    value = target.to_python(value)
+    text = str(value) if type(value) is int else encode(str(value))
+    return f"{model_name(owner)}.{field.name}={text}"
 
 
 def tag_name(tag: str) -> str:
@@ -149,7 +184,9 @@ def name_of(obj: Any) -> str:
 def resolve(obj: Any) -> list[Dependency]:
     """The dependencies of ``obj``: an instance, model class, QuerySet, tag or list of them.
 
-    A QuerySet depends on its model and is never evaluated here. ``None`` (a
+    A QuerySet depends on a field dependency of its selection when one can
+    be read (:func:`selection_names`), else on its model; it is never
+    evaluated here. ``None`` (a
     null foreign key) is no dependency at all: content is then cached on the
     other dependencies, or on its timeout alone, rather than breaking a page.
     """
@@ -158,7 +195,12 @@ def resolve(obj: Any) -> list[Dependency]:
     if isinstance(obj, Model):
         return [_instance_dependency(obj)]
     if isinstance(obj, QuerySet):
-        return [Dependency(model_name(obj.model), scope=_query_scope(obj))]
+        scope = _query_scope(obj)
+        fields = selection_names(obj)
+        if fields is not None:
+            every_row = f"{model_name(obj.model)}.*"
+            return [Dependency(name, scope=scope) for name in [*fields, every_row]]
+        return [Dependency(model_name(obj.model), scope=scope)]
     if isinstance(obj, (list, tuple)):
         return [dep for item in obj for dep in resolve(item)]
     return [Dependency(name_of(obj))]
@@ -203,3 +245,63 @@ def _query_scope(queryset: QuerySet[Any]) -> str:
         return str(queryset.query)
     except Exception:  # an empty .none() query cannot be compiled
         return repr(queryset.query.where)
+
+
+#: At most this many values in one ``__in``: past it, the QuerySet depends on its model.
+IN_LIMIT = 10
+
+
+def selection_names(queryset: QuerySet[Any]) -> list[str] | None:
+    """The field dependencies of ``queryset``'s selection, or ``None`` (its model, then).
+
+    One equality condition on a tracked field of its model (``filter(article=a)``,
+    ``article.comments.all()``, ``__in`` with up to :data:`IN_LIMIT` values: a
+    name per value), the one with the fewest values, foreign keys first. A
+    row entering, leaving or changing inside the selection has that value
+    before or after the write, so one name is enough. Anything else
+    (``exclude``, ``|``, a range, a condition through a join, a union, a
+    subquery) gives ``None``: never a missed sweep.
+    """
+    fields = tracked_fields(queryset.model)
+    if not fields:
+        return None
+    query = queryset.query
+    where = query.where
+    if query.combinator or not isinstance(where, WhereNode) or where.negated:
+        return None
+    if where.connector != AND and len(where.children) > 1:
+        return None
+    base = query.base_table
+    best: tuple[tuple[int, int], list[str]] | None = None
+    for condition in where.children:
+        found = _condition(condition, fields, base)
+        if found is not None and (best is None or found[0] < best[0]):
+            best = found
+    return None if best is None else best[1]
+
+
+def _condition(
+    condition: Any, fields: tuple[Field[Any, Any], ...], base: str | None
+) -> tuple[tuple[int, int], list[str]] | None:
+    """``field = value`` or ``field IN (values)`` on the base table: its rank and its names."""
+    if not isinstance(condition, (Exact, In)):
+        return None
+    column = condition.lhs
+    target = getattr(column, "target", None)
+    if target not in fields or getattr(column, "alias", None) != base:
+        return None
+    if isinstance(condition, In):
+        if not isinstance(condition.rhs, (list, tuple, set, frozenset)):
+            return None  # a subquery
+        values = list(condition.rhs)
+    else:
+        values = [condition.rhs]
+    if not values or len(values) > IN_LIMIT:
+        return None
+    if any(hasattr(value, "resolve_expression") for value in values):
+        return None  # F(), a subquery, an expression: not one value
+    try:
+        names = [field_name(target, value) for value in values]
+    except Exception:  # a value the field cannot read back: depend on the model
+        return None
+    return (len(values), 0 if target.is_relation else 1), names

@@ -9,6 +9,9 @@ table of a registered model is noted:
 - a lookup of one row by primary key (``get(pk=…)``, a foreign key followed,
   ``.specific``) depends on that row: its instance name, at every level of
   inheritance the query reads;
+- a query whose one condition is a tracked field equal to a value (a related
+  manager, ``filter(article=a)``, its ``count()``) depends on that field
+  dependency (:mod:`cachesweeper.fields`);
 - any other query (a list, a count, a filter, a join) depends on the model of
   each registered table it reads: a row added, changed or removed there may
   change what it returns.
@@ -22,8 +25,9 @@ Why the SQL and not the ORM: Django's execute wrapper is a documented hook that
 sees every query (the ORM's, ``raw()``'s, a cursor's), where the ORM has no
 hook for a QuerySet being evaluated. Django quotes every table it names, so a
 registered table is found by its quoted name, and a lookup by primary key has
-one shape on every backend: ``WHERE <table>.<pk> = %s``, then a row limit. A
-query of another shape depends on the model: never a missed sweep.
+one shape on every backend: ``WHERE <table>.<pk> = %s``, then a row limit (a
+tracked field: the same with its column). A query of another shape depends on
+the model: never a missed sweep.
 """
 
 from __future__ import annotations
@@ -35,12 +39,18 @@ from typing import Any, NamedTuple
 
 from django.apps import apps
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
+from django.db.models import Field, Model
 
 from cachesweeper import collector, outages, registry, tokens
 from cachesweeper.backends import backend
 from cachesweeper.conf import conf
-from cachesweeper.dependencies import levels, model_names, names_for_pks
+from cachesweeper.dependencies import (
+    every_row_names,
+    field_name,
+    levels,
+    model_names,
+    names_for_pks,
+)
 
 logger = logging.getLogger("cachesweeper")
 
@@ -53,11 +63,12 @@ _BY_KEY = re.compile(r"\sWHERE (\S+) = %s(?: LIMIT \d+| FETCH FIRST \d+ ROWS ONL
 class Loads:
     """The rows and models one page's queries read."""
 
-    __slots__ = ("models", "rows")
+    __slots__ = ("fields", "models", "rows")
 
     def __init__(self) -> None:
         self.rows: dict[type[Model], dict[Any, None]] = {}
         self.models: dict[type[Model], None] = {}
+        self.fields: dict[str, type[Model]] = {}  # field dependency -> its model
 
     def add_row(self, model: type[Model], pk: Any) -> None:
         rows = self.rows.setdefault(model, {})
@@ -69,6 +80,9 @@ class Loads:
         found: list[str] = []
         for model in self.models:
             found += model_names(model)
+        for name, model in self.fields.items():
+            if model not in self.models:
+                found += [name, *every_row_names(model)]
         for model, rows in self.rows.items():
             if model in self.models:
                 continue
@@ -88,6 +102,7 @@ class Loads:
             for pk in rows:
                 self.add_row(model, pk)
         self.models.update(other.models)
+        self.fields.update(other.fields)
 
 
 class tracking:  # used like a function: ``with tracking() as loads:``
@@ -148,17 +163,22 @@ def note(sql: str, params: Any, connection: BaseDatabaseWrapper) -> None:
     if loads is None:
         return
     index = _index(connection)
-    row_model = pk = None
+    row_model = pk = field_model = None
     match = _BY_KEY.search(sql)
     if match is not None and params:
-        row_model = index.keys.get(match.group(1))
-        if row_model is not None:
-            try:
+        column = match.group(1)
+        row_model = index.keys.get(column)
+        field = index.fields.get(column)
+        try:
+            if row_model is not None:
                 pk = row_model._meta.pk.to_python(params[-1])
-            except Exception:  # an odd parameter: depend on the model instead
-                row_model = None
+            elif field is not None:
+                field_model = index.tables[column.rsplit(".", 1)[0]]
+                loads.fields[field_name(field, params[-1])] = field_model
+        except Exception:  # an odd parameter: depend on the model instead
+            row_model = field_model = None
     for quoted, model in index.tables.items():
-        if quoted not in sql:
+        if quoted not in sql or model is field_model:
             continue
         if row_model is not None and (model in levels(row_model) or row_model in levels(model)):
             loads.add_row(model, pk)  # the same row, at another level of inheritance
@@ -167,10 +187,12 @@ def note(sql: str, params: Any, connection: BaseDatabaseWrapper) -> None:
 
 
 class _Index(NamedTuple):
-    """Registered tables by their quoted names, and their quoted primary key columns."""
+    """Registered tables by their quoted names; their quoted primary key and tracked
+    columns (``"table"."column"``)."""
 
     tables: dict[str, type[Model]]
     keys: dict[str, type[Model]]
+    fields: dict[str, Field[Any, Any]]
 
 
 _indexes: dict[tuple[str, int], _Index] = {}
@@ -183,6 +205,7 @@ def _index(connection: BaseDatabaseWrapper) -> _Index:
         quote = connection.ops.quote_name
         tables: dict[str, type[Model]] = {}
         keys: dict[str, type[Model]] = {}
+        fields: dict[str, Field[Any, Any]] = {}
         for model in apps.get_models():
             meta = model._meta
             if meta.proxy or registry.registration_for(model) is None:
@@ -190,6 +213,9 @@ def _index(connection: BaseDatabaseWrapper) -> _Index:
             table = quote(meta.db_table)
             tables[table] = model
             keys[f"{table}.{quote(meta.pk.column)}"] = model
+            for field in registry.tracked_fields(model):
+                if field.model._meta.db_table == meta.db_table:  # a column of this table
+                    fields[f"{table}.{quote(str(field.column))}"] = field
         _indexes.clear()
-        found = _indexes[key] = _Index(tables, keys)
+        found = _indexes[key] = _Index(tables, keys, fields)
     return found

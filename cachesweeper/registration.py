@@ -15,10 +15,19 @@ from typing import Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
-from django.db.models.signals import m2m_changed, post_delete, post_init, post_save, pre_delete
+from django.db.models.signals import (
+    m2m_changed,
+    post_delete,
+    post_init,
+    post_save,
+    pre_delete,
+    pre_save,
+)
 
+from cachesweeper import fields as field_deps
 from cachesweeper import loads, queries, registry, stamps, tokens, touching
 from cachesweeper.dependencies import (
+    every_row_names,
     hierarchy_names,
     instance_name,
     model_names,
@@ -43,6 +52,7 @@ def register(
     tags: Tags | None = ...,
     purge_urls: PurgeUrls | None = ...,
     ignore_fields: Iterable[str] = ...,
+    fields: Iterable[str] | None = ...,
 ) -> M: ...
 
 
@@ -55,6 +65,7 @@ def register(
     tags: Tags | None = ...,
     purge_urls: PurgeUrls | None = ...,
     ignore_fields: Iterable[str] = ...,
+    fields: Iterable[str] | None = ...,
 ) -> Callable[[M], M]: ...
 
 
@@ -66,6 +77,7 @@ def register(
     tags: Tags | None = None,
     purge_urls: PurgeUrls | None = None,
     ignore_fields: Iterable[str] = (),
+    fields: Iterable[str] | None = None,
 ) -> M | Callable[[M], M]:
     """Sweep ``model``'s instances (and the model) on save, delete and m2m changes.
 
@@ -77,7 +89,10 @@ def register(
     :mod:`cachesweeper.touching`). ``tags``: extra named tags, a list or a
     callable taking the instance. ``ignore_fields``: a save whose
     ``update_fields`` are all among these sweeps nothing (a view counter, a
-    draft's bookkeeping). Works as a class decorator as well.
+    draft's bookkeeping). ``fields``: the fields whose values name field
+    dependencies, which QuerySets filtered on them depend on (``None``: every
+    foreign key; ``()``: none; see :mod:`cachesweeper.fields`). Works as a
+    class decorator as well.
     """
     if model is None:
 
@@ -89,6 +104,7 @@ def register(
                 tags=tags,
                 purge_urls=purge_urls,
                 ignore_fields=ignore_fields,
+                fields=fields,
             )
 
         return decorator
@@ -100,10 +116,16 @@ def register(
     ignored = frozenset(
         name for field_name in ignore_fields for name in _ignored_names(model, field_name)
     )
+    tracked = None if fields is None else field_deps.check(model, fields)
     registry.add(
         model,
         Registration(
-            strategy=using, touch=touch, tags=tags, purge_urls=purge_urls, ignore_fields=ignored
+            strategy=using,
+            touch=touch,
+            tags=tags,
+            purge_urls=purge_urls,
+            ignore_fields=ignored,
+            fields=tracked,
         ),
     )
     tokens.set_strategy(model, strategy=using)
@@ -113,6 +135,8 @@ def register(
     if any(touching.is_foreign_key(model, name) for name in touch):
         uid = f"cachesweeper.post_init.{model._meta.label}"
         post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)
+    uid = f"cachesweeper.fields.{model._meta.label}"
+    post_init.connect(_keep_fields, sender=model, weak=False, dispatch_uid=uid)
     return model
 
 
@@ -138,6 +162,7 @@ def _ignored_names(model: type[models.Model], field_name: str) -> tuple[str, ...
 
 
 def _connect() -> None:
+    pre_save.connect(_on_pre_save, dispatch_uid="cachesweeper.pre_save")
     post_save.connect(_on_save, dispatch_uid="cachesweeper.post_save")
     pre_delete.connect(_on_pre_delete, dispatch_uid="cachesweeper.pre_delete")
     post_delete.connect(_on_save, dispatch_uid="cachesweeper.post_delete")
@@ -156,10 +181,27 @@ def _remember_targets(sender: Any, instance: models.Model, **kwargs: Any) -> Non
     }
 
 
+def _keep_fields(sender: Any, instance: models.Model, **kwargs: Any) -> None:
+    """Keep the tracked values an instance was built with (loaded: its row's)."""
+    field_deps.keep(instance)
+
+
+def _on_pre_save(
+    sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any
+) -> None:
+    """``pre_save``: an instance not loaded from its row has that row's tracked values read."""
+    if registration_for(type(instance)) is not None:
+        try:
+            field_deps.read_old(instance, using)
+        except Exception:
+            logger.exception("cachesweeper: could not read the old values of %r", instance)
+
+
 def _on_pre_delete(
     sender: Any, instance: models.Model, using: str | None = None, **kwargs: Any
 ) -> None:
-    """``pre_delete``: resolve the touch paths while the rows they go through still exist.
+    """``pre_delete``: resolve the touch paths while the rows they go through still exist,
+    and read the tracked values the instance did not load.
 
     A cascade or the many-to-many links go with the row; ``post_delete``
     sweeps what is kept here.
@@ -167,6 +209,7 @@ def _on_pre_delete(
     registration = registration_for(type(instance))
     if registration is None:
         return
+    _on_pre_save(sender, instance, using)
     try:
         model = type(instance)
         instance.__dict__["_cachesweeper_reached"] = {
@@ -195,13 +238,15 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
         urls: dict[str, None] = {}
         if "created" in kwargs:
             reached = None
-        names = _names_to_sweep(instance, registration, database, set(), urls, reached)
+        created = bool(kwargs.get("created"))
+        names = _names_to_sweep(instance, registration, database, set(), urls, reached, created)
         # After a full save (post_save, not post_delete) the instance holds
         # exactly what was committed.
         full_save = "created" in kwargs and not kwargs.get("update_fields")
         sweep(names, database=database, urls=urls, saved=instance if full_save else None)
         if any(touching.is_foreign_key(type(instance), name) for name in registration.touch):
             _remember_targets(sender, instance)
+        field_deps.keep(instance)  # the next write's old values
     except Exception:
         logger.exception("cachesweeper: could not sweep %r", instance)
 
@@ -241,6 +286,7 @@ def _on_m2m_changed(
             if pk_set is None:  # clear(): find the rows that are about to be unlinked
                 pk_set = set(_related_ids(sender, instance, reverse, model, database))
             names += names_for_pks(model, pk_set) + model_names(model)
+            names += field_deps.of_pks(model, pk_set, database)
             _touch_relinked(model, list(pk_set), database)
             if action != "post_remove":
                 names += _path_names(model, list(pk_set), database, seen, urls)
@@ -290,8 +336,10 @@ def _names_to_sweep(
     seen: set[str],
     urls: dict[str, None],
     reached: Mapping[str, touching.Reached] | None = None,
+    created: bool = False,
 ) -> list[str]:
-    """The instance, its model, its tags, and what it touches, recursively.
+    """The instance, its model, its field dependencies, its tags, and what it touches,
+    recursively.
 
     ``reached``: the touch paths already resolved (by ``pre_delete``, before
     the rows they go through were deleted); the others are resolved now.
@@ -310,6 +358,7 @@ def _names_to_sweep(
     seen.add(name)
     urls.update(dict.fromkeys(urls_of(instance, registration.purge_urls)))
     names = [*hierarchy_names(instance), *model_names(type(instance))]
+    names += field_deps.swept(instance, created)
     try:
         names += _tag_names(instance, registration.tags)
     except Exception:
@@ -361,13 +410,15 @@ def _reached_names(
     names = model_names(target)
     if registration is not None:
         names += _tag_names(None, registration.tags)
-    if reached.overflow or not reached.ids:
+    if reached.overflow:
+        return names + every_row_names(target)
+    if not reached.ids:
         return names
     needs_instance = (
         registration is not None and (registration.touch or callable(registration.tags))
     ) or _purges_urls(target, registration)
     if not needs_instance:
-        return names + names_for_pks(target, reached.ids)
+        return names + names_for_pks(target, reached.ids) + list(reached.fields)
     manager = target._base_manager.db_manager(database)
     for instance in manager.filter(pk__in=reached.ids):
         names += _names_to_sweep(instance, registration or Registration(), database, seen, urls)
@@ -403,6 +454,7 @@ def _touched(
     names: list[str] = []
     if not needs_instance:
         names += names_for_pks(target_model, ids) + model_names(target_model)
+        names += field_deps.of_pks(target_model, ids, database)
         if target_registration is not None:
             names += _tag_names(None, target_registration.tags)
         return names

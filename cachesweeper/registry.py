@@ -27,7 +27,8 @@ class Registration:
     the configured ``USING``), ``touch`` the foreign keys whose targets are
     swept too, ``tags`` the extra named tags, ``purge_urls`` the callable
     naming the instance's URLs, ``ignore_fields`` the field names and
-    attnames whose sole update sweeps nothing.
+    attnames whose sole update sweeps nothing, ``fields`` the tracked fields
+    (``None``: every foreign key; see :mod:`cachesweeper.fields`).
     """
 
     strategy: str | None = None
@@ -35,6 +36,7 @@ class Registration:
     tags: Tags | None = None
     purge_urls: PurgeUrls | None = None
     ignore_fields: frozenset[str] = frozenset()
+    fields: tuple[str, ...] | None = None
 
 
 _registry: dict[type[models.Model], Registration] = {}
@@ -46,6 +48,7 @@ def add(model: type[models.Model], registration: Registration) -> None:
     global _changes
     _registry[model] = registration
     _changes += 1
+    _tracked.clear()
 
 
 def remove(model: type[models.Model]) -> None:
@@ -53,6 +56,7 @@ def remove(model: type[models.Model]) -> None:
     global _changes
     del _registry[model]
     _changes += 1
+    _tracked.clear()
 
 
 def changes() -> int:
@@ -72,6 +76,29 @@ def registration_for(model: type[models.Model]) -> Registration | None:
         if klass in _registry:
             return _registry[klass]
     return None
+
+
+_tracked: dict[type[models.Model], tuple[models.Field[Any, Any], ...]] = {}
+
+
+def tracked_fields(model: type[models.Model]) -> tuple[models.Field[Any, Any], ...]:
+    """The fields whose values name field dependencies (:mod:`cachesweeper.fields`):
+    ``register(fields=...)``, or every foreign key and one-to-one of ``model``."""
+    found = _tracked.get(model)
+    if found is None:
+        registration = registration_for(model)
+        if registration is None:
+            found = ()
+        elif registration.fields is None:
+            found = tuple(
+                field
+                for field in model._meta.concrete_fields
+                if field.many_to_one or (field.one_to_one and not field.remote_field.parent_link)  # type: ignore[union-attr]
+            )
+        else:
+            found = tuple(model._meta.get_field(name) for name in registration.fields)  # type: ignore[misc]
+        _tracked[model] = found
+    return found
 
 
 def urls_of(instance: models.Model, purge_urls: PurgeUrls | None) -> list[str]:

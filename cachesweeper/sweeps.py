@@ -20,9 +20,17 @@ from typing import Any
 from django.db import models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from cachesweeper import fields as field_deps
 from cachesweeper import retries, stamps, stats, tokens, uncommitted
-from cachesweeper.dependencies import hierarchy_names, levels, model_names, name_with_pk, tag_name
-from cachesweeper.registry import registration_for, urls_of
+from cachesweeper.dependencies import (
+    every_row_names,
+    hierarchy_names,
+    levels,
+    model_names,
+    name_with_pk,
+    tag_name,
+)
+from cachesweeper.registry import registration_for, tracked_fields, urls_of
 
 logger = logging.getLogger("cachesweeper")
 
@@ -31,7 +39,8 @@ logger = logging.getLogger("cachesweeper")
 
 
 def invalidate_cache_for(instance: models.Model, using: str | None = None) -> None:
-    """Sweep one instance: content depending on it is rendered afresh.
+    """Sweep one instance: content depending on it is rendered afresh, and the lists it
+    is in (the field dependencies of its tracked values).
 
     ``using`` picks the token strategy: ``None`` for the model's own,
     ``"counter"``, or an attribute name such as ``"updated_at"`` (which is then
@@ -60,16 +69,18 @@ def invalidate_cache_for(instance: models.Model, using: str | None = None) -> No
         tokens.move_attribute(model, [instance.pk], attribute, database)
     registration = registration_for(model)
     urls = urls_of(instance, registration.purge_urls if registration else None)
-    sweep(hierarchy_names(instance), database=database, urls=urls)
+    names = [*hierarchy_names(instance), *field_deps.swept(instance, created=False)]
+    sweep(names, database=database, urls=urls)
 
 
 def invalidate_model(model: type[models.Model]) -> None:
     """Sweep the model-level dependency (fragments on the class or a QuerySet of it).
 
-    Under multi-table inheritance the concrete parents' model names too: their
-    tables changed as well.
+    Every row of it too (``blog.article.*``): QuerySets on field dependencies
+    are swept as well. Under multi-table inheritance the concrete parents'
+    names too: their tables changed as well.
     """
-    sweep(model_names(model), database=router.db_for_write(model))
+    sweep([*model_names(model), *every_row_names(model)], database=router.db_for_write(model))
 
 
 def invalidate_tag(*names: str) -> None:
@@ -78,12 +89,15 @@ def invalidate_tag(*names: str) -> None:
 
 
 def invalidate_queryset(queryset: models.QuerySet[Any]) -> None:
-    """Sweep every instance ``queryset`` matches, and their model.
+    """Sweep every instance ``queryset`` matches, their field dependencies, and their model.
 
     ``QuerySet.update()``, ``bulk_create()`` and ``bulk_update()`` send no
     signals; call this with the affected rows, in the same
     ``transaction.atomic()`` as the bulk write (the sweep then waits for the
     commit), and before an update that changes which rows the filter matches.
+    An update that changes a tracked field (a foreign key, ``fields=``) moves
+    rows between selections: call it before the update (the old values) and
+    after (the new ones).
 
     For a model versioned by an attribute, the matched rows' attribute is
     moved on with one ``UPDATE`` (as ``touch`` does): their fragments compare
@@ -91,13 +105,17 @@ def invalidate_queryset(queryset: models.QuerySet[Any]) -> None:
     """
     model = queryset.model
     hierarchy = levels(model)
-    # Each level's primary key (they differ only for a second parent).
-    rows = list(queryset.values_list(*[level._meta.pk.name for level in hierarchy]))
+    # Each level's primary key (they differ only for a second parent), then the
+    # tracked fields' values.
+    tracked = [field.attname for field in tracked_fields(model)]
+    keys = [level._meta.pk.name for level in hierarchy]
+    rows = list(queryset.values_list(*keys, *tracked))
     attribute = tokens.attribute_for(model)
     if attribute is not None:
         database = queryset._db or router.db_for_write(model)  # type: ignore[attr-defined]
         tokens.move_attribute(model, [row[0] for row in rows], attribute, database)
     names = [name_with_pk(level, row[i]) for row in rows for i, level in enumerate(hierarchy)]
+    names += field_deps.of_rows(model, [row[len(keys) :] for row in rows])
     sweep([*names, *model_names(model)], database=queryset.db)
 
 

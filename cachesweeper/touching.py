@@ -23,6 +23,8 @@ from django.db.models import ForeignObjectRel
 
 from cachesweeper import tokens
 from cachesweeper.conf import conf
+from cachesweeper.fields import of_rows
+from cachesweeper.registry import tracked_fields
 
 logger = logging.getLogger("cachesweeper")
 
@@ -37,11 +39,13 @@ class Path:
 
 @dataclass(frozen=True)
 class Reached:
-    """The targets of one path: their primary keys, or ``overflow`` past ``INSTANCE_LIMIT``."""
+    """The targets of one path: their primary keys and the field dependencies of their
+    tracked values, or ``overflow`` past ``INSTANCE_LIMIT``."""
 
     target: type[models.Model]
     ids: tuple[Any, ...]
     overflow: bool = False
+    fields: tuple[str, ...] = ()
 
 
 def is_foreign_key(model: type[models.Model], name: str) -> bool:
@@ -127,7 +131,9 @@ def resolve(
     lookup = f"{checked.back}__pk"
     rows = target._base_manager.db_manager(database).filter(**{f"{lookup}__in": ids})
     limit = conf.INSTANCE_LIMIT
-    found = tuple(rows.order_by().values_list("pk", flat=True).distinct()[: limit + 1])
+    tracked = [field.attname for field in tracked_fields(target)]
+    selected = list(rows.order_by().values_list("pk", *tracked).distinct()[: limit + 1])
+    found = tuple(row[0] for row in selected)
     overflow = len(found) > limit
     attribute = tokens.attribute_for(target)
     if attribute is not None and found:
@@ -144,4 +150,4 @@ def resolve(
             target.__name__,
         )
         return Reached(target, (), overflow=True)
-    return Reached(target, found)
+    return Reached(target, found, fields=tuple(of_rows(target, [row[1:] for row in selected])))

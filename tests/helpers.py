@@ -84,6 +84,7 @@ def registered(model: type[Model], **options: Any) -> Iterator[None]:
                 tags=previous.tags,
                 purge_urls=previous.purge_urls,
                 ignore_fields=previous.ignore_fields,
+                fields=previous.fields,
             )
 
 

@@ -73,6 +73,7 @@ def test_a_childs_save_sweeps_its_parents_names() -> None:
         "testapp.restaurant",
         f"testapp.place.{pk}",
         "testapp.place",
+        "testapp.restaurant.owner=",  # its foreign key's field dependency (no owner)
     }
 
 
@@ -107,7 +108,9 @@ def test_a_grandchild_sweeps_every_level_and_its_delete_too() -> None:
     levels = ("bistro", "restaurant", "place")
     with swept() as names:
         bistro.save()
-    assert set(names) == {f"testapp.{m}.{pk}" for m in levels} | {f"testapp.{m}" for m in levels}
+    assert set(names) == {f"testapp.{m}.{pk}" for m in levels} | {
+        f"testapp.{m}" for m in levels
+    } | {"testapp.restaurant.owner="}
 
     place = Place.objects.get(pk=pk)
     counter = Counter()
@@ -132,16 +135,23 @@ def test_explicit_sweeps_name_every_level() -> None:
     pk = bistro.pk
     with swept() as names:
         cachesweeper.invalidate_cache_for(bistro)
-    assert names == [f"testapp.bistro.{pk}", f"testapp.restaurant.{pk}", f"testapp.place.{pk}"]
+    assert names == [
+        f"testapp.bistro.{pk}",
+        f"testapp.restaurant.{pk}",
+        f"testapp.place.{pk}",
+        "testapp.restaurant.owner=",  # the lists it is in: its foreign key's field dependency
+    ]
     with swept() as names:
         cachesweeper.invalidate_model(Bistro)
-    assert names == ["testapp.bistro", "testapp.restaurant", "testapp.place"]
+    models = ["testapp.bistro", "testapp.restaurant", "testapp.place"]
+    assert names == [*models, *(f"{model}.*" for model in models)]  # every row too
     with swept() as names:
         cachesweeper.invalidate_queryset(Bistro.objects.filter(pk=pk))
     assert set(names) == {f"testapp.{m}.{pk}" for m in ("bistro", "restaurant", "place")} | {
         "testapp.bistro",
         "testapp.restaurant",
         "testapp.place",
+        "testapp.restaurant.owner=",
     }
 
 
@@ -185,7 +195,11 @@ def test_saves_through_a_proxy_or_its_concrete_model_sweep_fragments_on_either()
     assert render(ON_OBJ, obj=reloaded(featured), counter=counter) == "c3"
     with swept() as names:
         cachesweeper.invalidate_cache_for(featured)
-    assert names == [f"testapp.restaurant.{featured.pk}", f"testapp.place.{featured.pk}"]
+    assert names == [
+        f"testapp.restaurant.{featured.pk}",
+        f"testapp.place.{featured.pk}",
+        "testapp.restaurant.owner=",
+    ]
 
 
 def test_an_attribute_versioned_parent_fragment_sees_the_childs_save() -> None:

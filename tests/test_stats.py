@@ -139,11 +139,12 @@ def test_a_transaction_is_one_sweep_whatever_it_saved() -> None:
         Comment.objects.create(article=article, text="two")
         assert counts("sweeps") == {"sweeps": 0}  # nothing before the commit
 
-    # Two comments and their model, the article they touch and its model: one bump.
+    # Two comments, their model and the comments of their article; the article they
+    # touch, its model and the articles of its author: one bump.
     assert counts("sweeps", "names_swept", "largest_sweep") == {
         "sweeps": 1,
-        "names_swept": 5,
-        "largest_sweep": 5,
+        "names_swept": 7,
+        "largest_sweep": 7,
     }
 
 

@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 #: Attribute on a response: the ``(CachePolicy, tag names)`` its view asked edges for.
 RESPONSE_ATTRIBUTE = "_cachesweeper_edge"
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._~:/%*-]+$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._~:/%*=-]+$")
 
 
 @dataclass(frozen=True)

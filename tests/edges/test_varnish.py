@@ -703,6 +703,28 @@ def test_varnish_caches_a_page_until_a_save_purges_its_tag(fresh: Site) -> None:
 
 
 @pytest.mark.servers
+def test_a_comment_purges_the_pages_listing_its_articles_comments_only(fresh: Site) -> None:
+    """Field dependencies at the edge: ``testapp.comment.article=<pk>`` is the page's tag."""
+    from tests.testapp.models import Article, Comment
+
+    a, b = Article.objects.create(title="a"), Article.objects.create(title="b")
+    paths = [f"/article/{a.pk}/comments/", f"/article/{b.pk}/comments/"]
+    with override_settings(CACHESWEEPER=fresh.edges()):
+        for path in paths:
+            fetch(fresh.varnish, path)
+        assert [fetch(fresh.varnish, path).cache for path in paths] == ["HIT", "HIT"]
+        debug = fetch(fresh.varnish, paths[0], **{"X-Cachesweeper-Debug": "1"})
+        assert debug.xkey is not None
+        assert f"testapp.comment.article={a.pk}" in debug.xkey.split(" ")
+
+        Comment.objects.create(article=a, text="on a")
+        flush()
+        on_a, on_b = (fetch(fresh.varnish, path) for path in paths)
+        assert (on_a.cache, on_a.body) == ("MISS", "1 comments")
+        assert (on_b.cache, on_b.body) == ("HIT", "0 comments")
+
+
+@pytest.mark.servers
 def test_a_save_purges_the_urls_registered_for_it(fresh: Site) -> None:
     from tests.testapp.models import Topic
 

@@ -75,7 +75,15 @@ def comment_with_login_link(request: HttpRequest, pk: int) -> TemplateResponse:
     )
 
 
+@edge_cache(60)
+def article_comments(request: HttpRequest, pk: int) -> HttpResponse:
+    """Counts one article's comments: depends on ``testapp.comment.article=<pk>`` only."""
+    CALLS["article_comments"] += 1
+    return HttpResponse(f"{Comment.objects.filter(article_id=pk).count()} comments")
+
+
 urlpatterns: list[URLPattern] = [
+    path("article/<int:pk>/comments/", article_comments),
     path("comment/<int:pk>/", comment),
     path("comment/<int:pk>/login-link/", comment_with_login_link),
     path("topic/<int:pk>/", topic),

@@ -31,6 +31,7 @@ class Article(models.Model):
 class Comment(models.Model):
     article = models.ForeignKey(Article, related_name="comments", on_delete=models.CASCADE)
     text = models.TextField()
+    status = models.CharField(max_length=20, default="published")
 
     def vote_total(self) -> int:
         return sum(vote.value for vote in self.votes.all())
