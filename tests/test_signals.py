@@ -46,7 +46,7 @@ def test_miss_hit_and_sweep_are_signalled(received: list[tuple[str, list[str]]])
     assert received == [
         ("fragment_miss", [name]),
         ("fragment_hit", [name]),
-        ("swept", [name]),
+        ("swept", [name, "testapp.article.author="]),  # and the lists it is in (no author)
     ]
 
 
