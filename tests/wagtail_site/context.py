@@ -1,0 +1,13 @@
+"""The footer snippet, in every template's context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from tests.wagtail_site.models import Footer
+
+
+def footer(request: HttpRequest) -> dict[str, Any]:
+    return {"footer": Footer.objects.order_by("pk").first()}
