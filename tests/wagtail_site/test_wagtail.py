@@ -103,13 +103,20 @@ def test_a_plain_page_save_sweeps_the_specific_page(site: Tree) -> None:
 def test_publish(site: Tree, mode: str) -> None:
     warm(*PAGES)
     edit(site.first, title="First, edited").save_revision().publish()
-    third = ArticlePage(title="Third", slug="third", live=False)
-    site.blog.add_child(instance=third)
-    third.save_revision().publish()
 
-    shown = fetch(*PAGES, "/blog/third/")
+    shown = fetch(*PAGES)
     for url in ("/", "/blog/", "/blog/first/"):
         assert "First, edited" in shown[url], url
+
+
+def test_publish_a_new_page(site: Tree, mode: str) -> None:
+    """Its parent's list of children changed: the parent is swept too."""
+    third = ArticlePage(title="Third", slug="third", live=False)
+    IndexPage.objects.get(pk=site.blog.pk).add_child(instance=third)
+    warm(*PAGES)
+    ArticlePage.objects.get(pk=third.pk).save_revision().publish()
+
+    shown = fetch(*PAGES, "/blog/third/")
     for url in ("/", "/blog/"):
         assert "Third" in shown[url], url
 
