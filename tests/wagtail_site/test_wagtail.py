@@ -279,3 +279,23 @@ def test_edges_purge_the_old_urls_of_a_new_slugs_descendants(
     assert {"http://localhost/blog/second/", "http://localhost/blog/"} <= urls
     names = recording_edge.names()
     assert f"wagtail_site.articlepage.{site.second.pk}" in names
+
+
+@pytest.mark.parametrize("cache_backend", ["locmem"], indirect=True)
+def test_a_preview_leaves_pending_litespeed_purges_to_a_real_response(site: Tree) -> None:
+    """Wagtail discards its preview's response: purges riding on it would never reach the edge."""
+    from django.conf import settings
+
+    with override_settings(
+        MIDDLEWARE=["cachesweeper.middleware.EdgeMiddleware", *settings.MIDDLEWARE],
+        CACHESWEEPER={"EDGES": [{"BACKEND": "cachesweeper.edges.LiteSpeed"}]},
+    ):
+        Client().get("/")  # whatever the tree's creation left pending
+        footer = Footer.objects.get(pk=site.footer.pk)
+        footer.text = "(c) 2027"
+        footer.save()  # outside a request: the purge waits for the next response
+
+        preview = edit(site.first, title="Draft title").make_preview_request()
+        assert not preview.has_header("X-LiteSpeed-Purge")
+        purge = Client().get("/blog/")["X-LiteSpeed-Purge"]
+    assert f"tag=wagtail_site.footer.{site.footer.pk}" in purge
