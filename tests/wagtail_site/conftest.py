@@ -22,6 +22,7 @@ from tests.wagtail_site.models import (
     ArticleAuthor,
     ArticlePage,
     Author,
+    Banner,
     Footer,
     HomePage,
     IndexPage,
@@ -42,6 +43,7 @@ class Tree:
     bob: Author
     footer: Footer
     settings: SiteSettings
+    banner: Banner
 
 
 def _article(parent: Page, title: str, slug: str, author: Author) -> ArticlePage:
@@ -78,6 +80,9 @@ def site() -> Tree:
     first = _article(blog, "First", "first", ada)
     second = _article(blog, "Second", "second", bob)
     footer = Footer.objects.create(text="(c) 2026")
+    banner = Banner(text="Sale")
+    banner.save()
+    banner.save_revision().publish()
     tagline = SiteSettings.objects.create(site=default, tagline="Hello")
     return Tree(
         HomePage.objects.get(pk=home.pk),
@@ -89,6 +94,7 @@ def site() -> Tree:
         bob,
         footer,
         tagline,
+        Banner.objects.get(pk=banner.pk),
     )
 
 

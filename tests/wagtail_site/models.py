@@ -9,7 +9,7 @@ from modelcluster.fields import ParentalKey
 from wagtail import blocks
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.fields import StreamField
-from wagtail.models import Orderable, Page
+from wagtail.models import DraftStateMixin, Orderable, Page, RevisionMixin
 from wagtail.snippets.models import register_snippet
 
 
@@ -27,8 +27,18 @@ class Footer(models.Model):
         return self.text
 
 
+class Banner(DraftStateMixin, RevisionMixin, models.Model):
+    """A snippet with drafts: its row holds the live text, drafts live in revisions."""
+
+    text = models.CharField(max_length=200)
+
+    def __str__(self) -> str:
+        return self.text
+
+
 register_snippet(Author)
 register_snippet(Footer)
+register_snippet(Banner)
 
 
 @register_setting

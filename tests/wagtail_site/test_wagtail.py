@@ -23,7 +23,14 @@ from cachesweeper.edges import queue
 from tests.edges.recording import RecordingEdge
 from tests.helpers import missed_keys
 from tests.wagtail_site.conftest import Tree
-from tests.wagtail_site.models import ArticlePage, Author, Footer, IndexPage, SiteSettings
+from tests.wagtail_site.models import (
+    ArticlePage,
+    Author,
+    Banner,
+    Footer,
+    IndexPage,
+    SiteSettings,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
 
@@ -81,11 +88,12 @@ def edit(page: Page, **changes: Any) -> Page:
 
 def test_every_page_type_snippet_and_setting_is_registered() -> None:
     found = registry.registrations()
-    for model in (Page, ArticlePage, IndexPage, Author, Footer, SiteSettings):
+    for model in (Page, ArticlePage, IndexPage, Author, Footer, Banner, SiteSettings):
         assert model in found, model
     # The project's own registration of a snippet is kept, and completed.
     assert found[Author].touch == ("article_links__page",)
     assert "latest_revision" in found[ArticlePage].ignore_fields
+    assert {"latest_revision", "has_unpublished_changes"} <= found[Banner].ignore_fields
 
 
 def test_a_plain_page_save_sweeps_the_specific_page(site: Tree) -> None:
@@ -211,6 +219,24 @@ def test_a_footer_snippet_edit(site: Tree, mode: str) -> None:
 
     for url, text in fetch(*PAGES).items():
         assert "footer=(c) 2027" in text, url
+
+
+def test_a_snippet_with_drafts_is_swept_when_published_not_when_drafted(
+    site: Tree, mode: str
+) -> None:
+    before = warm(*PAGES)
+    banner = Banner.objects.get(pk=site.banner.pk)
+    banner.text = "Draft sale"
+    with swept() as names:
+        revision = banner.save_revision()
+    assert names == []
+    with missed_keys() as keys:
+        assert fetch(*PAGES) == before
+    assert keys == []
+
+    revision.publish()
+    for url, text in fetch(*PAGES).items():
+        assert "banner=Draft sale" in text, url
 
 
 def test_a_site_setting_edit(site: Tree, mode: str) -> None:
