@@ -7,7 +7,11 @@ from typing import Any
 from django.db import models
 from modelcluster.fields import ParentalKey
 from wagtail import blocks
-from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
+from wagtail.contrib.settings.models import (
+    BaseGenericSetting,
+    BaseSiteSetting,
+    register_setting,
+)
 from wagtail.fields import StreamField
 from wagtail.models import DraftStateMixin, Orderable, Page, RevisionMixin
 from wagtail.snippets.models import register_snippet
@@ -44,6 +48,12 @@ register_snippet(Banner)
 @register_setting
 class SiteSettings(BaseSiteSetting):
     tagline = models.CharField(max_length=200, blank=True)
+
+
+class SocialLinks(BaseGenericSetting):
+    """Not registered with ``@register_setting``: found as a subclass all the same."""
+
+    mastodon = models.URLField(blank=True)
 
 
 class HomePage(Page):

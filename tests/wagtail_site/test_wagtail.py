@@ -30,6 +30,7 @@ from tests.wagtail_site.models import (
     Footer,
     IndexPage,
     SiteSettings,
+    SocialLinks,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("cache_backend")]
@@ -88,7 +89,8 @@ def edit(page: Page, **changes: Any) -> Page:
 
 def test_every_page_type_snippet_and_setting_is_registered() -> None:
     found = registry.registrations()
-    for model in (Page, ArticlePage, IndexPage, Author, Footer, Banner, SiteSettings):
+    models = (Page, ArticlePage, IndexPage, Author, Footer, Banner, SiteSettings, SocialLinks)
+    for model in models:
         assert model in found, model
     # The project's own registration of a snippet is kept, and completed.
     assert found[Author].touch == ("article_links__page",)

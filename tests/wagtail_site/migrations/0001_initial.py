@@ -113,6 +113,21 @@ class Migration(migrations.Migration):
             bases=("wagtailcore.page",),
         ),
         migrations.CreateModel(
+            name="SocialLinks",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("mastodon", models.URLField(blank=True)),
+            ],
+            options={
+                "abstract": False,
+            },
+        ),
+        migrations.CreateModel(
             name="ArticleAuthor",
             fields=[
                 (
