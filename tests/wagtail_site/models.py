@@ -73,6 +73,10 @@ class IndexPage(Page):
         context["children"] = self.get_children().live().specific().order_by("path")
         return context
 
+    def get_cached_paths(self) -> list[str]:
+        """As a ``RoutablePageMixin`` page with a feed would: edges cache both."""
+        return ["/", "/feed/"]
+
 
 class ArticlePage(Page):
     body = StreamField(

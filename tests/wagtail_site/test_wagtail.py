@@ -160,6 +160,18 @@ def test_move(site: Tree, mode: str) -> None:
     assert "/blog/first/" not in shown["/"]
 
 
+def test_moving_a_subtree(site: Tree, mode: str) -> None:
+    warm(*PAGES)
+    IndexPage.objects.get(pk=site.blog.pk).move(site.news, pos="last-child")
+
+    assert status("/blog/first/") == 404
+    shown = fetch("/", "/news/", "/news/blog/", "/news/blog/first/")
+    for url in ("/", "/news/blog/"):
+        assert 'href="/news/blog/first/"' in shown[url], url
+        assert 'href="/news/blog/second/"' in shown[url], url
+    assert "Blog" in shown["/news/"]
+
+
 def test_slug_change_rewrites_the_descendants_urls(site: Tree, mode: str) -> None:
     warm(*PAGES)
     edit(site.blog, slug="journal").save_revision().publish()
@@ -293,7 +305,8 @@ def test_edges_purge_a_page_on_every_site(site: Tree, recording_edge: type[Recor
 
     urls = purged_urls(recording_edge)
     assert {"http://localhost/blog/first/", "http://other.test/first/"} <= urls
-    assert "http://localhost/blog/" in urls  # the parent lists it
+    assert {"http://localhost/blog/", "http://localhost/blog/feed/"} <= urls  # it lists it
+    assert {"http://other.test/", "http://other.test/feed/"} <= urls  # the blog is a site root
 
 
 @pytest.mark.parametrize("cache_backend", ["locmem"], indirect=True)
