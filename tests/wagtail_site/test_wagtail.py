@@ -185,6 +185,19 @@ def test_slug_change_rewrites_the_descendants_urls(site: Tree, mode: str) -> Non
         assert "/blog/" not in shown[url], url
 
 
+def test_sweep_subtree_after_a_bulk_update(site: Tree, mode: str) -> None:
+    """No signal tells of a QuerySet.update(): sweep_subtree does what a save would."""
+    from cachesweeper.contrib.wagtail.subtrees import sweep_subtree
+
+    warm(*PAGES)
+    ArticlePage.objects.filter(pk=site.first.pk).update(title="First, bulk")
+    sweep_subtree(IndexPage.objects.get(pk=site.blog.pk))
+
+    shown = fetch(*PAGES)
+    for url in ("/", "/blog/", "/blog/first/"):
+        assert "First, bulk" in shown[url], url
+
+
 def test_a_draft_save_sweeps_nothing(site: Tree, mode: str) -> None:
     before = warm(*PAGES)
     draft = edit(site.first, title="Draft title", body=[("paragraph", "draft text")])

@@ -12,12 +12,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
-
-from cachesweeper.contrib.wagtail.purging import moved_urls, page_urls
+from cachesweeper.contrib.wagtail.purging import page_urls
 from cachesweeper.contrib.wagtail.registration import page_names
-from cachesweeper.dependencies import hierarchy_names, model_names, names_for_pks
-from cachesweeper.edges.loading import configured
+from cachesweeper.contrib.wagtail.subtrees import subtree
+from cachesweeper.dependencies import hierarchy_names, model_names
 from cachesweeper.sweeps import sweep
 
 logger = logging.getLogger("cachesweeper")
@@ -53,7 +51,7 @@ def _on_moved(
     """A page moved: both parents' children changed, and the subtree's URLs."""
     try:
         names, urls = _pages([parent_page_before, parent_page_after])
-        more, subtree_urls = _subtree(instance, url_path_before, url_path_after)
+        more, subtree_urls = subtree(instance, url_path_before, url_path_after)
         sweep([*names, *more], urls=[*urls, *subtree_urls])
     except Exception:
         logger.exception("cachesweeper: could not sweep the move of %r", instance)
@@ -62,7 +60,7 @@ def _on_moved(
 def _on_slug_changed(sender: Any, instance: Any, instance_before: Any, **kwargs: Any) -> None:
     """A new slug gives the page and all its descendants new URLs (sent after the commit)."""
     try:
-        names, urls = _subtree(instance, instance_before.url_path, instance.url_path)
+        names, urls = subtree(instance, instance_before.url_path, instance.url_path)
         sweep(names, urls=urls)
     except Exception:
         logger.exception("cachesweeper: could not sweep the new slug of %r", instance)
@@ -78,30 +76,3 @@ def _pages(pages: Iterable[Any]) -> tuple[list[str], list[str]]:
         names += [*hierarchy_names(page), *model_names(type(page)), *page_names(page)]
         urls += page_urls(page)
     return names, urls
-
-
-def _subtree(page: Any, path_before: str, path_after: str) -> tuple[list[str], list[str]]:
-    """Names of ``page`` and its descendants, by their specific types, and their old and new URLs.
-
-    One query for the names (primary keys and content types); the pages
-    themselves are loaded only when an edge purges by URL.
-    """
-    from wagtail.models import Page
-
-    subtree = Page.objects.descendant_of(page, inclusive=True)
-    names: list[str] = []
-    for content_type, pks in _by_type(subtree.values_list("content_type_id", "pk")).items():
-        model = ContentType.objects.get_for_id(content_type).model_class() or Page
-        names += [*names_for_pks(model, pks), *model_names(model)]
-    urls: list[str] = []
-    if configured():
-        for descendant in subtree:
-            urls += moved_urls(descendant, path_before, path_after)
-    return names, urls
-
-
-def _by_type(rows: Iterable[tuple[int, Any]]) -> dict[int, list[Any]]:
-    found: dict[int, list[Any]] = {}
-    for content_type, pk in rows:
-        found.setdefault(content_type, []).append(pk)
-    return found
