@@ -24,6 +24,7 @@ def fragment_slot(
     *,
     using: str | None = None,
     grace: Any = None,
+    preview: bool = False,
 ) -> Slot:
     """The slot of one fragment.
 
@@ -32,13 +33,15 @@ def fragment_slot(
     the same object never share an entry by accident. A fragment on an
     instance built in memory (unsaved, or given a primary key by hand) is
     rendered afresh every time: see :func:`~cachesweeper.dependencies.untrusted`.
+    So is every fragment of a ``preview`` (:func:`cachesweeper.safety.is_preview`):
+    its instances hold unpublished changes.
     """
     key, dependencies = _identity(place, target, vary_on)
     names, attributes = split(dependencies)
     # Positional, as entries.slot() would: keyword arguments cost more, per item of a list.
     return Slot(
         key, dependencies, timeout, conf.GRACE if grace is None else grace, using, None,
-        loaded_at(target), FRAGMENT, untrusted(target), names, attributes,
+        loaded_at(target), FRAGMENT, preview or untrusted(target), names, attributes,
     )  # fmt: skip
 
 

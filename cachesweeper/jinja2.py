@@ -71,6 +71,7 @@ from cachesweeper.entries import Rendered, Slot, serve
 from cachesweeper.fragments import fragment_slot
 from cachesweeper.jinja2_holes import JinjaHoleBody
 from cachesweeper.lists import serve_list
+from cachesweeper.safety import is_preview
 
 __all__ = ["CacheSweeperExtension", "CacheSweeperLoop"]
 
@@ -407,6 +408,7 @@ class CacheSweeperExtension(Extension):
             _timeout(timeout, tag),
             list(vary_on),
             **_keywords(tag, using, grace),
+            preview=is_preview(context.get("request")),
         )
         ((_, payload),) = serve([slot], lambda _: _rendered(caller()))
         return _output(context, payload, [slot], caller)
@@ -431,6 +433,7 @@ class CacheSweeperExtension(Extension):
             return caller(None, None, _EMPTY, None)
         expiry = _timeout(timeout, tag)
         keywords = _keywords(tag, using, grace)
+        keywords["preview"] = is_preview(context.get("request"))
         place = self._current_place(text, templates)
         loops = [CacheSweeperLoop(index, len(items)) for index in range(len(items))]
         slots = []

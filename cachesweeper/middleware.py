@@ -141,6 +141,10 @@ def _annotate(
         response[name] = value
     if includes:
         esi.mark(response)  # after the edges' headers: Fastly's Surrogate-Control
+    if safety.is_preview(request):
+        # A simulated request (Wagtail's preview) whose response the admin view
+        # discards: pending purges wait for a response that reaches the edge.
+        return response
     for edge in configured():
         for name, value in edge.purge_headers().items():
             response[name] = value

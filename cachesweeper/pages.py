@@ -342,6 +342,8 @@ def _page_lookup(
     """
     if request.method not in ("GET", "HEAD") or getattr(request, "do_not_cache", False):
         return None
+    if safety.is_preview(request):
+        return None
     if policy.only_if is not None and not policy.only_if(request):
         return None
     visitor = safety.visitor(request)

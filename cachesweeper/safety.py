@@ -74,6 +74,17 @@ async def aload_user(request: HttpRequest | None) -> None:
         await sync_to_async(lambda: user.is_authenticated)()
 
 
+def is_preview(request: object) -> bool:
+    """A preview of unpublished content (Wagtail's flags): never stored, never served a copy.
+
+    Wagtail marks its simulated preview requests ``is_dummy`` before the
+    middleware runs and ``is_preview`` before the view. The draft they show
+    is an instance loaded from its row and changed in memory, so only the
+    request can tell that fragments on it must not be shared.
+    """
+    return bool(getattr(request, "is_preview", False) or getattr(request, "is_dummy", False))
+
+
 def has_session_cookie(request: HttpRequest) -> bool:
     """A session cookie with a value (an emptied one is no session, for Django too)."""
     return bool(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
@@ -134,6 +145,8 @@ def _refusal(
         return f"it answers a {request.method} request"
     if getattr(request, "do_not_cache", False):
         return "the view set request.do_not_cache"
+    if is_preview(request):
+        return "it is a preview"
     if response.streaming:
         return "it is a streaming response"
     if response.status_code not in conf.CACHEABLE_STATUSES:

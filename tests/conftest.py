@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 import pytest
+from django.conf import settings
 from django.core.cache import caches
 from django.test import override_settings
 from hypothesis import settings as hypothesis_settings
@@ -75,6 +76,10 @@ hypothesis_settings.register_profile("cachesweeper", deadline=None, derandomize=
 hypothesis_settings.load_profile("cachesweeper")
 
 S = TypeVar("S", bound=ServerProcess)
+
+# The Wagtail site runs with its own settings (tests/wagtail_site/settings.py), as a
+# pytest run of its own: see scripts/test.
+collect_ignore = [] if "wagtail" in settings.INSTALLED_APPS else ["wagtail_site"]
 
 SERVER_FIXTURES = {"memcached_server", "redis_server", "memcached_pool", "redis_cluster"}
 SERVER_KINDS = ("memcached", "django_redis", "redis")

@@ -161,3 +161,42 @@ def test_a_copy_built_in_memory_of_a_changed_instance_is_untrusted() -> None:
 
     assert render(CARD, article=copy, counter=counter) == "edited r2"
     assert render(CARD, article=reloaded(article), counter=counter) == "live r1"
+
+
+def preview_request(flag: str) -> HttpRequest:
+    """A request marked as a preview the way Wagtail marks its own."""
+    request = RequestFactory().get("/article/")
+    setattr(request, flag, True)
+    return request
+
+
+@pytest.mark.parametrize("flag", ["is_preview", "is_dummy"])
+@pytest.mark.parametrize(("template", "draw"), [(CARD, render), (CARD_JINJA, render_jinja)])
+def test_a_preview_request_neither_reads_nor_stores_fragments(
+    flag: str, template: str, draw: Callable[..., str]
+) -> None:
+    """A loaded instance changed in memory (an edit form's draft) is only known by the request."""
+    article, counter = live_article(), Counter()
+    assert render(CARD, article=article, counter=counter) == "live r1"
+    article.title = "draft"  # loaded, so trusted: only the request tells it is a preview
+    reset()
+
+    shown = draw(template, article=article, counter=counter, request=preview_request(flag))
+    assert shown == "draft r2"
+    assert calls() == []
+    assert render(CARD, article=reloaded(article), counter=counter) == "live r1"
+
+
+@pytest.mark.parametrize("flag", ["is_preview", "is_dummy"])
+def test_a_preview_request_neither_reads_nor_stores_pages(flag: str) -> None:
+    runs = Counter()
+
+    @cachesweeper.cache_page(60)
+    def view(request: HttpRequest) -> HttpResponse:
+        kind = "preview" if getattr(request, flag, False) else "live"
+        return HttpResponse(f"{kind} {runs.next()}")
+
+    assert view(RequestFactory().get("/article/")).content == b"live 1"
+    assert view(preview_request(flag)).content == b"preview 2"
+    assert view(preview_request(flag)).content == b"preview 3"
+    assert view(RequestFactory().get("/article/")).content == b"live 1"

@@ -42,6 +42,7 @@ from cachesweeper.digests import Place
 from cachesweeper.entries import Rendered, Slot, serve
 from cachesweeper.fragments import fragment_slot
 from cachesweeper.lists import serve_list
+from cachesweeper.safety import is_preview
 
 register = template.Library()
 
@@ -73,6 +74,7 @@ class CacheSweeperNode(Node):
             resolve_timeout(self.timeout, context, "cachesweeper"),
             [var.resolve(context) for var in self.vary_on],
             **(resolve_keywords(self.keywords, context, "cachesweeper") if self.keywords else {}),
+            preview=_previewing(context),
         )
         ((_, payload),) = serve([slot], lambda _: _fragment(self.nodelist.render(context)))
         return SafeString(_finish(payload, context, [slot], lambda: self.nodelist.render(context)))
@@ -113,6 +115,7 @@ class CacheSweeperForNode(Node):
         timeout = resolve_timeout(self.timeout, context, "cachesweeper_for")
         keywords = resolve_keywords(self.keywords, context, "cachesweeper_for")
         place = _current_place(self.place, context)
+        keywords["preview"] = _previewing(context)
         parentloop = context.get("forloop", {})
         count = len(items)
         with context.push():
@@ -302,6 +305,10 @@ def _split(parser: Parser, token: Token) -> tuple[list[str], dict[str, FilterExp
 
 def _fragment(content: str) -> Rendered:
     return Rendered(content, str(content))
+
+
+def _previewing(context: Context) -> bool:
+    return is_preview(getattr(context, "request", None) or context.get("request"))
 
 
 def _finish(value: Any, context: Context, slots: Sequence[Slot], afresh: Callable[[], str]) -> str:
