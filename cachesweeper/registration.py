@@ -132,7 +132,7 @@ def register(
     _connect()
     stamps.stamp_instances_of(model)
     queries.listen(loads.note)
-    if any(touching.is_foreign_key(model, name) for name in touch):
+    if any(_first_key(model, name) for name in touch):
         uid = f"cachesweeper.post_init.{model._meta.label}"
         post_init.connect(_remember_targets, sender=model, weak=False, dispatch_uid=uid)
     uid = f"cachesweeper.fields.{model._meta.label}"
@@ -169,15 +169,22 @@ def _connect() -> None:
     m2m_changed.connect(_on_m2m_changed, dispatch_uid="cachesweeper.m2m_changed")
 
 
+def _first_key(model: type[models.Model], path: str) -> str | None:
+    """The forward foreign key a touch path starts with, if it does."""
+    first = path.split("__", 1)[0]
+    return first if touching.is_foreign_key(model, first) else None
+
+
 def _remember_targets(sender: Any, instance: models.Model, **kwargs: Any) -> None:
-    """Keep the foreign keys an instance was loaded with, to sweep old targets too."""
+    """Keep the foreign keys touch paths start with, as loaded: old targets are swept too."""
     registration = registration_for(type(instance))
     if registration is None:
         return
+    model = type(instance)
+    keys = {key for path in registration.touch if (key := _first_key(model, path))}
     instance.__dict__["_cachesweeper_loaded"] = {
-        name: instance.__dict__.get(instance._meta.get_field(name).attname)  # type: ignore[union-attr]
-        for name in registration.touch
-        if touching.is_foreign_key(type(instance), name)
+        key: instance.__dict__.get(instance._meta.get_field(key).attname)  # type: ignore[union-attr]
+        for key in keys
     }
 
 
@@ -244,7 +251,7 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
         # exactly what was committed.
         full_save = "created" in kwargs and not kwargs.get("update_fields")
         sweep(names, database=database, urls=urls, saved=instance if full_save else None)
-        if any(touching.is_foreign_key(type(instance), name) for name in registration.touch):
+        if any(_first_key(type(instance), name) for name in registration.touch):
             _remember_targets(sender, instance)
         field_deps.keep(instance)  # the next write's old values
     except Exception:
@@ -372,9 +379,35 @@ def _names_to_sweep(
             if found is None:
                 found = touching.resolve(type(instance), field_name, [instance.pk], database)
             names += _reached_names(found, database, seen, urls)
+            names += _old_path_names(instance, field_name, database, seen, urls)
         except Exception:
             logger.exception("cachesweeper: could not sweep %r's %s", instance, field_name)
     return names
+
+
+def _old_path_names(
+    instance: models.Model,
+    path: str,
+    database: str | None,
+    seen: set[str],
+    urls: dict[str, None],
+) -> list[str]:
+    """A path that starts with a foreign key whose value moved: what it reached before.
+
+    ``comment.article`` moved from A to B: ``article__author`` reaches B's
+    author from the row now, and A's author is reached from A here.
+    """
+    key = _first_key(type(instance), path)
+    if key is None or "__" not in path:
+        return []
+    field = instance._meta.get_field(key)
+    old = instance.__dict__.get("_cachesweeper_loaded", {}).get(key)
+    if old is None or old == instance.__dict__.get(field.attname):  # type: ignore[union-attr]
+        return []
+    target: type[models.Model] = field.related_model  # type: ignore[assignment]
+    rest = path.split("__", 1)[1]
+    found = touching.resolve(target, rest, [old], database)
+    return _reached_names(found, database, seen, urls)
 
 
 def _path_names(

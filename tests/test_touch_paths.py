@@ -147,6 +147,30 @@ def test_link_changes_sweep_what_a_path_through_the_link_reached() -> None:
 
 
 @override_settings(CACHESWEEPER={"INSTANCE_LIMIT": 2})
+def test_a_path_from_a_moved_foreign_key_sweeps_the_old_target_too() -> None:
+    """``comment.article`` moves from A to B: B's author is reached from the row, A's from
+    the article the comment was loaded with."""
+    ada, bob = Author.objects.create(name="Ada"), Author.objects.create(name="Bob")
+    a = Article.objects.create(title="A", author=ada)
+    b = Article.objects.create(title="B", author=bob)
+    with registered(Comment, touch=["article", "article__author"]):
+        comment = Comment.objects.create(article=a, text="moving")
+        comment = Comment.objects.get(pk=comment.pk)
+        ada_before = token(f"testapp.author.{ada.pk}")
+        bob_before = token(f"testapp.author.{bob.pk}")
+        comment.article = b
+        comment.save()
+        assert token(f"testapp.author.{bob.pk}") != bob_before
+        assert token(f"testapp.author.{ada.pk}") != ada_before
+
+        # Not moved: only the current author.
+        ada_after = token(f"testapp.author.{ada.pk}")
+        comment.text = "edited"
+        comment.save()
+        assert token(f"testapp.author.{ada.pk}") == ada_after
+
+
+@override_settings(CACHESWEEPER={"INSTANCE_LIMIT": 2})
 def test_past_the_limit_the_target_model_is_swept(caplog: pytest.LogCaptureFixture) -> None:
     ada = Author.objects.create(name="Ada")
     articles = [Article.objects.create(title=t) for t in ("a", "b", "c")]
