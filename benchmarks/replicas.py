@@ -1,7 +1,7 @@
 """A Redis primary with a read replica: stale reads after a sweep, and what a hit costs.
 
     python -m benchmarks.replicas                    # 10,000 cycles per backend and side
-    python -m benchmarks.replicas --cycles 2000 --hits 2000
+    python -m benchmarks.replicas --cycles 2000 --hits 2000 --lag 0.001
 
 Issue 18's replica figures. A primary and a replica (``--replicaof``, on
 loopback: the replica lags by the few hundred microseconds replication takes)
@@ -13,7 +13,10 @@ sweep bumps the token on the primary) and at once renders a fragment on it;
 a cycle is *stale* when the fragment shows the title from before the save.
 Two sides run the same cycles: *cachesweeper* (its reader reads entries and
 tokens from the primary, ``reads.py``) and *replica reads* (the backend's own
-``get_many``, which goes to the replica: what cachesweeper did before).
+``get_many``, which goes to the replica: what cachesweeper did before). The
+cycles run twice: with the replica replicating directly (loopback: its lag is
+the few hundred microseconds replication takes), and through a proxy that
+holds the primary's stream back ``--lag`` seconds (a busy or distant replica).
 
 *Hits.* The median time of a fragment hit with ``LOCATION = [primary,
 replica]`` against the same hit with ``LOCATION = primary`` alone (target:
@@ -50,6 +53,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--cycles", type=int, default=10_000, help="write-then-read cycles")
     parser.add_argument("--hits", type=int, default=5_000, help="timed hits per side")
+    parser.add_argument(
+        "--lag", type=float, default=0.0005, help="seconds the lagging replica's link adds"
+    )
     return parser.parse_args(argv)
 
 
@@ -58,22 +64,28 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.core.management import call_command
 
+    from tests.reliability.proxy import CuttableProxy
     from tests.servers import LOOPBACK, RedisServer
 
     call_command("migrate", run_syncdb=True, verbosity=0)
     with RedisServer() as primary:
+        link = CuttableProxy(LOOPBACK, primary.port, delay=args.lag)
         replica = RedisServer(extra_args=["--replicaof", LOOPBACK, str(primary.port)])
-        with replica:
+        lagging = RedisServer(extra_args=["--replicaof", LOOPBACK, str(link.port)])
+        with replica, lagging:
             _wait_in_sync(primary.port, replica.port)
-            print(f"{'backend':<14}{'side':<16}{'cycles':>8}{'stale':>8}")
+            _wait_in_sync(primary.port, lagging.port)
+            print(f"{'backend':<14}{'replica':<12}{'side':<16}{'cycles':>8}{'stale':>8}")
             for kind, backend in BACKENDS.items():
-                location = [
-                    f"redis://{LOOPBACK}:{primary.port}/0",
-                    f"redis://{LOOPBACK}:{replica.port}/0",
-                ]
-                for side in ("cachesweeper", "replica reads"):
-                    stale = cycles(backend, location, args.cycles, forced=side == "replica reads")
-                    print(f"{kind:<14}{side:<16}{args.cycles:>8}{stale:>8}")
+                for label, server in (("direct", replica), (f"+{args.lag * 1e3:g} ms", lagging)):
+                    location = [
+                        f"redis://{LOOPBACK}:{primary.port}/0",
+                        f"redis://{LOOPBACK}:{server.port}/0",
+                    ]
+                    for side in ("cachesweeper", "replica reads"):
+                        forced = side == "replica reads"
+                        stale = cycles(backend, location, args.cycles, forced=forced)
+                        print(f"{kind:<14}{label:<12}{side:<16}{args.cycles:>8}{stale:>8}")
             print()
             header = f"{'hit, primary + replica':>24}{'hit, primary alone':>20}{'ratio':>8}"
             print(f"{'backend':<14}{header}")
@@ -88,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{kind:<14}{with_replica * 1e6:>21.1f} µs{without * 1e6:>17.1f} µs"
                     f"{with_replica / without:>7.2f}x"
                 )
+        link.close()
     return 0
 
 
