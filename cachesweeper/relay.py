@@ -1,0 +1,207 @@
+"""The relay: finishes the sweeps left in the journal, whoever made them.
+
+A row stays in the journal when its process died between the commit and the
+bump, when the version cache did not take the bump, or while an edge has not
+taken the purge. Every process that journals a sweep starts a relay thread
+(lazily, the first time); ``manage.py cachesweeper relay`` runs one in the
+foreground for a dedicated worker. A relay claims rows older than
+``RELAY_DELAY`` seconds (their own process had its chance), bumps their
+names, hands their purges to the edges and deletes them once delivered.
+Claims keep two relays off one row; a row replayed twice costs one miss.
+
+The thread leaves in-memory SQLite databases alone: no other process can
+see their journal, and this one's retry queue already has what failed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from django.conf import settings
+from django.db import connections
+
+from cachesweeper import journal, retries
+from cachesweeper.conf import conf
+from cachesweeper.edges.queue import EXIT_TIMEOUT, purges
+
+logger = logging.getLogger("cachesweeper")
+
+#: Seconds a claim lasts: time enough to bump and purge, short enough after a crash.
+HOLD = 10.0
+#: Seconds before a row whose bump failed is tried again.
+RETRY = 1.0
+#: Seconds between two looks at the journal.
+INTERVAL = 1.0
+#: Rows claimed at once.
+LIMIT = 500
+
+
+class Relay:
+    """Rows this process is finishing, and the thread that replays the journal."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        #: alias -> row id -> when its purges were handed to the edges (monotonic)
+        self._waiting: dict[str, dict[int, float]] = {}
+        #: alias -> row ids whose sweep is done, to delete
+        self._done: dict[str, set[int]] = {}
+
+    # -- rows this process is finishing ----------------------------------------------------
+
+    def finisher(self, alias: str, ids: Sequence[int]) -> Callable[[], None]:
+        """The callback that marks rows ``ids`` done once their purges are delivered."""
+        ids = list(ids)
+        now = time.monotonic()
+        with self._lock:
+            waiting = self._waiting.setdefault(alias, {})
+            for row in ids:
+                waiting[row] = now
+
+        def finished() -> None:
+            with self._lock:
+                waiting = self._waiting.get(alias, {})
+                for row in ids:
+                    waiting.pop(row, None)
+                self._done.setdefault(alias, set()).update(ids)
+            self._wake.set()
+
+        return finished
+
+    def abandon(self, alias: str, ids: Iterable[int]) -> None:
+        """Rows ``ids`` stay in the journal for a relay to replay (their bump failed)."""
+        with self._lock:
+            waiting = self._waiting.get(alias, {})
+            for row in ids:
+                waiting.pop(row, None)
+
+    def settle(self, alias: str) -> None:
+        """Delete the rows of ``alias`` that are done (one ``DELETE``, none if nothing is)."""
+        with self._lock:
+            done = self._done.pop(alias, set())
+        if not done:
+            return
+        try:
+            journal.forget(alias, done)
+        except Exception:
+            with self._lock:
+                self._done.setdefault(alias, set()).update(done)
+            raise
+
+    def _hold_slow(self, alias: str) -> None:
+        """Rows whose purges have waited a while stay claimed: no relay bumps them again."""
+        cutoff = time.monotonic() - min(conf.RELAY_DELAY / 2, INTERVAL)
+        with self._lock:
+            slow = [row for row, since in self._waiting.get(alias, {}).items() if since < cutoff]
+        if slow:
+            journal.hold(alias, slow, HOLD, bumped=True)
+
+    # -- replaying ---------------------------------------------------------------------------
+
+    def replay(self, alias: str, older_than: float | None = None) -> int:
+        """Claim rows of ``alias`` older than ``older_than`` seconds and finish them.
+
+        Returns how many rows were taken on: bumped (or only purged, when their
+        bump had landed), with their purges handed to the edges.
+        """
+        delay = conf.RELAY_DELAY if older_than is None else older_than
+        rows = journal.claim(alias, delay, LIMIT, HOLD)
+        if not rows:
+            return 0
+        fresh = [row for row in rows if not row.bumped]
+        names = list(dict.fromkeys(name for row in fresh for name in row.names))
+        failed = retries.attempt(names) if names else []
+        if failed:
+            logger.error(
+                "cachesweeper: the relay could not reach the version cache to sweep %d "
+                "journaled names; will retry",
+                len(names),
+            )
+            journal.hold(alias, [row.id for row in fresh], RETRY)
+            rows = [row for row in rows if row.bumped]
+            if not rows:
+                return 0
+        retries.landed(
+            list(dict.fromkeys(name for row in rows for name in row.names)),
+            list(dict.fromkeys(url for row in rows for url in row.urls)),
+            done=self.finisher(alias, [row.id for row in rows]),
+        )
+        self.settle(alias)
+        return len(rows)
+
+    def tick(self, aliases: Iterable[str] | None = None, older_than: float | None = None) -> int:
+        """One pass over the journals: delete what is done, keep slow rows, replay the rest."""
+        replayed = 0
+        for alias in settings.DATABASES if aliases is None else aliases:
+            try:
+                if not journal.usable(alias):
+                    continue
+                connections[alias].close_if_unusable_or_obsolete()
+                self.settle(alias)
+                self._hold_slow(alias)
+                replayed += self.replay(alias, older_than)
+            except Exception:
+                logger.warning("cachesweeper: the relay could not read the journal of %s", alias)
+                logger.debug("cachesweeper: relay failure", exc_info=True)
+        return replayed
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the relay thread of this process, once."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="cachesweeper-relay", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(INTERVAL)
+            self._wake.clear()
+            aliases = [alias for alias in settings.DATABASES if not journal.in_memory(alias)]
+            self.tick(aliases)
+            for alias in aliases:  # no connection held between passes
+                connections[alias].close()
+
+    def release(self) -> None:
+        """At exit: delete what is done; rows still held go back to the other relays at once."""
+        with self._lock:
+            aliases = set(self._done) | set(self._waiting)
+        for alias in aliases:
+            try:
+                self.settle(alias)
+                with self._lock:
+                    ids = list(self._waiting.pop(alias, {}))
+                journal.release(alias, ids)
+            except Exception:
+                logger.debug("cachesweeper: could not release journal rows", exc_info=True)
+
+    def watching(self) -> bool:
+        """Whether this process has journal rows in hand (waiting for purges, or done)."""
+        with self._lock:
+            return any(self._waiting.values()) or any(self._done.values())
+
+
+#: The process's relay.
+relay = Relay()
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    # Registered after the retry and purge queues' hooks, so it runs before them:
+    # flush them first, so that what they deliver now is deleted from the journal.
+    if relay.watching():
+        retries.queue.flush()
+        if purges.pending():
+            purges.flush(timeout=EXIT_TIMEOUT)
+    relay.release()
