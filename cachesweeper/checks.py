@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -474,3 +475,32 @@ def _missing_attribute(model: type[Model], attribute: str, own: bool) -> CheckMe
         f"{attribute} = models.DateTimeField(auto_now=True){keep}.",
         id="cachesweeper.E008",
     )
+
+
+@register(Tags.database)
+def check_journal(databases: Sequence[str] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """W006: ``JOURNAL`` is on but a database that may hold the journal lacks its table.
+
+    A database check (``manage.py check --database default``, and ``migrate``
+    runs it), as Django's own: other checks never open a connection. Without
+    the table, sweeps work as before, in memory only.
+    """
+    user = getattr(settings, "CACHESWEEPER", {})
+    wanted = user.get("JOURNAL", DEFAULTS["JOURNAL"]) if isinstance(user, dict) else False
+    if not wanted or not databases:
+        return []
+    from cachesweeper import journal
+
+    return [
+        Warning(
+            f"the cachesweeper journal table ({journal.TABLE}) is missing on database "
+            f"{alias!r}, so sweeps made in its transactions are kept in memory only: a "
+            "process that dies before its sweep, or while the version cache is down, "
+            "leaves fragments stale until their timeout.",
+            hint=f'Run "manage.py migrate cachesweeper --database {alias}", or set '
+            'CACHESWEEPER["JOURNAL"] = False.',
+            id="cachesweeper.W006",
+        )
+        for alias in databases
+        if journal.allowed(alias) and not journal.has_table(alias)
+    ]

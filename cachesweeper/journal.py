@@ -76,17 +76,27 @@ def usable(alias: str) -> bool:
     now = time.monotonic()
     if known is not None and (known[0] or now - known[1] < RECHECK):
         return known[0]
-    found = has_table(alias)
+    found = allowed(alias) and has_table(alias)
     with _lock:
         _tables[alias] = (found, now)
+    if not found and known is None and allowed(alias):
+        logger.warning(
+            "cachesweeper: no journal table on database %s: its sweeps are kept in memory "
+            'only; run "manage.py migrate cachesweeper --database %s"',
+            alias,
+            alias,
+        )
     return found
 
 
+def allowed(alias: str) -> bool:
+    """Whether the routers let ``alias`` hold the journal."""
+    return bool(router.allow_migrate_model(alias, _model()))
+
+
 def has_table(alias: str) -> bool:
-    """Whether ``alias`` may hold the journal (routers) and has its table (``migrate``)."""
+    """Whether ``alias`` has the journal's table (``migrate`` made it)."""
     try:
-        if not router.allow_migrate_model(alias, _model()):
-            return False
         with connections[alias].cursor() as cursor:
             return TABLE in connections[alias].introspection.table_names(cursor)
     except Exception:
