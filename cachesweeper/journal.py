@@ -156,7 +156,9 @@ def forget(alias: str, ids: Iterable[int]) -> None:
     """The sweeps of rows ``ids`` are done: delete them (one ``DELETE``)."""
     ids = list(ids)
     if ids:
-        _model()._base_manager.using(alias).filter(pk__in=ids).delete()
+        # A raw DELETE: the rows have no relations nor signals to collect first.
+        rows = _model()._base_manager.using(alias).filter(pk__in=ids)
+        rows._raw_delete(alias)  # type: ignore[attr-defined]
 
 
 def hold(alias: str, ids: Iterable[int], seconds: float, bumped: bool = False) -> None:

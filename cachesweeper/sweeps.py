@@ -23,6 +23,7 @@ from django.db import models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from cachesweeper import journal, retries, stamps, stats, tokens, uncommitted
+from cachesweeper.conf import conf
 from cachesweeper.dependencies import hierarchy_names, levels, model_names, name_with_pk, tag_name
 from cachesweeper.registry import registration_for, urls_of
 from cachesweeper.relay import relay
@@ -121,6 +122,8 @@ def sweep(
     names, urls = list(dict.fromkeys(names)), list(dict.fromkeys(urls))
     if not names and not urls:
         return
+    if conf.JOURNAL:
+        relay.start()  # every process that sweeps replays the journal too
     connection = transaction.get_connection(database)
     if connection.in_atomic_block:
         _defer(connection, names, urls, saved)
@@ -160,8 +163,6 @@ def sweep_now(
                 row = journal.record(database, names, urls)
             else:
                 relay.abandon(database, [row])
-            if row is not None:
-                relay.start()
         retries.queue.add(failed, urls, journaled=row is not None)
         retries.landed(retries.without(names, failed), ())
         return False
@@ -201,7 +202,6 @@ class _Pending:
             if not journal.usable(self.connection.alias):
                 return
             self.row = journal.write(self.connection, list(self.names), list(self.urls))
-            relay.start()
         else:
             journal.rewrite(self.connection, self.row, list(self.names), list(self.urls))
         self.journaled = size

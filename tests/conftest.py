@@ -6,6 +6,9 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     One real server each per test session (a :class:`~tests.servers.MemcachedServer` /
     :class:`~tests.servers.RedisServer`), on free loopback ports. Missing binary: the test
     fails on CI (``CI=true``) and is skipped elsewhere.
+``postgres_server``
+    A PostgreSQL cluster (:class:`~tests.servers.PostgresServer`) per test session, for
+    the journal's tests; missing ``postgres``/``initdb`` fail on CI like the others.
 ``cache_backend``
     Runs the test once per cache kind, ``locmem``, ``memcached``, ``django_redis`` and
     ``redis``, with ``CACHES["default"]`` pointed at a counting backend of that kind (see
@@ -50,6 +53,7 @@ from tests.servers import (
     CACHE_KINDS,
     BinaryNotFound,
     MemcachedServer,
+    PostgresServer,
     RedisServer,
     ServerProcess,
     cache_settings,
@@ -66,7 +70,7 @@ hypothesis_settings.load_profile("cachesweeper")
 
 S = TypeVar("S", bound=ServerProcess)
 
-SERVER_FIXTURES = {"memcached_server", "redis_server"}
+SERVER_FIXTURES = {"memcached_server", "redis_server", "postgres_server"}
 SERVER_KINDS = ("memcached", "django_redis", "redis")
 
 
@@ -91,6 +95,14 @@ def memcached_server() -> Iterator[MemcachedServer]:
 def redis_server() -> Iterator[RedisServer]:
     server = _start(RedisServer)
     assert isinstance(server, RedisServer)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = _start(PostgresServer)
+    assert isinstance(server, PostgresServer)
     yield server
     server.close()
 
