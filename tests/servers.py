@@ -578,6 +578,24 @@ class PostgresServer(ServerProcess):
             "-c", "synchronous_commit=off",
         ]  # fmt: skip
 
+    def _start_once(self) -> None:
+        """The port opens before the server takes sessions ("starting up"): wait for one."""
+        super()._start_once()
+        import psycopg
+
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:
+                psycopg.connect(
+                    host=self.host, port=self.port, user=self.user, dbname="postgres"
+                ).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ServerError(f"postgres took no session.\n{self.log_tail()}") from None
+                time.sleep(0.05)
+
     def database(self, name: str) -> dict[str, Any]:
         """A ``DATABASES`` entry for database ``name`` of this server."""
         return {
