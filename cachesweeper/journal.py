@@ -158,7 +158,7 @@ def forget(alias: str, ids: Iterable[int]) -> None:
     if ids:
         # A raw DELETE: the rows have no relations nor signals to collect first.
         rows = _model()._base_manager.using(alias).filter(pk__in=ids)
-        rows._raw_delete(alias)  # type: ignore[attr-defined]
+        rows._raw_delete(alias)
 
 
 def hold(alias: str, ids: Iterable[int], seconds: float, bumped: bool = False) -> None:

@@ -17,7 +17,7 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     ``@pytest.mark.parametrize("cache_backend", ["redis"], indirect=True)``.
 ``_background_work_stays_in_its_test`` (autouse)
     After each test, waits out a purge being delivered, then discards what the test left
-    in the process's purge queue and sweep retry queue, and forgets which caches were
+    in the process's purge queue, sweep retry queue and relay, and forgets which caches were
     warned about as unreachable. Otherwise a test that queued
     purges for a dead edge keeps the purge thread retrying, and logging, during the
     tests after it, and an unconfirmed token slows their hits down the general path.
@@ -48,6 +48,7 @@ from hypothesis import settings as hypothesis_settings
 from cachesweeper import outages
 from cachesweeper import retries as retry_queue
 from cachesweeper.edges import queue
+from cachesweeper.relay import relay
 from tests.counting import CountingCacheMixin
 from tests.servers import (
     CACHE_KINDS,
@@ -146,7 +147,11 @@ def _background_work_stays_in_its_test() -> Iterator[None]:
     retries = retry_queue.queue
     with retries._lock:
         retries._names.clear()
+        retries.journaled.clear()
         retries.unconfirmed = frozenset()
+    with relay._lock:  # journal rows of this test's database, which is gone
+        relay._waiting.clear()
+        relay._done.clear()
     outages.forget()  # the next test's first failure of a cache warns again
 
 

@@ -2,7 +2,7 @@
 
     python -m tests.journal.scenario migrate 3        # migrate, create 3 articles "old"
     python -m tests.journal.scenario save 1 new       # save article 1 in a transaction
-    python -m tests.journal.scenario save 1 new --die # ... SIGKILLed after commit, before its sweep
+    python -m tests.journal.scenario save 1 new --die # SIGKILLed after commit, before its sweep
     python -m tests.journal.scenario save-all new 1 2 3 --stay
                                                       # one transaction each, then stay alive
     python -m tests.journal.scenario read 1 2 3       # render each article's fragment

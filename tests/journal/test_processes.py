@@ -50,7 +50,12 @@ class Site:
     def run(self, *args: str, killed: bool = False) -> Any:
         """Run a scenario to its end; its JSON answer (``killed``: it must die of SIGKILL)."""
         result = subprocess.run(
-            self.command(*args), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120
+            self.command(*args),
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if killed:
             assert result.returncode == -signal.SIGKILL, result.stderr
@@ -216,7 +221,7 @@ def test_cut_version_cache_sweeps_land_after_a_restart(
 class _Purges(http.server.BaseHTTPRequestHandler):
     seen: list[str]
 
-    def do_PURGE(self) -> None:  # noqa: N802
+    def do_PURGE(self) -> None:
         self.seen.append(self.path)
         self.send_response(200)
         self.send_header("Content-Length", "0")
