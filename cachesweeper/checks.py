@@ -138,6 +138,25 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="cachesweeper.E002",
             )
         )
+    if not isinstance(user.get("JOURNAL", True), bool):
+        errors.append(
+            Error(
+                f'CACHESWEEPER["JOURNAL"] must be True or False, not {user["JOURNAL"]!r}.',
+                hint='Use "JOURNAL": True (the default) to write sweeps to the journal table, '
+                "or False to keep them in memory only.",
+                id="cachesweeper.E002",
+            )
+        )
+    delay = user.get("RELAY_DELAY", 3.0)
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+        errors.append(
+            Error(
+                f'CACHESWEEPER["RELAY_DELAY"] must be seconds >= 0, not {delay!r}.',
+                hint='Use a number such as "RELAY_DELAY": 3.0 (the default): how long a '
+                "journaled sweep waits for its own process before a relay replays it.",
+                id="cachesweeper.E002",
+            )
+        )
     wait = user.get("COLD_WAIT", 0)
     statuses = user.get("CACHEABLE_STATUSES", (200,))
     if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:

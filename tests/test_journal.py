@@ -128,3 +128,10 @@ def test_check_w006_when_the_table_is_missing(monkeypatch: pytest.MonkeyPatch) -
     [warning] = checks.check_journal(databases=["default"])
     assert warning.id == "cachesweeper.W006" and "migrate" in (warning.hint or "")
     assert checks.check_journal(databases=None) == []  # a database check only
+
+
+@pytest.mark.parametrize("setting", [{"JOURNAL": "yes"}, {"RELAY_DELAY": -1}])
+def test_e002_journal_settings(setting: dict[str, object]) -> None:
+    with override_settings(CACHESWEEPER=setting):
+        [error] = checks.check_settings()
+    assert error.id == "cachesweeper.E002" and next(iter(setting)) in error.msg
