@@ -10,6 +10,7 @@
     python -m tests.journal.scenario fill 300         # journal 300 sweeps of names "fill.N"
     python -m tests.journal.scenario rollback 1       # a transaction that saves, then rolls back
     python -m tests.journal.scenario count 1 100      # journal statements for 1 and 100 saves
+    python -m tests.journal.scenario bench 50 1 100   # the same, median time of 50 each
 
 Prints one JSON line (after "ready" for the processes that stay). ``--stay``
 and ``live`` wait for SIGTERM and then exit normally, running the exit hooks
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -76,7 +78,8 @@ def journal_statements(saves: int) -> dict[str, float]:
     articles = list(Article.objects.order_by("pk")[:saves])
     journal.usable(connection.alias)  # looked up once per process: not part of the cost
     committed: list[int] = []
-    with CaptureQueriesContext(connection) as queries:
+    connection.queries_log.clear()  # indexes below count from here (the log is capped)
+    with CaptureQueriesContext(connection):
         started = time.perf_counter()
         with transaction.atomic():
             # Registered first, so it runs at the commit, before the sweep.
@@ -84,8 +87,7 @@ def journal_statements(saves: int) -> dict[str, float]:
             for article in articles:
                 article.save()
         seconds = time.perf_counter() - started
-    start = queries.initial_queries
-    inside = [query["sql"] for query in connection.queries[start : committed[0]]]
+    inside = [query["sql"] for query in connection.queries[: committed[0]]]
     after = [query["sql"] for query in connection.queries[committed[0] :]]
     return {
         "statements": len(inside) + len(after),
@@ -133,6 +135,12 @@ def main(argv: list[str]) -> None:
         say(journal.pending())
     elif command == "count":
         say({saves: journal_statements(int(saves)) for saves in args})
+    elif command == "bench":  # bench REPEAT SAVES...: medians of REPEAT transactions each
+        repeat, results = int(args[0]), {}
+        for saves in args[1:]:
+            runs = [journal_statements(int(saves)) for _ in range(repeat)]
+            results[saves] = {**runs[-1], "seconds": statistics.median(r["seconds"] for r in runs)}
+        say(results)
     else:
         raise SystemExit(f"unknown scenario {command!r}")
 
