@@ -141,7 +141,7 @@ class Relay:
             try:
                 if not journal.usable(alias):
                     continue
-                connections[alias].close_if_unusable_or_obsolete()
+                _reconnect_if_broken(alias)
                 self.settle(alias)
                 self._hold_slow(alias)
                 replayed += self.replay(alias, older_than)
@@ -168,10 +168,7 @@ class Relay:
         while True:
             self._wake.wait(INTERVAL)
             self._wake.clear()
-            aliases = [alias for alias in settings.DATABASES if not journal.in_memory(alias)]
-            self.tick(aliases)
-            for alias in aliases:  # no connection held between passes
-                connections[alias].close()
+            self.tick([alias for alias in settings.DATABASES if not journal.in_memory(alias)])
 
     def release(self) -> None:
         """At exit: delete what is done; rows still held go back to the other relays at once."""
@@ -190,6 +187,17 @@ class Relay:
         """Whether this process has journal rows in hand (waiting for purges, or done)."""
         with self._lock:
             return any(self._waiting.values()) or any(self._done.values())
+
+
+def _reconnect_if_broken(alias: str) -> None:
+    """The thread keeps its connection between passes (a worker's, not a request's),
+    unless it failed: a restarted database then gets a new one.
+    """
+    connection = connections[alias]
+    if connection.connection is not None and connection.errors_occurred:
+        if not connection.is_usable():
+            connection.close()
+        connection.errors_occurred = False
 
 
 #: The process's relay.
