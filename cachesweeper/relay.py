@@ -38,6 +38,8 @@ RETRY = 1.0
 INTERVAL = 1.0
 #: Rows claimed at once.
 LIMIT = 500
+#: Seconds between two warnings about one database's journal failing.
+WARN_EVERY = 60.0
 
 
 class Relay:
@@ -51,6 +53,7 @@ class Relay:
         self._waiting: dict[str, dict[int, float]] = {}
         #: alias -> row ids whose sweep is done, to delete
         self._done: dict[str, set[int]] = {}
+        self._warned: dict[str, float] = {}  # alias -> when its failure was last warned of
 
     # -- rows this process is finishing ----------------------------------------------------
 
@@ -145,9 +148,18 @@ class Relay:
                 self.settle(alias)
                 self._hold_slow(alias)
                 replayed += self.replay(alias, older_than)
-            except Exception:
-                logger.warning("cachesweeper: the relay could not read the journal of %s", alias)
-                logger.debug("cachesweeper: relay failure", exc_info=True)
+            except Exception as error:
+                logger.debug("cachesweeper: relay failure on %s", alias, exc_info=True)
+                now = time.monotonic()
+                if now - self._warned.get(alias, -WARN_EVERY) >= WARN_EVERY:
+                    self._warned[alias] = now
+                    logger.warning(
+                        "cachesweeper: the relay could not replay the journal of %s (%s); "
+                        "it tries again every %g s",
+                        alias,
+                        error,
+                        INTERVAL,
+                    )
         return replayed
 
     # -- the thread ----------------------------------------------------------------------------
