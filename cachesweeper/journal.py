@@ -121,12 +121,16 @@ def _encode(values: Iterable[str]) -> str:
     return json.dumps(list(values), separators=(",", ":"))
 
 
-def write(connection: BaseDatabaseWrapper, names: Sequence[str], urls: Sequence[str]) -> int:
+def write(
+    connection: BaseDatabaseWrapper,
+    names: Sequence[str],
+    urls: Sequence[str],
+    bumped: bool = False,
+) -> int:
     """Journal a sweep in ``connection``'s transaction; return the row's id (one ``INSERT``)."""
-    row = (
-        _model()
-        ._base_manager.using(connection.alias)
-        .create(names=_encode(names), urls=_encode(urls), created_at=time.time())
+    rows = _model()._base_manager.using(connection.alias)
+    row = rows.create(
+        names=_encode(names), urls=_encode(urls), created_at=time.time(), bumped=bumped
     )
     return int(row.pk)
 
@@ -140,13 +144,18 @@ def rewrite(
     )
 
 
-def record(alias: str, names: Sequence[str], urls: Sequence[str]) -> int | None:
-    """Journal a sweep outside any transaction (its bump failed); ``None`` if it cannot be."""
+def record(
+    alias: str, names: Sequence[str], urls: Sequence[str], bumped: bool = False
+) -> int | None:
+    """Journal a sweep outside any transaction; ``None`` if it cannot be.
+
+    Its bump failed, or it landed and only the purges are left (``bumped``).
+    """
     if not usable(alias):
         return None
     try:
         with transaction.atomic(using=alias):
-            return write(connections[alias], names, urls)
+            return write(connections[alias], names, urls, bumped)
     except Exception:
         logger.exception("cachesweeper: could not journal the sweep of %s", ", ".join(names))
         return None

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from django.conf import settings
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from cachesweeper import journal, retries
 from cachesweeper.conf import conf
@@ -216,12 +216,27 @@ def _reconnect_if_broken(alias: str) -> None:
 relay = Relay()
 
 
+def hand_over_purges(alias: str) -> int | None:
+    """Journal the purges the edges did not take (a row whose bump is done); its id.
+
+    At exit, so that purges for a down edge outlive the process even when
+    their sweep was made outside a transaction, with no row of its own.
+    """
+    left = purges.hand_over()
+    if left is None or not (left[0] or left[1]) or not journal.usable(alias):
+        return None
+    return journal.record(alias, *left, bumped=True)
+
+
 @atexit.register
 def _finish_at_exit() -> None:
     # Registered after the retry and purge queues' hooks, so it runs before them:
-    # flush them first, so that what they deliver now is deleted from the journal.
+    # flush them first, so that what they deliver now is deleted from the journal,
+    # and what they cannot deliver is journaled instead of reported lost.
     if relay.watching():
         retries.queue.flush()
-        if purges.pending():
-            purges.flush(timeout=EXIT_TIMEOUT)
+    if purges.pending() and not purges.flush(timeout=EXIT_TIMEOUT) and conf.JOURNAL:
+        alias = DEFAULT_DB_ALIAS
+        if not journal.in_memory(alias) and hand_over_purges(alias) is not None:
+            logger.warning("cachesweeper: purges left in the journal at exit, for a relay")
     relay.release()

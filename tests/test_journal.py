@@ -135,3 +135,17 @@ def test_e002_journal_settings(setting: dict[str, object]) -> None:
     with override_settings(CACHESWEEPER=setting):
         [error] = checks.check_settings()
     assert error.id == "cachesweeper.E002" and next(iter(setting)) in error.msg
+
+
+def test_purges_left_at_exit_are_handed_to_the_journal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cachesweeper import relay as relay_module
+    from cachesweeper.edges.queue import PurgeQueue, _Work
+    from tests.reliability.edges import RaisingEdge
+
+    left = PurgeQueue()  # no worker thread: what a down edge leaves at exit
+    left._work[RaisingEdge()] = _Work(names={"a.b.1": None}, urls={(None, "/b/1/"): None})
+    monkeypatch.setattr(relay_module, "purges", left)
+    assert relay_module.hand_over_purges("default") is not None
+    [row] = JournaledSweep.objects.all()
+    assert (json.loads(row.names), json.loads(row.urls), row.bumped) == (["a.b.1"], ["/b/1/"], True)
+    assert left.pending() == 0  # nothing left to report lost

@@ -146,6 +146,24 @@ class PurgeQueue:
             queued = sum(work.size() + int(work.everything) for work in self._work.values())
             return queued + self._in_flight
 
+    def hand_over(self) -> tuple[list[str], list[str]] | None:
+        """Empty the queue, returning the names and URL paths still pending on any edge.
+
+        For the journal at exit, which keeps them for a relay; ``None`` (and the
+        queue left as it is) when an edge waits to purge everything, which a
+        journal row does not express.
+        """
+        with self._condition:
+            if any(work.everything for work in self._work.values()):
+                return None
+            names: dict[str, None] = {}
+            urls: dict[str, None] = {}
+            for work in self._work.values():
+                names.update(work.names)
+                urls.update(dict.fromkeys(path for _, path in work.urls))
+                work.names, work.urls = {}, {}
+            return list(names), list(urls)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Deliver everything pending now (ignoring backoff); ``True`` when nothing is left."""
         deadline = time.monotonic() + timeout
