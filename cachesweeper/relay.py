@@ -120,11 +120,14 @@ class Relay:
         names = list(dict.fromkeys(name for row in fresh for name in row.names))
         failed = retries.attempt(names) if names else []
         if failed:
-            logger.error(
-                "cachesweeper: the relay could not reach the version cache to sweep %d "
-                "journaled names; will retry",
-                len(names),
-            )
+            if self._due(f"bump {alias}"):
+                logger.error(
+                    "cachesweeper: the relay could not reach the version cache to sweep %d "
+                    "journaled names of %s; it tries again every %g s",
+                    len(names),
+                    alias,
+                    RETRY,
+                )
             journal.hold(alias, [row.id for row in fresh], RETRY)
             rows = [row for row in rows if row.bumped]
             if not rows:
@@ -150,9 +153,7 @@ class Relay:
                 replayed += self.replay(alias, older_than)
             except Exception as error:
                 logger.debug("cachesweeper: relay failure on %s", alias, exc_info=True)
-                now = time.monotonic()
-                if now - self._warned.get(alias, -WARN_EVERY) >= WARN_EVERY:
-                    self._warned[alias] = now
+                if self._due(alias):
                     logger.warning(
                         "cachesweeper: the relay could not replay the journal of %s (%s); "
                         "it tries again every %g s",
@@ -161,6 +162,15 @@ class Relay:
                         INTERVAL,
                     )
         return replayed
+
+    def _due(self, topic: str) -> bool:
+        """Whether a failure about ``topic`` may be logged now (once per ``WARN_EVERY``)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._warned.get(topic, -WARN_EVERY) < WARN_EVERY:
+                return False
+            self._warned[topic] = now
+            return True
 
     # -- the thread ----------------------------------------------------------------------------
 
