@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -90,8 +91,8 @@ def usable(alias: str) -> bool:
 
 
 def allowed(alias: str) -> bool:
-    """Whether the routers let ``alias`` hold the journal."""
-    return bool(router.allow_migrate_model(alias, _model()))
+    """Whether ``alias`` may hold the journal: the app is installed and the routers agree."""
+    return apps.is_installed("cachesweeper") and bool(router.allow_migrate_model(alias, _model()))
 
 
 def has_table(alias: str) -> bool:
