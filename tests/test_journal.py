@@ -150,3 +150,13 @@ def test_purges_left_at_exit_are_handed_to_the_journal(monkeypatch: pytest.Monke
     assert json.loads(row.names) == ["a.b.1"] and json.loads(row.urls) == ["/b/1/"]
     assert row.bumped
     assert left.pending() == 0  # nothing left to report lost
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_each_database_keeps_its_own_journal() -> None:
+    article = Article.objects.using("other").create(title="elsewhere")
+    with transaction.atomic(using="other"):
+        article.save()
+        assert JournaledSweep.objects.using("other").count() == 1
+        assert not JournaledSweep.objects.using("default").exists()
+    assert not JournaledSweep.objects.using("other").exists()
