@@ -51,26 +51,34 @@ class Relay:
         self._wake = threading.Event()
         #: alias -> row id -> when its purges were handed to the edges (monotonic)
         self._waiting: dict[str, dict[int, float]] = {}
+        #: row (alias, id) -> the names and URL paths its purges cover
+        self._covers: dict[tuple[str, int], tuple[Sequence[str], Sequence[str]]] = {}
         #: alias -> row ids whose sweep is done, to delete
         self._done: dict[str, set[int]] = {}
         self._warned: dict[str, float] = {}  # alias -> when its failure was last warned of
 
     # -- rows this process is finishing ----------------------------------------------------
 
-    def finisher(self, alias: str, ids: Sequence[int]) -> Callable[[], None]:
-        """The callback that marks rows ``ids`` done once their purges are delivered."""
+    def finisher(
+        self, alias: str, ids: Sequence[int], names: Sequence[str], urls: Sequence[str]
+    ) -> Callable[[], None]:
+        """The callback that marks rows ``ids`` done once their purges (``names``,
+        ``urls``) are delivered.
+        """
         ids = list(ids)
         now = time.monotonic()
         with self._lock:
             waiting = self._waiting.setdefault(alias, {})
             for row in ids:
                 waiting[row] = now
+                self._covers[(alias, row)] = (names, urls)
 
         def finished() -> None:
             with self._lock:
                 waiting = self._waiting.get(alias, {})
                 for row in ids:
                     waiting.pop(row, None)
+                    self._covers.pop((alias, row), None)
                 self._done.setdefault(alias, set()).update(ids)
             self._wake.set()
 
@@ -82,6 +90,17 @@ class Relay:
             waiting = self._waiting.get(alias, {})
             for row in ids:
                 waiting.pop(row, None)
+                self._covers.pop((alias, row), None)
+
+    def covered(self) -> tuple[set[str], set[str]]:
+        """The names and URL paths of the purges rows in this process's hands cover."""
+        names: set[str] = set()
+        urls: set[str] = set()
+        with self._lock:
+            for row_names, row_urls in self._covers.values():
+                names.update(row_names)
+                urls.update(row_urls)
+        return names, urls
 
     def settle(self, alias: str) -> None:
         """Delete the rows of ``alias`` that are done (one ``DELETE``, none if nothing is)."""
@@ -132,10 +151,10 @@ class Relay:
             rows = [row for row in rows if row.bumped]
             if not rows:
                 return 0
+        purged = list(dict.fromkeys(name for row in rows for name in row.names))
+        urls = list(dict.fromkeys(url for row in rows for url in row.urls))
         retries.landed(
-            list(dict.fromkeys(name for row in rows for name in row.names)),
-            list(dict.fromkeys(url for row in rows for url in row.urls)),
-            done=self.finisher(alias, [row.id for row in rows]),
+            purged, urls, done=self.finisher(alias, [row.id for row in rows], purged, urls)
         )
         self.settle(alias)
         return len(rows)
@@ -201,6 +220,8 @@ class Relay:
                 self.settle(alias)
                 with self._lock:
                     ids = list(self._waiting.pop(alias, {}))
+                    for row in ids:
+                        self._covers.pop((alias, row), None)
                 journal.release(alias, ids)
             except Exception:
                 logger.debug("cachesweeper: could not release journal rows", exc_info=True)
@@ -230,12 +251,18 @@ def hand_over_purges(alias: str) -> int | None:
     """Journal the purges the edges did not take (a row whose bump is done); its id.
 
     At exit, so that purges for a down edge outlive the process even when
-    their sweep was made outside a transaction, with no row of its own.
+    their sweep was made outside a transaction, with no row of its own. What
+    the journal holds already (rows in this process's hands) is left out.
     """
     left = purges.hand_over()
-    if left is None or not (left[0] or left[1]) or not journal.usable(alias):
+    if left is None:
         return None
-    return journal.record(alias, *left, bumped=True)
+    names, urls = relay.covered()
+    left_names = [name for name in left[0] if name not in names]
+    left_urls = [url for url in left[1] if url not in urls]
+    if not (left_names or left_urls) or not journal.usable(alias):
+        return None
+    return journal.record(alias, left_names, left_urls, bumped=True)
 
 
 @atexit.register

@@ -169,7 +169,7 @@ def sweep_now(
     if database is None or row is None:
         retries.landed(names, urls)
         return True
-    retries.landed(names, urls, done=relay.finisher(database, [row]))
+    retries.landed(names, urls, done=relay.finisher(database, [row], names, urls))
     try:
         relay.settle(database)
     except Exception:

@@ -152,6 +152,7 @@ def _background_work_stays_in_its_test() -> Iterator[None]:
     with relay._lock:  # journal rows of this test's database, which is gone
         relay._waiting.clear()
         relay._done.clear()
+        relay._covers.clear()
     outages.forget()  # the next test's first failure of a cache warns again
 
 

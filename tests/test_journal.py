@@ -152,6 +152,21 @@ def test_purges_left_at_exit_are_handed_to_the_journal(monkeypatch: pytest.Monke
     assert left.pending() == 0  # nothing left to report lost
 
 
+def test_purges_a_journal_row_holds_are_not_journaled_twice_at_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cachesweeper import relay as relay_module
+    from cachesweeper.edges.queue import PurgeQueue, _Work
+    from tests.reliability.edges import RaisingEdge
+
+    left = PurgeQueue()
+    left._work[RaisingEdge()] = _Work(names={"a.b.1": None}, urls={(None, "/b/1/"): None})
+    monkeypatch.setattr(relay_module, "purges", left)
+    relay.finisher("default", [1], ["a.b.1"], ["/b/1/"])  # row 1 waits for these purges
+    assert relay_module.hand_over_purges("default") is None
+    assert not JournaledSweep.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", "other"])
 def test_each_database_keeps_its_own_journal() -> None:
     article = Article.objects.using("other").create(title="elsewhere")

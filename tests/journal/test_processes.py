@@ -240,7 +240,8 @@ def test_purges_for_a_down_edge_are_delivered_after_a_restart(
     handler = type("Purges", (_Purges,), {"seen": seen})
     edge: http.server.ThreadingHTTPServer | None = None
     try:
-        pks = [str(pk) for pk in site.run("migrate", "4")]
+        # Created where no edge is configured: their purges would be journaled too.
+        pks = [str(pk) for pk in make_site(database, redis.url).run("migrate", "4")]
         saving = site.spawn("save-all", "new", *pks, "--stay")
         assert site.rows() == 4  # bumped, but the edge has not taken the purges
         site.stop(saving)  # tries to flush for a few seconds, then exits
@@ -249,6 +250,30 @@ def test_purges_for_a_down_edge_are_delivered_after_a_restart(
         threading.Thread(target=edge.serve_forever, daemon=True).start()
         live = site.spawn("live")
         wait_for(lambda: site.rows() == 0, "the relay delivers the pending purges")
+        assert {f"/article/{pk}/" for pk in pks} <= set(seen)
+        site.stop(live)
+    finally:
+        site.close()
+        if edge is not None:
+            edge.shutdown()
+            edge.server_close()
+
+
+def test_purges_of_sweeps_outside_a_transaction_outlive_their_process(
+    database: tuple[str, Callable[[], int]], redis: RedisServer
+) -> None:
+    port = free_port()
+    site = make_site(database, redis.url, CS_EDGE=f"http://127.0.0.1:{port}")
+    seen: list[str] = []
+    handler = type("Purges", (_Purges,), {"seen": seen})
+    edge: http.server.ThreadingHTTPServer | None = None
+    try:
+        pks = site.run("migrate", "3")  # creates articles in autocommit; the edge is down
+        assert site.rows() == 1  # what the edge did not take, journaled at exit
+        edge = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        threading.Thread(target=edge.serve_forever, daemon=True).start()
+        live = site.spawn("live")
+        wait_for(lambda: site.rows() == 0, "the relay delivers the journaled purges")
         assert {f"/article/{pk}/" for pk in pks} <= set(seen)
         site.stop(live)
     finally:
