@@ -68,7 +68,7 @@ def usable(alias: str) -> bool:
 
     The routers decide where the table may live; whether it was migrated is
     looked up once (again every :data:`RECHECK` seconds while it is missing:
-    check ``cachesweeper.E010`` says to run ``migrate``).
+    check ``cachesweeper.W006`` says to run ``migrate``).
     """
     if not conf.JOURNAL:
         return False
@@ -106,10 +106,16 @@ def has_table(alias: str) -> bool:
 
 
 @receiver(post_migrate)
-@receiver(setting_changed)
-def _forget_tables(**kwargs: Any) -> None:
+def _migrated(**kwargs: Any) -> None:
     with _lock:
         _tables.clear()
+
+
+@receiver(setting_changed)
+def _reconfigured(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DATABASES", "DATABASE_ROUTERS", "INSTALLED_APPS", "CACHESWEEPER"):
+        with _lock:
+            _tables.clear()
 
 
 def in_memory(alias: str) -> bool:
