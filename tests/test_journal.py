@@ -175,3 +175,23 @@ def test_each_database_keeps_its_own_journal() -> None:
         assert JournaledSweep.objects.using("other").count() == 1
         assert not JournaledSweep.objects.using("default").exists()
     assert not JournaledSweep.objects.using("other").exists()
+
+
+def test_relay_command_errors() -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="unknown database"):
+        call_command("cachesweeper", "relay", "--once", "--database", "nowhere")
+    with (
+        override_settings(CACHESWEEPER={"JOURNAL": False}),
+        pytest.raises(CommandError, match="journal is off"),
+    ):
+        call_command("cachesweeper", "relay", "--once")
+
+
+def test_invalidate_command_says_a_failed_sweep_is_in_the_journal(dead_cache: None) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="in the journal"):
+        call_command("cachesweeper", "invalidate", "--tag", "frontpage")
+    assert JournaledSweep.objects.count() == 1

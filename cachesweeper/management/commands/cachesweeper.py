@@ -265,9 +265,14 @@ class Command(BaseCommand):
         retries.queue.flush()
         failed = sorted(set(names) & set(retries.queue.pending()))
         if failed:
+            later = (
+                "; they are in the journal: a relay sweeps them once the cache answers"
+                if set(failed) <= retries.queue.journaled
+                else ""
+            )
             raise CommandError(
                 f"could not reach the version cache ({conf.VERSION_CACHE!r}) to sweep "
-                f"{', '.join(failed)}; nothing changed for them (see the log)"
+                f"{', '.join(failed)}; nothing changed for them yet (see the log){later}"
             )
 
     # -- purge ---------------------------------------------------------------------
@@ -314,9 +319,14 @@ class Command(BaseCommand):
             f"Edge purges: {delivered} delivered, {failed} failed attempt(s), {pending} pending"
         )
         if not done:
+            then = (
+                "left in the journal for a relay"
+                if conf.JOURNAL and journal.usable(DEFAULT_DB_ALIAS)
+                else "logged as lost"
+            )
             message = (
                 f"{pending} purge(s) not delivered within {timeout:g}s; they are retried "
-                "until this process exits, then logged as lost (see the log)"
+                f"until this process exits, then {then} (see the log)"
             )
             if strict:
                 raise CommandError(message)
