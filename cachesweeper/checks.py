@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -134,6 +135,25 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 f'CACHESWEEPER["INSTANCE_LIMIT"] must be a whole number >= 1, not {limit!r}.',
                 hint='Use an int such as "INSTANCE_LIMIT": 100 (the default): past that many '
                 "rows of one model, a touch path or a page depends on the model instead.",
+                id="cachesweeper.E002",
+            )
+        )
+    if not isinstance(user.get("JOURNAL", True), bool):
+        errors.append(
+            Error(
+                f'CACHESWEEPER["JOURNAL"] must be True or False, not {user["JOURNAL"]!r}.',
+                hint='Use "JOURNAL": True (the default) to write sweeps to the journal table, '
+                "or False to keep them in memory only.",
+                id="cachesweeper.E002",
+            )
+        )
+    delay = user.get("RELAY_DELAY", 3.0)
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+        errors.append(
+            Error(
+                f'CACHESWEEPER["RELAY_DELAY"] must be seconds >= 0, not {delay!r}.',
+                hint='Use a number such as "RELAY_DELAY": 3.0 (the default): how long a '
+                "journaled sweep waits for its own process before a relay replays it.",
                 id="cachesweeper.E002",
             )
         )
@@ -474,3 +494,32 @@ def _missing_attribute(model: type[Model], attribute: str, own: bool) -> CheckMe
         f"{attribute} = models.DateTimeField(auto_now=True){keep}.",
         id="cachesweeper.E008",
     )
+
+
+@register(Tags.database)
+def check_journal(databases: Sequence[str] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """W006: ``JOURNAL`` is on but a database that may hold the journal lacks its table.
+
+    A database check (``manage.py check --database default``, and ``migrate``
+    runs it), as Django's own: other checks never open a connection. Without
+    the table, sweeps work as before, in memory only.
+    """
+    user = getattr(settings, "CACHESWEEPER", {})
+    wanted = user.get("JOURNAL", DEFAULTS["JOURNAL"]) if isinstance(user, dict) else False
+    if not wanted or not databases:
+        return []
+    from cachesweeper import journal
+
+    return [
+        Warning(
+            f"the cachesweeper journal table ({journal.TABLE}) is missing on database "
+            f"{alias!r}, so sweeps made in its transactions are kept in memory only: a "
+            "process that dies before its sweep, or while the version cache is down, "
+            "leaves fragments stale until their timeout.",
+            hint=f'Run "manage.py migrate cachesweeper --database {alias}", or set '
+            'CACHESWEEPER["JOURNAL"] = False.',
+            id="cachesweeper.W006",
+        )
+        for alias in databases
+        if journal.allowed(alias) and not journal.has_table(alias)
+    ]

@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_RULES": [],
     "WARNING_INTERVAL": 60,
     "INSTANCE_LIMIT": 100,
+    "JOURNAL": True,
+    "RELAY_DELAY": 3.0,
 }
 
 
@@ -49,6 +51,10 @@ class Settings:
     WARNING_INTERVAL: float
     #: Rows of one model a ``touch`` path sweeps, or a page depends on, before the model.
     INSTANCE_LIMIT: int
+    #: Write sweeps made in a transaction to the journal table, in that transaction.
+    JOURNAL: bool
+    #: Seconds a journaled sweep waits for its own process before a relay replays it.
+    RELAY_DELAY: float
 
     _CONVERTERS: dict[str, Any] = {
         "CACHE": str,
@@ -62,6 +68,8 @@ class Settings:
         "PAGE_RULES": list,
         "WARNING_INTERVAL": float,
         "INSTANCE_LIMIT": int,
+        "JOURNAL": bool,
+        "RELAY_DELAY": float,
     }
 
     def reload(self) -> None:

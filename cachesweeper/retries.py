@@ -13,7 +13,7 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from django.core.cache import caches
 
@@ -25,10 +25,15 @@ from cachesweeper.edges.queue import flush_at_exit
 logger = logging.getLogger("cachesweeper")
 
 
-def landed(names: Sequence[str], urls: Sequence[str]) -> None:
-    """Bumps of ``names`` landed: purge them (and ``urls``) at the edges, and say so."""
-    if names or urls:
-        _purge(names, urls)
+def landed(
+    names: Sequence[str], urls: Sequence[str], done: Callable[[], None] | None = None
+) -> None:
+    """Bumps of ``names`` landed: purge them (and ``urls``) at the edges, and say so.
+
+    ``done`` is called once the edges took the purges (the journal's cue).
+    """
+    if names or urls or done is not None:
+        _purge(names, urls, done)
     if names and signals.swept.receivers:
         signals.swept.send(sender=None, dependencies=list(names))
 
@@ -39,9 +44,9 @@ def without(names: Sequence[str], failed: Iterable[str]) -> list[str]:
     return [name for name in names if name not in failed] if failed else list(names)
 
 
-def _purge(names: Sequence[str], urls: Sequence[str]) -> None:
+def _purge(names: Sequence[str], urls: Sequence[str], done: Callable[[], None] | None) -> None:
     try:
-        dispatch(names, urls)
+        dispatch(names, urls, done=done)
     except Exception:
         logger.exception("cachesweeper: could not hand %d purges to the edges", len(names))
 
@@ -65,6 +70,8 @@ class RetryQueue:
 
     def __init__(self) -> None:
         self._names: dict[str, int] = {}  # name -> how many times it was queued
+        #: Names also in the journal: a relay finishes them if this process cannot.
+        self.journaled: set[str] = set()
         self._urls: dict[str, None] = {}  # URL purges waiting for the bumps to land
         self._queued = 0
         self._lock = threading.Lock()
@@ -80,10 +87,16 @@ class RetryQueue:
         #: the read path reads it without taking the lock.
         self.unconfirmed: frozenset[str] = frozenset()
 
-    def add(self, names: Iterable[str], urls: Iterable[str] = ()) -> None:
-        """Queue failed bumps; ``urls`` are purged once every queued bump has landed."""
+    def add(self, names: Iterable[str], urls: Iterable[str] = (), journaled: bool = False) -> None:
+        """Queue failed bumps; ``urls`` are purged once every queued bump has landed.
+
+        ``journaled``: the sweep is in the journal too, so it outlives this process.
+        """
+        names = list(names)
         with self._lock:
             idle = not self._names
+            if journaled:
+                self.journaled.update(names)
             for name in names:
                 self._queued += 1
                 self._names[name] = self._queued
@@ -119,6 +132,7 @@ class RetryQueue:
             for name, queued in covered.items():
                 if name not in failed and self._names.get(name) == queued:
                     del self._names[name]
+                    self.journaled.discard(name)
             self.unconfirmed = frozenset(self._names)
             if not self._names:
                 urls, self._urls = list(self._urls), {}
@@ -161,8 +175,16 @@ queue = RetryQueue()
 @atexit.register
 def _flush_at_exit() -> None:
     failed = queue.flush()
-    if failed:
-        logger.error("cachesweeper: %d sweeps lost at exit: %s", len(failed), ", ".join(failed))
+    kept = [name for name in failed if name in queue.journaled]
+    lost = [name for name in failed if name not in queue.journaled]
+    if kept:
+        logger.warning(
+            "cachesweeper: %d sweeps left in the journal at exit, for a relay to finish: %s",
+            len(kept),
+            ", ".join(kept),
+        )
+    if lost:
+        logger.error("cachesweeper: %d sweeps lost at exit: %s", len(lost), ", ".join(lost))
     # Bumps that landed just now queued their purges; the purge queue's own exit
     # hook may have run already (the last registered runs first), so flush it again.
     flush_at_exit()

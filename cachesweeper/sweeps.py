@@ -5,10 +5,12 @@ receivers of registered models (:mod:`cachesweeper.registration`) call too.
 Inside ``transaction.atomic()`` a sweep waits for the commit (so no reader
 can cache pre-commit data under the new token; :mod:`cachesweeper.uncommitted`
 lets the transaction see its own writes meanwhile) and is de-duplicated per
-transaction; a rollback sweeps nothing. A bump that cannot reach the
-version cache is logged at error level and retried in the background
-(:mod:`cachesweeper.retries`); it never raises into the code that saved the
-model.
+transaction; a rollback sweeps nothing. It is also written to the journal
+(:mod:`cachesweeper.journal`) in that transaction, so that a relay
+(:mod:`cachesweeper.relay`) finishes it if this process cannot. A bump that
+cannot reach the version cache is logged at error level, journaled, and
+retried in the background (:mod:`cachesweeper.retries`); it never raises
+into the code that saved the model.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from django.db import models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from cachesweeper import fields as field_deps
-from cachesweeper import retries, stamps, stats, tokens, uncommitted
+from cachesweeper import journal, retries, stamps, stats, tokens, uncommitted
+from cachesweeper.conf import conf
 from cachesweeper.dependencies import (
     every_row_names,
     hierarchy_names,
@@ -31,6 +34,7 @@ from cachesweeper.dependencies import (
     tag_name,
 )
 from cachesweeper.registry import registration_for, tracked_fields, urls_of
+from cachesweeper.relay import relay
 
 logger = logging.getLogger("cachesweeper")
 
@@ -130,27 +134,40 @@ def sweep(
     Edges are told after the bump: purges of ``names`` and of the URL paths
     ``urls`` (for edges that purge by URL). ``saved`` is the instance whose
     save caused the sweep: it holds what was committed, so it is stamped as
-    loaded after the bump.
+    loaded after the bump. Inside a transaction the sweep is journaled in it
+    (:mod:`cachesweeper.journal`).
     """
     names, urls = list(dict.fromkeys(names)), list(dict.fromkeys(urls))
     if not names and not urls:
         return
+    if conf.JOURNAL:
+        relay.start()  # every process that sweeps replays the journal too
     connection = transaction.get_connection(database)
     if connection.in_atomic_block:
         _defer(connection, names, urls, saved)
     else:
-        sweep_now(names, urls)
+        sweep_now(names, urls, database=connection.alias)
         if saved is not None:
             stamps.restamp(saved)
 
 
-def sweep_now(names: Sequence[str], urls: Sequence[str] = ()) -> None:
+def sweep_now(
+    names: Sequence[str],
+    urls: Sequence[str] = (),
+    database: str | None = None,
+    row: int | None = None,
+) -> bool:
     """Give the names fresh tokens now, then purge them (and ``urls``) at the edges.
 
     Edges hear only of names whose bump landed: purged earlier, an edge would
     refetch the page from Django, which still serves the old entry, and keep
     it. A failed bump is retried; its purges (and the URLs of the sweep) are
-    sent when it lands. Failures never reach the caller.
+    sent when it lands. Failures never reach the caller. Returns whether the
+    bump landed.
+
+    ``row`` is the sweep's journal row on ``database``: deleted once the edges
+    took the purges, left for a relay when the bump failed. A failed bump
+    without a row is journaled now, when ``database`` has a journal.
     """
     stats.swept(len(names))
     failed = retries.attempt(names) if names else []
@@ -159,27 +176,58 @@ def sweep_now(names: Sequence[str], urls: Sequence[str] = ()) -> None:
             "cachesweeper: the version cache did not take the sweep of %s; will retry",
             ", ".join(failed),
         )
-        retries.queue.add(failed, urls)
-    retries.landed(retries.without(names, failed), () if failed else urls)
+        if database is not None:
+            if row is None:
+                row = journal.record(database, names, urls)
+            else:
+                relay.abandon(database, [row])
+        retries.queue.add(failed, urls, journaled=row is not None)
+        retries.landed(retries.without(names, failed), ())
+        return False
+    if database is None or row is None:
+        retries.landed(names, urls)
+        return True
+    retries.landed(names, urls, done=relay.finisher(database, [row], names, urls))
+    try:
+        relay.settle(database)
+    except Exception:
+        logger.exception("cachesweeper: could not delete finished sweeps from the journal")
+    return True
 
 
 class _Pending:
-    """Names swept inside one transaction, bumped once on commit."""
+    """Names swept inside one transaction, bumped once on commit, journaled in it."""
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
         self.names: dict[str, None] = {}
         self.urls: dict[str, None] = {}
         self.saved: list[models.Model] = []
+        #: The journal row of this transaction (``None``: not journaled).
+        self.row: int | None = None
+        self.journaled = 0  # names and URLs the row holds
 
     def waiting(self) -> bool:
         """Still registered for the commit: not run yet, not rolled back."""
         return any(item[1] is self for item in self.connection.run_on_commit)
 
+    def journal(self) -> None:
+        """Write what the row lacks: one ``INSERT``, then one ``UPDATE`` per save that adds."""
+        size = len(self.names) + len(self.urls)
+        if size == self.journaled:
+            return
+        if self.row is None:
+            if not journal.usable(self.connection.alias):
+                return
+            self.row = journal.write(self.connection, list(self.names), list(self.urls))
+        else:
+            journal.rewrite(self.connection, self.row, list(self.names), list(self.urls))
+        self.journaled = size
+
     def __call__(self) -> None:
         names, urls, self.names, self.urls = list(self.names), list(self.urls), {}, {}
         saved, self.saved = self.saved, []
-        sweep_now(names, urls)
+        sweep_now(names, urls, database=self.connection.alias, row=self.row)
         for instance in saved:
             stamps.restamp(instance)
 
@@ -202,3 +250,4 @@ def _defer(
     pending.urls.update(dict.fromkeys(urls))
     if saved is not None:
         pending.saved.append(saved)
+    pending.journal()

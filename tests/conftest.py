@@ -15,6 +15,9 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     ``redis-server --cluster-enabled yes`` masters with the slots split evenly. A test that
     stopped a node gets it back (restarted, empty) before the next test uses the cluster.
     Missing binary: a failure on CI, a skip elsewhere.
+``postgres_server``
+    A PostgreSQL cluster (:class:`~tests.servers.PostgresServer`) per test session, for
+    the journal's tests; missing ``postgres``/``initdb`` fail on CI like the others.
 ``cache_backend``
     Runs the test once per cache kind, ``locmem``, ``memcached``, ``django_redis`` and
     ``redis``, with ``CACHES["default"]`` pointed at a counting backend of that kind (see
@@ -23,7 +26,7 @@ Fixtures (see ``tests/servers.py`` and ``tests/counting.py`` for the helpers beh
     ``@pytest.mark.parametrize("cache_backend", ["redis"], indirect=True)``.
 ``_background_work_stays_in_its_test`` (autouse)
     After each test, waits out a purge being delivered, then discards what the test left
-    in the process's purge queue and sweep retry queue, and forgets which caches were
+    in the process's purge queue, sweep retry queue and relay, and forgets which caches were
     warned about as unreachable. Otherwise a test that queued
     purges for a dead edge keeps the purge thread retrying, and logging, during the
     tests after it, and an unconfirmed token slows their hits down the general path.
@@ -55,11 +58,13 @@ from hypothesis import settings as hypothesis_settings
 from cachesweeper import outages
 from cachesweeper import retries as retry_queue
 from cachesweeper.edges import queue
+from cachesweeper.relay import relay
 from tests.counting import CountingCacheMixin
 from tests.servers import (
     CACHE_KINDS,
     BinaryNotFound,
     MemcachedServer,
+    PostgresServer,
     RedisCluster,
     RedisServer,
     ServerProcess,
@@ -81,7 +86,13 @@ S = TypeVar("S", bound=ServerProcess)
 # pytest run of its own: see scripts/test.
 collect_ignore = [] if "wagtail" in settings.INSTALLED_APPS else ["wagtail_site"]
 
-SERVER_FIXTURES = {"memcached_server", "redis_server", "memcached_pool", "redis_cluster"}
+SERVER_FIXTURES = {
+    "memcached_server",
+    "redis_server",
+    "memcached_pool",
+    "redis_cluster",
+    "postgres_server",
+}
 SERVER_KINDS = ("memcached", "django_redis", "redis")
 
 
@@ -157,6 +168,14 @@ def redis_cluster(_session_cluster: RedisCluster) -> RedisCluster:
     return _session_cluster
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = _start(PostgresServer)
+    assert isinstance(server, PostgresServer)
+    yield server
+    server.close()
+
+
 def _running(server: S) -> S:
     """A test that stopped a shared server must not break the tests after it."""
     if not server.running:
@@ -196,7 +215,12 @@ def _background_work_stays_in_its_test() -> Iterator[None]:
     retries = retry_queue.queue
     with retries._lock:
         retries._names.clear()
+        retries.journaled.clear()
         retries.unconfirmed = frozenset()
+    with relay._lock:  # journal rows of this test's database, which is gone
+        relay._waiting.clear()
+        relay._done.clear()
+        relay._covers.clear()
     outages.forget()  # the next test's first failure of a cache warns again
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -51,7 +52,12 @@ DEBIAN_PACKAGES = {
     "memcached": "memcached",
     "redis-server": "redis-server",
     "varnishd": "varnish varnish-modules",
+    "postgres": "postgresql",
+    "initdb": "postgresql",
 }
+
+#: Where Debian's postgresql packages put their binaries (not on PATH): one per version.
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 
 class ServerError(RuntimeError):
@@ -80,6 +86,23 @@ def find_binary(name: str) -> str | None:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
+
+
+def find_postgres_binary(name: str) -> str | None:
+    """``postgres`` or ``initdb``: PATH, the sbin directories, then Debian's newest version."""
+    found = find_binary(name)
+    if found is not None and name != "postgres":
+        return found
+    for directory in sorted(glob.glob(POSTGRES_BIN_GLOB), key=_version_key, reverse=True):
+        candidate = Path(directory) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return found
+
+
+def _version_key(directory: str) -> tuple[int, ...]:
+    version = Path(directory).parent.name
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 def require_binary(name: str) -> str:
@@ -177,10 +200,12 @@ class ServerProcess:
     """
 
     binary_name: ClassVar[str]
+    #: The user the server runs as (``None``: ours); PostgreSQL refuses to run as root.
+    run_as: ClassVar[str | None] = None
     _running: ClassVar[set[ServerProcess]] = set()
 
     def __init__(self, *, port: int | None = None, startup_timeout: float = 10.0) -> None:
-        self.binary = require_binary(self.binary_name)
+        self.binary = self.find_binary()
         self.host = LOOPBACK
         self._fixed_port = port is not None
         self.port = port if port is not None else self.free_port()
@@ -190,6 +215,10 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     # -- to be provided by subclasses -------------------------------------------------
+
+    def find_binary(self) -> str:
+        """The server's executable; :class:`BinaryNotFound` when it is not installed."""
+        return require_binary(self.binary_name)
 
     def command(self) -> list[str]:
         """The argv that runs the server in the foreground on :attr:`port`."""
@@ -242,6 +271,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                user=self.run_as,
                 # Own process group: a Ctrl-C aimed at pytest does not kill the server
                 # before the fixtures' teardown stops it cleanly.
                 start_new_session=True,
@@ -501,6 +531,100 @@ class VarnishServer(ServerProcess):
         for name, value in self.params.items():
             argv += ["-p", f"{name}={value}"]
         return argv
+
+
+class PostgresServer(ServerProcess):
+    """PostgreSQL in a fresh cluster in a temporary directory, trusting loopback connections.
+
+    ``initdb`` makes the cluster; the ``postgres`` server runs in the foreground
+    (stopped by PID like the others), as the ``postgres`` user when we are root,
+    with fsync off: a test cluster needs no durability against power loss.
+    """
+
+    binary_name = "postgres"
+
+    def __init__(self, *, port: int | None = None, startup_timeout: float = 30.0) -> None:
+        super().__init__(port=port, startup_timeout=startup_timeout)
+        if os.geteuid() == 0:
+            self.run_as = "postgres"  # type: ignore[misc]
+            shutil.chown(self.workdir, "postgres")
+        self.user = self.run_as or _current_user()
+        self.data_dir = self.workdir / "data"
+        initdb = find_postgres_binary("initdb")
+        if initdb is None:
+            raise BinaryNotFound("initdb")
+        result = subprocess.run(
+            [initdb, "-D", str(self.data_dir), "-U", self.user, "--auth=trust", "-E", "UTF8"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            user=self.run_as,
+            cwd=self.workdir,
+        )
+        if result.returncode != 0:
+            raise ServerError(f"initdb failed: {result.stderr.decode(errors='replace')}")
+
+    def find_binary(self) -> str:
+        found = find_postgres_binary("postgres")
+        if found is None:
+            raise BinaryNotFound("postgres")
+        return found
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "-D", str(self.data_dir),
+            "-h", self.host,
+            "-p", str(self.port),
+            "-k", str(self.workdir),
+            "-F",
+            "-c", "max_connections=60",
+            "-c", "full_page_writes=off",
+            "-c", "synchronous_commit=off",
+        ]  # fmt: skip
+
+    def _start_once(self) -> None:
+        """The port opens before the server takes sessions ("starting up"): wait for one."""
+        super()._start_once()
+        import psycopg
+
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:
+                psycopg.connect(
+                    host=self.host, port=self.port, user=self.user, dbname="postgres"
+                ).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ServerError(f"postgres took no session.\n{self.log_tail()}") from None
+                time.sleep(0.05)
+
+    def database(self, name: str) -> dict[str, Any]:
+        """A ``DATABASES`` entry for database ``name`` of this server."""
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": self.user,
+            "HOST": self.host,
+            "PORT": str(self.port),
+        }
+
+    def create_database(self, name: str) -> None:
+        """``CREATE DATABASE name`` (dropped first if it exists)."""
+        import psycopg
+
+        with psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def _current_user() -> str:
+    import getpass
+
+    return getpass.getuser()
 
 
 # -- Django CACHES entries ---------------------------------------------------------------

@@ -28,11 +28,17 @@ INSTALLED_APPS = [
 ]
 
 # pytest-django creates its own test database; in-memory SQLite keeps that fast.
+# "other" is a second database, set up only for the tests that ask for it (each keeps
+# its own journal: tests/test_journal.py).
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": ":memory:",
-    }
+    },
+    "other": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": ":memory:",
+    },
 }
 
 TEMPLATES: list[dict[str, Any]] = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -47,10 +47,21 @@ def build(item: Any) -> Edge:
     return backend(**options)
 
 
-def dispatch(names: Iterable[str], urls: Iterable[str] = (), everything: bool = False) -> None:
-    """Hand a sweep to every edge: request-bound ones now, the others to the worker."""
+def dispatch(
+    names: Iterable[str],
+    urls: Iterable[str] = (),
+    everything: bool = False,
+    done: Callable[[], None] | None = None,
+) -> None:
+    """Hand a sweep to every edge: request-bound ones now, the others to the worker.
+
+    ``done`` is called once the worker delivered it to every edge (at once
+    when no edge needs the worker).
+    """
     edges = configured()
     if not edges:
+        if done is not None:
+            done()
         return
     names, urls, host = list(names), list(urls), request_host.get()
     for edge in edges:
@@ -58,4 +69,6 @@ def dispatch(names: Iterable[str], urls: Iterable[str] = (), everything: bool = 
             edge.purge(PurgeBatch(names, urls, everything, host))
     queued = [edge for edge in edges if not edge.request_bound]
     if queued:
-        queue.purges.put(queued, names, urls, host, everything)
+        queue.purges.put(queued, names, urls, host, everything, done=done)
+    elif done is not None:
+        done()

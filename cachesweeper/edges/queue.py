@@ -14,7 +14,7 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
@@ -30,6 +30,22 @@ MAX_DELAY = 60.0
 EXIT_TIMEOUT = 5.0
 
 
+class _Countdown:
+    """Calls ``done`` once every edge a purge went to has delivered it (the journal's cue)."""
+
+    def __init__(self, edges: int, done: Callable[[], None]) -> None:
+        self.left = edges
+        self.done = done
+
+    def tick(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            try:
+                self.done()
+            except Exception:
+                logger.exception("cachesweeper: a purge's completion callback failed")
+
+
 @dataclass
 class _Work:
     """What one edge still has to purge."""
@@ -39,6 +55,8 @@ class _Work:
     everything: bool = False
     failures: int = 0
     not_before: float = 0.0
+    #: Told when this edge has nothing left to purge (what they waited for included).
+    waiters: list[_Countdown] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.names or self.urls or self.everything)
@@ -100,12 +118,20 @@ class PurgeQueue:
         urls: Iterable[str] = (),
         host: str | None = None,
         everything: bool = False,
+        done: Callable[[], None] | None = None,
     ) -> None:
-        """Queue a purge on every edge in ``edges``; returns at once."""
-        names, urls = list(names), list(urls)
+        """Queue a purge on every edge in ``edges``; returns at once.
+
+        ``done`` is called (by the worker thread) once every one of those edges
+        has delivered it, or a wider purge that covers it.
+        """
+        names, urls, edges = list(names), list(urls), list(edges)
+        countdown = _Countdown(len(edges), done) if done is not None and edges else None
         with self._condition:
             for edge in edges:
                 work = self._work.setdefault(edge, _Work())
+                if countdown is not None:
+                    work.waiters.append(countdown)
                 work.names.update(dict.fromkeys(names))
                 work.urls.update(dict.fromkeys((host, url) for url in urls))
                 work.everything = work.everything or everything
@@ -119,6 +145,24 @@ class PurgeQueue:
         with self._condition:
             queued = sum(work.size() + int(work.everything) for work in self._work.values())
             return queued + self._in_flight
+
+    def hand_over(self) -> tuple[list[str], list[str]] | None:
+        """Empty the queue, returning the names and URL paths still pending on any edge.
+
+        For the journal at exit, which keeps them for a relay; ``None`` (and the
+        queue left as it is) when an edge waits to purge everything, which a
+        journal row does not express.
+        """
+        with self._condition:
+            if any(work.everything for work in self._work.values()):
+                return None
+            names: dict[str, None] = {}
+            urls: dict[str, None] = {}
+            for work in self._work.values():
+                names.update(work.names)
+                urls.update(dict.fromkeys(path for _, path in work.urls))
+                work.names, work.urls = {}, {}
+            return list(names), list(urls)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Deliver everything pending now (ignoring backoff); ``True`` when nothing is left."""
@@ -184,6 +228,7 @@ class PurgeQueue:
             with self._condition:
                 edge, batch = self._next()  # type: ignore[misc]
             error = _deliver(edge, batch)
+            finished: list[_Countdown] = []
             with self._condition:
                 self._busy, self._in_flight = False, 0
                 work = self._work.setdefault(edge, _Work())
@@ -219,7 +264,11 @@ class PurgeQueue:
                     )
                     self.stats.failed += 1
                     self._bound(edge, work)
+                if not work:
+                    finished, work.waiters = work.waiters, []
                 self._condition.notify_all()
+            for countdown in finished:
+                countdown.tick()
 
 
 _UNSENDABLE = (ValueError, ImproperlyConfigured)

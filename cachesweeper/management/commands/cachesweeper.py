@@ -10,6 +10,7 @@ manage.py cachesweeper inspect --url https://example.com/blog/?page=2
 manage.py cachesweeper inspect --key cs:f:0123abcd...  # a key from the signals / toolbar
 manage.py cachesweeper inspect --model blog.Article 42 # a dependency: token, last sweep
 manage.py cachesweeper inspect --tag frontpage
+manage.py cachesweeper relay [--once]                  # replay the journal (a worker)
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import (
@@ -31,12 +34,13 @@ from django.core.management.base import (
 )
 from django.db import DEFAULT_DB_ALIAS
 
-from cachesweeper import inspection, retries, stats
+from cachesweeper import inspection, journal, retries, stats
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import hierarchy_names, model_names
 from cachesweeper.edges.base import Edge
 from cachesweeper.edges.loading import configured, dispatch, request_host
 from cachesweeper.edges.queue import purges
+from cachesweeper.relay import relay
 from cachesweeper.sweeps import invalidate_cache_for, invalidate_model, invalidate_tag
 
 HELP = """Sweep dependencies, purge edge caches, show counters, inspect cache entries.
@@ -54,6 +58,8 @@ subcommands:
                                         a dependency (instances, or the model-level one):
                                         its name, current token and when it was last swept
   inspect --tag NAME [NAME ...]         the same for named tags
+  relay [--once] [--database ALIAS]     replay the journal: sweeps a dead process, a down
+                                        version cache or a down edge left unfinished
 
 Run "manage.py cachesweeper SUBCOMMAND --help" for each one's options."""
 
@@ -172,12 +178,45 @@ class Command(BaseCommand):
             "--cache", metavar="ALIAS", help="cache alias of the entry (--key; default CACHE)"
         )
 
+        replay = commands.add_parser(
+            "relay",
+            help="replay the journal in the foreground (a dedicated worker)",
+            description="Replay what is left in the journal of each database: sweeps "
+            "whose process died before bumping, bumps the version cache did not take, "
+            "purges an edge did not take. Every process that sweeps runs a relay thread "
+            "already; this one is for a dedicated worker, or for a one-off --once. "
+            "Several relays may run at once: each row is claimed by one of them.",
+        )
+        replay.add_argument(
+            "--once", action="store_true", help="one pass, wait for its purges, then exit"
+        )
+        replay.add_argument(
+            "--database",
+            action="append",
+            dest="databases",
+            metavar="ALIAS",
+            help="a database whose journal to replay (repeatable; default: all)",
+        )
+        replay.add_argument(
+            "--delay",
+            type=float,
+            default=None,
+            help='replay rows older than this many seconds (default: CACHESWEEPER["RELAY_DELAY"])',
+        )
+        replay.add_argument(
+            "--interval", type=float, default=1.0, help="seconds between two passes"
+        )
+        replay.add_argument(
+            "--timeout", type=float, default=10.0, help="with --once: seconds to wait for purges"
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "invalidate": self.invalidate,
             "purge": self.purge,
             "stats": self.show_stats,
             "inspect": self.inspect,
+            "relay": self.relay,
         }
         try:
             handlers[options["subcommand"]](options)
@@ -226,9 +265,14 @@ class Command(BaseCommand):
         retries.queue.flush()
         failed = sorted(set(names) & set(retries.queue.pending()))
         if failed:
+            later = (
+                "; they are in the journal: a relay sweeps them once the cache answers"
+                if set(failed) <= retries.queue.journaled
+                else ""
+            )
             raise CommandError(
                 f"could not reach the version cache ({conf.VERSION_CACHE!r}) to sweep "
-                f"{', '.join(failed)}; nothing changed for them (see the log)"
+                f"{', '.join(failed)}; nothing changed for them yet (see the log){later}"
             )
 
     # -- purge ---------------------------------------------------------------------
@@ -275,9 +319,14 @@ class Command(BaseCommand):
             f"Edge purges: {delivered} delivered, {failed} failed attempt(s), {pending} pending"
         )
         if not done:
+            then = (
+                "left in the journal for a relay"
+                if conf.JOURNAL and journal.usable(DEFAULT_DB_ALIAS)
+                else "logged as lost"
+            )
             message = (
                 f"{pending} purge(s) not delivered within {timeout:g}s; they are retried "
-                "until this process exits, then logged as lost (see the log)"
+                f"until this process exits, then {then} (see the log)"
             )
             if strict:
                 raise CommandError(message)
@@ -350,6 +399,39 @@ class Command(BaseCommand):
                 [f"Page cache ({where}):", *inspection.page_entry(request, policy, args, kwargs)]
             )
         self.stdout.write("\n\n".join("\n".join(block) for block in blocks))
+
+    # -- relay ---------------------------------------------------------------------------
+
+    def relay(self, options: dict[str, Any]) -> None:
+        aliases: list[str] = options["databases"] or list(settings.DATABASES)
+        unknown = [alias for alias in aliases if alias not in settings.DATABASES]
+        if unknown:
+            raise CommandError(f"unknown database alias(es): {', '.join(unknown)}")
+        if not conf.JOURNAL:
+            raise CommandError('the journal is off (CACHESWEEPER["JOURNAL"] = False)')
+        journaled = [alias for alias in aliases if journal.usable(alias)]
+        if not journaled:
+            raise CommandError(
+                'no database has the journal table: run "manage.py migrate cachesweeper"'
+            )
+        if options["once"]:
+            replayed = relay.tick(journaled, options["delay"])
+            if purges.pending():
+                purges.flush(options["timeout"])
+            for alias in journaled:
+                relay.settle(alias)
+            left = sum(journal.pending(alias) for alias in journaled)
+            self.stdout.write(f"Replayed {replayed} journaled sweep(s); {left} left")
+            return
+        self.stdout.write(f"Relaying the journal of {', '.join(journaled)} (Ctrl-C to stop)")
+        try:
+            while True:
+                replayed = relay.tick(journaled, options["delay"])
+                if replayed:
+                    self.stdout.write(f"Replayed {replayed} journaled sweep(s)")
+                time.sleep(options["interval"])
+        except KeyboardInterrupt:
+            pass
 
 
 # -- helpers ---------------------------------------------------------------------------
