@@ -82,6 +82,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    try:
+        import wagtailcache  # noqa: F401
+    except ImportError:
+        # 3.0.0 declares wagtail<8.0: a plain install would downgrade Wagtail.
+        sys.exit("wagtail-cache is missing: pip install --no-deps wagtail-cache==3.0.0")
     django.setup()
     from django.core.management import call_command
     from django.test import override_settings
