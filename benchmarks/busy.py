@@ -11,8 +11,10 @@ Each article's page shows its comment count and its comment list, each a fragmen
 ``article.comments.all``. After a warm-up pass over every page (not counted), a seeded
 random sequence of operations runs: 95 % page reads of a random article, 5 % new
 comments on a random article. Every side gets the identical sequence (its checksum is
-printed) in a fresh process with its own SQLite database, against one redis-server
-this command starts and stops (``tests/servers.py``), flushed before each side:
+printed) in a fresh process with its own SQLite database, against its own redis-server
+that this command starts and stops (``tests/servers.py``), flushed after the data is
+made: ``used_memory`` after the side less ``used_memory`` after the flush is what
+the side stored (and the server's buffers for its connections):
 
 - *field*: cachesweeper as registered (``Comment``: field dependencies, the default);
 - *model*: cachesweeper with ``register(Comment, touch=["article"], fields=())``;
@@ -22,12 +24,14 @@ this command starts and stops (``tests/servers.py``), flushed before each side:
   removed there, so its receivers do nothing.
 
 Reported per side: the fragment hit ratio (1 - fragment bodies rendered / fragments
-read), page reads per second over the mix (writes' time included), the median time of
-one fragment hit (a hit-only loop), Redis commands per hit (``total_commands_processed``
-of ``INFO stats``: each is one round trip here, nothing is pipelined), and Redis
-``used_memory`` and keys after the side. Ratios and commands are deterministic; times
-are not (a shared 2-core machine): Redis and each side run pinned to one CPU
-(``--cpu``), as ``benchmarks/run`` does, for a steadier loopback round trip.
+read; checked against the libraries' own counts: cachesweeper's ``fragment_miss``
+signal, cacheops' ``cache_read``), page reads per second over the mix (writes' time
+included), the median time of one fragment hit (a hit-only loop), Redis commands per
+hit (``total_commands_processed`` of ``INFO stats``: each is one round trip, no hit
+pipelines), and Redis ``used_memory`` and keys after the side. Ratios and commands
+are deterministic; times are not (a shared 2-core machine): Redis and each side run
+pinned to one CPU (``--cpu``), as ``benchmarks/run`` does, for a steadier loopback
+round trip.
 """
 
 from __future__ import annotations
@@ -128,16 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         f"({len(ops) - writes} page reads, {writes} new comments; seed {args.seed}, "
         f"sequence {digest}); hit loop {args.hits}; load {os.getloadavg()[0]:.2f}"
     )
-    server = RedisServer().start()
-    if args.cpu >= 0 and server.pid:
-        pin(server.pid, {args.cpu})
     results: dict[str, dict[str, Any]] = {}
-    try:
-        for side in SIDES:
+    for side in SIDES:  # a fresh redis-server each: its memory figures start from empty
+        server = RedisServer().start()
+        try:
+            if args.cpu >= 0 and server.pid:
+                pin(server.pid, {args.cpu})
             results[side] = _spawn(side, server.url, argv or sys.argv[1:])
-            assert results[side]["sequence"] == digest, results[side]
-    finally:
-        server.close()
+        finally:
+            server.close()
+        assert results[side]["sequence"] == digest, results[side]
     _report(results)
     return 0
 
@@ -215,6 +219,7 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
         """One page request: load the article, render its page."""
         return page.render({"article": Article.objects.get(pk=pk), "renders": renders})
 
+    misses = _count_misses(args.side)
     ops = operations(args)
     if args.side == "cacheops":
         for model in (Article, Comment):
@@ -227,7 +232,7 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
     with registered(Comment, **options):
         for pk in ids:  # warm-up: every page once
             read(pk)
-        renders.value = 0
+        renders.value = misses[0] = 0
         start = time.perf_counter()
         for write, index in ops:
             if write:
@@ -236,13 +241,14 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
                 read(ids[index])
         seconds = time.perf_counter() - start
         reads = sum(not write for write, _ in ops)
-        misses = renders.value
+        rendered, reported = renders.value, misses[0]
+        assert rendered == reported, (rendered, reported)
         hit_us, commands = _hit_loop(args, client, Article.objects.get(pk=ids[0]), hit_source)
     memory = client.info("memory")["used_memory"]
     return {
         "sequence": hashlib.sha256(repr(ops).encode()).hexdigest()[:12],
-        "hit_ratio": 1 - misses / (2 * reads),
-        "fragments_rendered": misses,
+        "hit_ratio": 1 - rendered / (2 * reads),
+        "fragments_rendered": rendered,
         "pages_per_second": reads / seconds,
         "hit_us": hit_us,
         "commands_per_hit": commands,
@@ -250,6 +256,27 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
         "used_memory_empty": empty,
         "keys": client.dbsize(),
     }
+
+
+def _count_misses(side: str) -> list[int]:
+    """A one-item list that the library's own miss notifications add to."""
+    misses = [0]
+
+    def cachesweeper_miss(**kwargs: Any) -> None:
+        misses[0] += 1
+
+    def cacheops_read(hit: bool, **kwargs: Any) -> None:
+        misses[0] += not hit
+
+    if side == "cacheops":
+        from cacheops.signals import cache_read
+
+        cache_read.connect(cacheops_read, weak=False)
+    else:
+        from cachesweeper.signals import fragment_miss
+
+        fragment_miss.connect(cachesweeper_miss, weak=False)
+    return misses
 
 
 def _hit_loop(
