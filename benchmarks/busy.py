@@ -161,6 +161,7 @@ def _spawn(side: str, url: str, argv: list[str]) -> dict[str, Any]:
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"side {side} failed:\n{done.stderr}")
+    sys.stderr.write(done.stderr)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -172,13 +173,14 @@ def _report(results: dict[str, dict[str, Any]]) -> None:
         "cacheops": "django-cacheops `{% cached_as %}`",
     }
     print(
-        "| side | fragment hit ratio | page reads/s | µs per fragment hit "
+        "| side | fragment hit ratio (bodies rendered) | page reads/s | µs per fragment hit "
         "| Redis commands per hit | Redis used_memory after (flushed: before) | keys |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for side, found in results.items():
         print(
-            f"| {labels[side]} | {found['hit_ratio']:.3f} | {found['pages_per_second']:.0f} "
+            f"| {labels[side]} | {found['hit_ratio']:.3f} ({found['fragments_rendered']}) "
+            f"| {found['pages_per_second']:.0f} "
             f"| {found['hit_us']:.0f} | {found['commands_per_hit']:g} "
             f"| {found['used_memory']:,} B ({found['used_memory_empty']:,} B) "
             f"| {found['keys']:,} |"
