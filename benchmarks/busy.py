@@ -37,6 +37,7 @@ round trip.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, dict[str, Any]] = {}
     for side in SIDES:  # a fresh redis-server each: its memory figures start from empty
-        server = RedisServer().start()
+        server = RedisServer()
+        server.start()
         try:
             if args.cpu >= 0 and server.pid:
                 pin(server.pid, {args.cpu})
@@ -223,15 +225,13 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
 
     misses = _count_misses(args.side)
     ops = operations(args)
+    registration: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if args.side == "cacheops":
         for model in (Article, Comment):
             registry.remove(model)  # cachesweeper's receivers find no registration
-        options: dict[str, Any] = {}
     elif args.side == "model":
-        options = {"touch": ["article"], "fields": ()}
-    else:
-        options = {"touch": ["article"]}
-    with registered(Comment, **options):
+        registration = registered(Comment, touch=["article"], fields=())
+    with registration:
         for pk in ids:  # warm-up: every page once
             read(pk)
         renders.value = misses[0] = 0
@@ -271,7 +271,7 @@ def _count_misses(side: str) -> list[int]:
         misses[0] += not hit
 
     if side == "cacheops":
-        from cacheops.signals import cache_read
+        from cacheops.signals import cache_read  # type: ignore[import-untyped]
 
         cache_read.connect(cacheops_read, weak=False)
     else:
