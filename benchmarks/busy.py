@@ -26,12 +26,13 @@ the side stored (and the server's buffers for its connections):
 Reported per side: the fragment hit ratio (1 - fragment bodies rendered / fragments
 read; checked against the libraries' own counts: cachesweeper's ``fragment_miss``
 signal, cacheops' ``cache_read``), page reads per second over the mix (writes' time
-included), the median time of one fragment hit (a hit-only loop, in ``--rounds`` small
-processes per side taken in turn), Redis commands per hit (``total_commands_processed``
-of ``INFO stats``: each is one round trip, no hit pipelines), and Redis ``used_memory``
-and keys after the side. Ratios and commands are deterministic; times are not (a
-shared 2-core machine): Redis and each side run pinned to one CPU (``--cpu``), as
-``benchmarks/run`` does, for a steadier loopback round trip.
+included), the mean time and the Redis commands of a new comment, the median time of
+one fragment hit (a hit-only loop, in ``--rounds`` small processes per side taken in
+turn), Redis commands per hit (``total_commands_processed`` of ``INFO stats``: each is
+one round trip, no hit pipelines), and Redis ``used_memory`` and keys after the side.
+Ratios and commands are deterministic; times are not (a shared 2-core machine): Redis
+and each side run pinned to one CPU (``--cpu``), as ``benchmarks/run`` does, for a
+steadier loopback round trip.
 """
 
 from __future__ import annotations
@@ -207,9 +208,10 @@ def _report(results: dict[str, dict[str, Any]], hits: dict[str, list[float]]) ->
     print(
         "| side | fragment hit ratio (bodies rendered) | page reads/s "
         "| µs per fragment hit: median (range) of rounds "
-        "| Redis commands per hit | Redis used_memory after (flushed: before) | keys |"
+        "| Redis commands per hit | µs per new comment (Redis commands) "
+        "| Redis used_memory after (flushed: before) | keys |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for side, found in results.items():
         times = hits[side] or [found["hit_us"]]
         print(
@@ -217,6 +219,7 @@ def _report(results: dict[str, dict[str, Any]], hits: dict[str, list[float]]) ->
             f"| {found['pages_per_second']:.0f} "
             f"| {statistics.median(times):.0f} ({min(times):.0f}-{max(times):.0f}) "
             f"| {found['commands_per_hit']:g} "
+            f"| {found['write_us']:.0f} ({found['commands_per_write']:g}) "
             f"| {found['used_memory']:,} B ({found['used_memory_empty']:,} B) "
             f"| {found['keys']:,} |"
         )
@@ -268,13 +271,20 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
         for pk in ids:  # warm-up: every page once
             read(pk)
         renders.value = misses[0] = 0
-        start = time.perf_counter()
+        seconds = write_seconds = 0.0
+        write_commands = 0
         for write, index in ops:
             if write:
+                before = client.info("stats")["total_commands_processed"]
+                start = time.perf_counter()
                 Comment.objects.create(article_id=ids[index], text="A new comment.")
+                write_seconds += time.perf_counter() - start
+                write_commands += client.info("stats")["total_commands_processed"] - before - 1
             else:
+                start = time.perf_counter()
                 read(ids[index])
-        seconds = time.perf_counter() - start
+                seconds += time.perf_counter() - start
+        seconds += write_seconds
         reads = sum(not write for write, _ in ops)
         rendered, reported = renders.value, misses[0]
         assert rendered == reported, (rendered, reported)
@@ -286,6 +296,8 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
         "fragments_rendered": rendered,
         "pages_per_second": reads / seconds if reads else 0.0,
         "hit_us": hit_us,
+        "write_us": write_seconds / max(len(ops) - reads, 1) * 1e6,
+        "commands_per_write": write_commands / max(len(ops) - reads, 1),
         "commands_per_hit": commands,
         "used_memory": memory,
         "used_memory_empty": empty,
