@@ -256,7 +256,7 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
     renders = Counter()
 
     def read(pk: int) -> str:
-        """One page request: load the article, render its page."""
+        """One page read: load the article, render its page (no middleware: the cache's part)."""
         return page.render({"article": Article.objects.get(pk=pk), "renders": renders})
 
     misses = _count_misses(args.side)
