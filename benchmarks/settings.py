@@ -64,6 +64,13 @@ if os.environ.get("BENCH_CACHE_KIND"):  # a gunicorn worker of the load test
         )
     }
 
+if os.environ.get("BENCH_CACHEOPS_REDIS"):  # the django-cacheops side of benchmarks.busy
+    INSTALLED_APPS.append("cacheops")
+    CACHEOPS_REDIS = os.environ["BENCH_CACHEOPS_REDIS"]
+    # No QuerySet ops cached: a profile only, so ``{% cached_as %}`` accepts comments
+    # and their saves invalidate it.
+    CACHEOPS = {"testapp.comment": {"ops": (), "timeout": 600}}
+
 ROOT_URLCONF = "benchmarks.urls"
 
 #: ``django-admin startproject``'s middleware, the stack every page scenario runs through.
