@@ -4,7 +4,7 @@
     python -m benchmarks.cluster --delay-ms 20 --repeat 50
 
 Starts three ``redis-server --cluster-enabled yes`` masters (``tests.servers.RedisCluster``),
-each behind a :class:`~tests.reliability.proxy.LatencyProxy` that hands on every reply
+each behind a :class:`~tests.reliability.proxy.CuttableProxy` that hands on every reply
 ``--delay-ms`` late, and has each node announce its proxy's port
 (``cluster-announce-port``), so the client reaches every node through its proxy. The
 proxies run in a process of their own, so their work does not compete with the
@@ -68,10 +68,10 @@ def asked_keys(cache: Any, call: Callable[[], object]) -> list[str]:
 def serve_proxies(
     targets: list[tuple[str, int]], delay: Synchronized[float], ports: Any, stop: Any
 ) -> None:
-    """Run a :class:`LatencyProxy` per target, their delay read from ``delay``; send ports."""
-    from tests.reliability.proxy import LatencyProxy
+    """Run a delaying proxy per target, their delay read from ``delay``; send ports."""
+    from tests.reliability.proxy import CuttableProxy
 
-    class SharedDelay(LatencyProxy):
+    class SharedDelay(CuttableProxy):
         @property  # type: ignore[override]
         def delay(self) -> float:
             return delay.value
@@ -80,7 +80,7 @@ def serve_proxies(
         def delay(self, value: float) -> None:
             pass  # set by the benchmark, through the shared value
 
-    proxies = [SharedDelay(host, port) for host, port in targets]
+    proxies = [SharedDelay(host, port, delay=0.0) for host, port in targets]
     ports.put([proxy.port for proxy in proxies])
     stop.wait()
     for proxy in proxies:

@@ -89,6 +89,21 @@ def registered(model: type[Model], **options: Any) -> Iterator[None]:
 
 
 @contextmanager
+def swept() -> Iterator[list[str]]:
+    """The names every sweep in the block bumped, in order."""
+    names: list[str] = []
+
+    def receiver(dependencies: list[str], **kwargs: Any) -> None:
+        names.extend(dependencies)
+
+    signals.swept.connect(receiver)
+    try:
+        yield names
+    finally:
+        signals.swept.disconnect(receiver)
+
+
+@contextmanager
 def missed_keys() -> Iterator[list[str]]:
     """The entry keys of the fragments and pages rendered (not served from an entry) inside
     the block."""

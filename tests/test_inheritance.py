@@ -15,9 +15,9 @@ import pytest
 from django.db.models import Model
 
 import cachesweeper
-from cachesweeper import registry, signals, tokens
+from cachesweeper import registry, tokens
 from cachesweeper.dependencies import name_of
-from tests.helpers import Counter, reloaded, render
+from tests.helpers import Counter, reloaded, render, swept
 from tests.testapp.models import (
     Bistro,
     FeaturedRestaurant,
@@ -34,21 +34,6 @@ ON_LIST = (
     "{% cachesweeper places 500 %}{% for p in places %}{{ p.name }},{% endfor %}"
     "{{ counter.next }}{% endcachesweeper %}"
 )
-
-
-@contextmanager
-def swept() -> Iterator[list[str]]:
-    """The names every sweep in the block bumped, in order."""
-    names: list[str] = []
-
-    def receiver(dependencies: list[str], **kwargs: Any) -> None:
-        names.extend(dependencies)
-
-    signals.swept.connect(receiver)
-    try:
-        yield names
-    finally:
-        signals.swept.disconnect(receiver)
 
 
 @contextmanager

@@ -7,9 +7,11 @@ during the cut reaches the server later.
 
 ``delay`` holds every reply back that many seconds from when the server sent
 it, as a longer network would (each chunk on its own clock, so replies do not
-queue behind each other); ``requests`` logs when each chunk from the client
-arrived and ``replies`` when each chunk of reply left, so a test can see
-whether a client asked several servers at once.
+queue behind each other, and replies that overlap in time wait once together);
+it is read as each chunk arrives, so it may change while connections are open,
+and ``None`` (the default) passes replies straight through. ``requests`` logs
+when each chunk from the client arrived and ``replies`` when each chunk of
+reply left, so a test can see whether a client asked several servers at once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.servers import LOOPBACK, free_port
 
 
 class CuttableProxy:
-    def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
+    def __init__(self, target_host: str, target_port: int, *, delay: float | None = None) -> None:
         self.target = (target_host, target_port)
         self.delay = delay
         self.requests: list[float] = []  # time.monotonic() of each chunk from a client
@@ -115,7 +117,7 @@ class CuttableProxy:
             threading.Thread(
                 target=self._pump, args=(client, upstream, self.requests), daemon=True
             ).start()
-            if self.delay:
+            if self.delay is not None:
                 held: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
                 threading.Thread(target=self._hold, args=(upstream, held), daemon=True).start()
                 threading.Thread(target=self._release, args=(held, client), daemon=True).start()
@@ -144,7 +146,7 @@ class CuttableProxy:
                 data = source.recv(65536)
                 if not data:
                     break
-                held.put((time.monotonic() + self.delay, data))
+                held.put((time.monotonic() + (self.delay or 0.0), data))
         except OSError:
             pass
         finally:
@@ -174,74 +176,3 @@ class CuttableProxy:
         with self._lock:
             for sock in sockets:
                 self._sockets.discard(sock)
-
-
-class LatencyProxy:
-    """A TCP proxy that hands on what the server sends ``delay`` seconds late.
-
-    Every chunk read from the server is stamped when it arrives and sent on when its
-    time comes, so a reply is late by ``delay`` once, however it is split into packets,
-    and replies that overlap in time (a pipeline sent to several servers at once) wait
-    once together: time spent waiting divided by ``delay`` counts round trips.
-    ``delay`` may be changed at any time (0 for a baseline). Requests pass at once.
-    """
-
-    def __init__(self, target_host: str, target_port: int, delay: float = 0.0) -> None:
-        self.target = (target_host, target_port)
-        self.delay = delay
-        self.host = LOOPBACK
-        self.port = free_port()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((self.host, self.port))
-        self._listener.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                return
-            upstream.settimeout(None)
-            for sock in (client, upstream):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            late: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
-            threading.Thread(target=self._forward, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._stamp, args=(upstream, late), daemon=True).start()
-            threading.Thread(target=self._deliver, args=(late, client), daemon=True).start()
-
-    @staticmethod
-    def _forward(source: socket.socket, destination: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                destination.sendall(data)
-        for sock in (source, destination):
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def _stamp(self, source: socket.socket, late: queue.SimpleQueue[tuple[float, bytes]]) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                late.put((time.monotonic() + self.delay, data))
-        late.put((0.0, b""))
-
-    @staticmethod
-    def _deliver(late: queue.SimpleQueue[tuple[float, bytes]], destination: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                due, data = late.get()
-                if not data:
-                    break
-                wait = due - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                destination.sendall(data)
-        with contextlib.suppress(OSError):
-            destination.close()

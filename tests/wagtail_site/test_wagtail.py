@@ -9,7 +9,6 @@ cache (no fragment or page rendered), then show the change.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,10 +17,10 @@ from django.http import HttpResponseBase
 from django.test import Client, override_settings
 from wagtail.models import Page
 
-from cachesweeper import registry, signals
+from cachesweeper import registry
 from cachesweeper.edges import queue
 from tests.edges.recording import RecordingEdge
-from tests.helpers import missed_keys
+from tests.helpers import missed_keys, swept
 from tests.wagtail_site.conftest import Tree
 from tests.wagtail_site.models import (
     ArticlePage,
@@ -60,20 +59,6 @@ def warm(*urls: str) -> dict[str, str]:
     assert keys == [], "a warm page rendered something again"
     assert again == first
     return first
-
-
-@contextmanager
-def swept() -> Iterator[list[str]]:
-    names: list[str] = []
-
-    def receiver(dependencies: list[str], **kwargs: Any) -> None:
-        names.extend(dependencies)
-
-    signals.swept.connect(receiver)
-    try:
-        yield names
-    finally:
-        signals.swept.disconnect(receiver)
 
 
 def edit(page: Page, **changes: Any) -> Page:
