@@ -30,6 +30,7 @@ import cachesweeper
 from cachesweeper import outages, reads, signals, writes
 from cachesweeper import retries as retry_queue
 from cachesweeper.edges import queue
+from cachesweeper.tokens import token_key
 from tests.edges.recording import RecordingEdge
 from tests.helpers import Counter, reloaded, render
 from tests.servers import RedisCluster
@@ -261,6 +262,20 @@ def test_cached_pages_and_their_edge_tags() -> None:
     RecordingEdge.reset()
 
 
+def _node_of(cluster: RedisCluster, key: str) -> Any:
+    """The node that holds ``key`` (as the cache makes it): stopping it must be felt.
+
+    Which node holds a list's keys depends on the articles' primary keys, so a
+    fixed node might hold none of them.
+    """
+    made = caches["default"].client.make_key(key)
+    first = cluster.nodes[0]
+    with redis.Redis(host=first.host, port=first.port) as client:
+        slot = int(client.cluster("keyslot", str(made)))
+    share = RedisCluster.SLOTS // len(cluster.nodes)
+    return cluster.nodes[min(slot // share, len(cluster.nodes) - 1)]
+
+
 def test_a_node_restart_fails_open_then_hits_again(
     cluster_cache: RedisCluster, caplog: pytest.LogCaptureFixture, served: list[str]
 ) -> None:
@@ -269,7 +284,7 @@ def test_a_node_restart_fails_open_then_hits_again(
     expected = " ".join(f"t{n}:{n + 1}" for n in range(6))
     assert render(LIST, articles=articles, counter=counter) == expected
 
-    node = cluster_cache.nodes[1]
+    node = _node_of(cluster_cache, token_key(f"testapp.article.{articles[0].pk}"))
     node.stop()
     with caplog.at_level(logging.WARNING, "cachesweeper"):
         down = render(LIST, articles=articles, counter=counter)
