@@ -3,7 +3,8 @@
 The cluster is real (``redis_cluster`` in ``tests/conftest.py``): three
 ``redis-server --cluster-enabled yes`` masters, their slots assigned and joined with
 ``CLUSTER ADDSLOTSRANGE`` and ``CLUSTER MEET``. An entry and its tokens hash to
-different slots, so most reads here span nodes.
+different slots, so most reads here span nodes. A sweep a down node missed is kept in the
+journal and replayed by the relay (``cachesweeper/journal.py``, ``relay.py``).
 
 Django's ``RedisCache`` and django-redis speak to one server; a cluster node answers
 them ``MOVED`` or ``CROSSSLOT`` for most keys. cachesweeper cannot make that work, but it
@@ -12,6 +13,7 @@ must say what is wrong instead of "cache unreachable" (``outages.py``), and fail
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 from django.core.cache import caches
+from django.db import transaction
 from django.test import Client, override_settings
 
 # The [valkey] extra is part of [test]: on CI a broken install fails here, never skips.
@@ -27,12 +30,14 @@ from django_valkey.cluster_cache.cache import ClusterValkeyCache
 from valkey.cluster import ClusterPipeline, ValkeyCluster
 
 import cachesweeper
-from cachesweeper import outages, reads, signals, writes
+from cachesweeper import outages, reads, signals, tokens, writes
 from cachesweeper import retries as retry_queue
 from cachesweeper.edges import queue
+from cachesweeper.models import JournaledSweep
+from cachesweeper.relay import relay
 from tests.edges.recording import RecordingEdge
 from tests.helpers import Counter, reloaded, render
-from tests.servers import RedisCluster
+from tests.servers import RedisCluster, RedisServer
 from tests.testapp import views
 from tests.testapp.models import Article, Page
 
@@ -368,3 +373,56 @@ def test_the_wsgi_page_cache_on_the_cluster_cache_object() -> None:
 
     assert get() == get() == b"page 1"
     assert served == ["/news/"]
+
+
+def node_holding(cluster: RedisCluster, key: str) -> RedisServer:
+    """The node of ``cluster`` whose slots hold cache key ``key`` (before ``make_key``)."""
+    client: Any = caches["default"].client  # type: ignore[attr-defined]
+    made = str(client.make_key(key))
+    port = client.get_client(write=True).get_node_from_key(made).port
+    [node] = [node for node in cluster.nodes if node.port == port]
+    return node
+
+
+def test_a_sweep_a_down_node_missed_is_replayed_from_the_journal(
+    cluster_cache: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep committed while the node of its token is down stays in the journal, and
+    the relay replays it once the node is back: its old token is never trusted again.
+
+    The node comes back with what it held (saved before it stopped), as a node with
+    persistence or a network partition would, so the old token and entry are there to
+    be served. The process that swept "dies" after the failed bump: its retry queue
+    never gets the names, only the journal has them.
+    """
+    counter = Counter()
+    article = Article.objects.create(title="old")
+    assert render(FRAGMENT, article=article, counter=counter) == "old 1"
+    assert render(FRAGMENT, article=article, counter=counter) == "old 1"
+    name = f"testapp.article.{article.pk}"
+    node = node_holding(cluster_cache, tokens.token_key(name))
+    with redis.Redis(host=node.host, port=node.port) as direct:
+        direct.save()  # comes back with the old token
+    node.stop()
+    monkeypatch.setattr(retry_queue.queue, "add", lambda *args, **kwargs: None)
+    try:
+        with transaction.atomic():
+            Article.objects.filter(pk=article.pk).update(title="new")
+            cachesweeper.invalidate_cache_for(article)
+        [row] = JournaledSweep.objects.all()
+        assert name in json.loads(row.names)
+        assert relay.replay("default", older_than=0) == 0, "the node is still down"
+
+        node.restart()
+        cluster_cache.wait_until_ok()
+    finally:
+        (node.workdir / "dump.rdb").unlink(missing_ok=True)  # later restarts start empty
+    outages.forget()
+    assert render(FRAGMENT, article=reloaded(article), counter=counter) == "old 1", (
+        "without the journal, the old token is trusted"
+    )
+    JournaledSweep.objects.update(claimed_until=0)  # the failed replay's claim runs out
+    assert relay.replay("default", older_than=0) == 1
+    assert not JournaledSweep.objects.exists()
+    assert render(FRAGMENT, article=reloaded(article), counter=counter) == "new 2"
+    assert render(FRAGMENT, article=reloaded(article), counter=counter) == "new 2"
