@@ -40,6 +40,8 @@ FRAGMENT = (
     "{% load cachesweeper %}"
     "{% cachesweeper article 60 %}{{ article.title }} {{ counter.next }}{% endcachesweeper %}"
 )
+#: A master's first sync of a replica without Redis 7's 5 s wait for more replicas.
+QUICK_SYNC = ["--repl-diskless-sync-delay", "0"]
 #: The two ways django-redis's documentation configures Sentinel.
 CLIENTS = ["SentinelClient", "DefaultClient"]
 
@@ -75,7 +77,7 @@ def sentinel_cache(sentinel: RedisSentinel, client: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def watched() -> Iterator[Watched]:
     need_binary("redis-server")
-    with RedisServer() as primary:
+    with RedisServer(extra_args=QUICK_SYNC) as primary:
         assert isinstance(primary, RedisServer)
         link = CuttableProxy(LOOPBACK, primary.port)
         with RedisServer(extra_args=["--replicaof", LOOPBACK, str(link.port)]) as replica:
@@ -144,7 +146,7 @@ def test_no_stale_read_through_a_lagging_replica(sentinel_backend: Watched) -> N
 def failing_over() -> Iterator[tuple[RedisServer, RedisServer, RedisSentinel]]:
     """A master, its replica and a sentinel quick to fail over (half a second down)."""
     need_binary("redis-server")
-    with RedisServer() as primary:
+    with RedisServer(extra_args=QUICK_SYNC) as primary:
         assert isinstance(primary, RedisServer)
         with RedisServer(extra_args=["--replicaof", LOOPBACK, str(primary.port)]) as replica:
             assert isinstance(replica, RedisServer)
