@@ -59,7 +59,9 @@ with the backend's serializer; the stock ``RedisSerializer`` tries
 *Replicas* below.
 
 :class:`DjangoRedisReader` — a stock django-redis ``RedisCache`` with its
-``DefaultClient``. Bypasses three layers around each read: the backend's
+``DefaultClient`` or its ``SentinelClient`` (a ``DefaultClient`` whose
+``LOCATION`` names a Sentinel service: the master's pool first, a replicas'
+pool second; it changes nothing else). Bypasses three layers around each read: the backend's
 exception wrapper, ``DefaultClient.get_many`` / ``get`` and redis-py's
 ``mget`` helper; the read goes through the client's own connection to the
 primary (``get_client(write=True)``: see *Replicas* below), with its
@@ -80,12 +82,16 @@ validation: the library's keys are hex digests, and the clients check
 every key they send.
 
 *Replicas.* Django's ``RedisCache`` and django-redis send reads to a replica
-when ``LOCATION`` lists several servers. A replica lags behind the primary
+when ``LOCATION`` lists several servers, and so does django-redis with
+Sentinel (its ``SentinelClient``, or ``is_master=0`` URLs: the replicas
+Sentinel knows). A replica lags behind the primary
 (by a few hundred microseconds, or for as long as replication is cut), so
 after a committed sweep it may still hold the old token, next to the old
 entry: a read there would serve content the sweep retired. Both readers
 above therefore read entries and tokens from the primary, in one round trip
-as before; the backend's other calls still use its replicas. A replicated
+as before; the backend's other calls still use its replicas. With Sentinel,
+"the primary" is the master Sentinel names, asked again after a failover by
+redis-py's ``SentinelConnectionPool``. A replicated
 cache whose reads do not go through those readers (``IGNORE_EXCEPTIONS``,
 another django-redis client, a subclass) is read the ordinary way and can
 be fooled by a lagging replica; keep ``VERSION_CACHE`` on such a cache
@@ -108,10 +114,12 @@ from cachesweeper import pools
 try:
     from django_redis.cache import RedisCache as _DjangoRedisCache
     from django_redis.client import DefaultClient as _DefaultClient
+    from django_redis.client import SentinelClient as _SentinelClient
     from django_redis.exceptions import CompressorError as _CompressorError
 except ImportError:  # django-redis is optional
     _DjangoRedisCache = None
     _DefaultClient = None
+    _SentinelClient = None
     _CompressorError = None
 
 # The first byte of anything ``int()`` could parse (Django's RedisSerializer
@@ -190,7 +198,7 @@ def _choose(cache: BaseCache) -> Reader:
         and isinstance(cache, _DjangoRedisCache)
         and _stock_reads(cache, _DjangoRedisCache)
         and not cache._ignore_exceptions
-        and type(cache.client) is _DefaultClient
+        and type(cache.client) in (_DefaultClient, _SentinelClient)
     ):
         return DjangoRedisReader(cache.client)
     cluster = _valkey_cluster(cache)

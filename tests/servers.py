@@ -464,6 +464,88 @@ class RedisServer(ServerProcess):
         return argv + self.extra_args
 
 
+class RedisSentinel(RedisServer):
+    """``redis-server --sentinel`` watching one master, ``service``, with a quorum of one.
+
+    Its config file lives in its scratch directory (Sentinel rewrites it as it learns
+    replicas and failovers). ``down_after_ms`` and ``failover_timeout_ms`` are Sentinel's
+    own settings for ``service``: low ones make a failover test fast. Replicas are found
+    through the master's ``INFO``, so start them before the sentinel, or wait for its
+    next look (:meth:`wait_for_replicas`).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        master_port: int,
+        *,
+        down_after_ms: int = 500,
+        failover_timeout_ms: int = 60000,
+        port: int | None = None,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        self.service = service
+        self.master_port = master_port
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        super().__init__(port=port, startup_timeout=startup_timeout)
+        self.config_path = self.workdir / "sentinel.conf"
+
+    def _start_once(self) -> None:
+        name = self.service
+        self.config_path.write_text(
+            f"port {self.port}\n"
+            f"bind {self.host}\n"
+            "protected-mode no\n"
+            "daemonize no\n"
+            f"dir {self.workdir}\n"
+            f"sentinel monitor {name} {self.host} {self.master_port} 1\n"
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}\n"
+        )
+        super()._start_once()
+
+    def command(self) -> list[str]:
+        return [self.binary, str(self.config_path), "--sentinel"]
+
+    def master(self) -> tuple[str, int] | None:
+        """The master's address as this sentinel tells clients."""
+        import redis
+
+        with redis.Redis(host=self.host, port=self.port) as client:
+            found = client.sentinel_get_master_addr_by_name(self.service)
+        return None if found is None else (found[0].decode(), int(found[1]))
+
+    def wait_for_master(self, port: int, timeout: float = 30.0) -> None:
+        """Wait until this sentinel names the server on ``port`` as the master (a failover)."""
+        deadline = time.monotonic() + timeout
+        while self.master() != (self.host, port):
+            if time.monotonic() > deadline:
+                raise ServerError(f"no failover to port {port}: {self.master()}")
+            time.sleep(0.1)
+
+    def wait_for_replicas(self, count: int = 1, timeout: float = 20.0) -> None:
+        """Wait until this sentinel knows ``count`` replicas it can hand to clients."""
+        import redis
+
+        deadline = time.monotonic() + timeout
+        with redis.Redis(host=self.host, port=self.port) as client:
+            while True:
+                replicas = client.sentinel_slaves(self.service)
+                down = ("is_sdown", "is_odown", "is_disconnected")
+                usable = [
+                    replica
+                    for replica in replicas
+                    if not any(replica[flag] for flag in down)
+                    and replica["master-link-status"] == "ok"
+                ]
+                if len(usable) >= count:
+                    return
+                if time.monotonic() > deadline:
+                    raise ServerError(f"the sentinel knows no replica: {replicas}")
+                time.sleep(0.1)
+
+
 class VarnishServer(ServerProcess):
     """varnishd in the foreground with a VCL file, in front of a backend on ``backend_port``.
 

@@ -3,7 +3,8 @@
 The cluster is real (``redis_cluster`` in ``tests/conftest.py``): three
 ``redis-server --cluster-enabled yes`` masters, their slots assigned and joined with
 ``CLUSTER ADDSLOTSRANGE`` and ``CLUSTER MEET``. An entry and its tokens hash to
-different slots, so most reads here span nodes.
+different slots, so most reads here span nodes. A sweep a down node missed is kept in the
+journal and replayed by the relay (``cachesweeper/journal.py``, ``relay.py``).
 
 Django's ``RedisCache`` and django-redis speak to one server; a cluster node answers
 them ``MOVED`` or ``CROSSSLOT`` for most keys. cachesweeper cannot make that work, but it
@@ -12,6 +13,7 @@ must say what is wrong instead of "cache unreachable" (``outages.py``), and fail
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 from django.core.cache import caches
+from django.db import transaction
 from django.test import Client, override_settings
 
 # The [valkey] extra is part of [test]: on CI a broken install fails here, never skips.
@@ -27,13 +30,15 @@ from django_valkey.cluster_cache.cache import ClusterValkeyCache
 from valkey.cluster import ClusterPipeline, ValkeyCluster
 
 import cachesweeper
-from cachesweeper import outages, reads, signals, writes
+from cachesweeper import outages, reads, signals, tokens, writes
 from cachesweeper import retries as retry_queue
 from cachesweeper.edges import queue
+from cachesweeper.models import JournaledSweep
+from cachesweeper.relay import relay
 from cachesweeper.tokens import token_key
 from tests.edges.recording import RecordingEdge
 from tests.helpers import Counter, reloaded, render
-from tests.servers import RedisCluster
+from tests.servers import RedisCluster, RedisServer
 from tests.testapp import views
 from tests.testapp.models import Article, Page
 
@@ -262,20 +267,6 @@ def test_cached_pages_and_their_edge_tags() -> None:
     RecordingEdge.reset()
 
 
-def _node_of(cluster: RedisCluster, key: str) -> Any:
-    """The node that holds ``key`` (as the cache makes it): stopping it must be felt.
-
-    Which node holds a list's keys depends on the articles' primary keys, so a
-    fixed node might hold none of them.
-    """
-    made = caches["default"].client.make_key(key)
-    first = cluster.nodes[0]
-    with redis.Redis(host=first.host, port=first.port) as client:
-        slot = int(client.cluster("keyslot", str(made)))
-    share = RedisCluster.SLOTS // len(cluster.nodes)
-    return cluster.nodes[min(slot // share, len(cluster.nodes) - 1)]
-
-
 def test_a_node_restart_fails_open_then_hits_again(
     cluster_cache: RedisCluster, caplog: pytest.LogCaptureFixture, served: list[str]
 ) -> None:
@@ -284,7 +275,9 @@ def test_a_node_restart_fails_open_then_hits_again(
     expected = " ".join(f"t{n}:{n + 1}" for n in range(6))
     assert render(LIST, articles=articles, counter=counter) == expected
 
-    node = _node_of(cluster_cache, token_key(f"testapp.article.{articles[0].pk}"))
+    # The node that holds the first article's token: which node holds a list's keys
+    # depends on the articles' primary keys, so a fixed node might hold none of them.
+    node = node_holding(cluster_cache, token_key(f"testapp.article.{articles[0].pk}"))
     node.stop()
     with caplog.at_level(logging.WARNING, "cachesweeper"):
         down = render(LIST, articles=articles, counter=counter)
@@ -383,3 +376,56 @@ def test_the_wsgi_page_cache_on_the_cluster_cache_object() -> None:
 
     assert get() == get() == b"page 1"
     assert served == ["/news/"]
+
+
+def node_holding(cluster: RedisCluster, key: str) -> RedisServer:
+    """The node of ``cluster`` whose slots hold cache key ``key`` (before ``make_key``)."""
+    client: Any = caches["default"].client  # type: ignore[attr-defined]
+    made = str(client.make_key(key))
+    port = client.get_client(write=True).get_node_from_key(made).port
+    [node] = [node for node in cluster.nodes if node.port == port]
+    return node
+
+
+def test_a_sweep_a_down_node_missed_is_replayed_from_the_journal(
+    cluster_cache: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep committed while the node of its token is down stays in the journal, and
+    the relay replays it once the node is back: its old token is never trusted again.
+
+    The node comes back with what it held (saved before it stopped), as a node with
+    persistence or a network partition would, so the old token and entry are there to
+    be served. The process that swept "dies" after the failed bump: its retry queue
+    never gets the names, only the journal has them.
+    """
+    counter = Counter()
+    article = Article.objects.create(title="old")
+    assert render(FRAGMENT, article=article, counter=counter) == "old 1"
+    assert render(FRAGMENT, article=article, counter=counter) == "old 1"
+    name = f"testapp.article.{article.pk}"
+    node = node_holding(cluster_cache, tokens.token_key(name))
+    with redis.Redis(host=node.host, port=node.port) as direct:
+        direct.save()  # comes back with the old token
+    node.stop()
+    monkeypatch.setattr(retry_queue.queue, "add", lambda *args, **kwargs: None)
+    try:
+        with transaction.atomic():
+            Article.objects.filter(pk=article.pk).update(title="new")
+            cachesweeper.invalidate_cache_for(article)
+        [row] = JournaledSweep.objects.all()
+        assert name in json.loads(row.names)
+        assert relay.replay("default", older_than=0) == 0, "the node is still down"
+
+        node.restart()
+        cluster_cache.wait_until_ok()
+    finally:
+        (node.workdir / "dump.rdb").unlink(missing_ok=True)  # later restarts start empty
+    outages.forget()
+    assert render(FRAGMENT, article=reloaded(article), counter=counter) == "old 1", (
+        "without the journal, the old token is trusted"
+    )
+    JournaledSweep.objects.update(claimed_until=0)  # the failed replay's claim runs out
+    assert relay.replay("default", older_than=0) == 1
+    assert not JournaledSweep.objects.exists()
+    assert render(FRAGMENT, article=reloaded(article), counter=counter) == "new 2"
+    assert render(FRAGMENT, article=reloaded(article), counter=counter) == "new 2"

@@ -35,8 +35,17 @@ BACKENDS = {
 
 
 class Replicated:
-    def __init__(self, primary: RedisServer, replica: RedisServer, link: CuttableProxy) -> None:
-        self.primary, self.replica, self.link = primary, replica, link
+    def __init__(
+        self, primary: RedisServer, replica: RedisServer, link: CuttableProxy | None
+    ) -> None:
+        self.primary, self.replica = primary, replica
+        self._link = link
+
+    @property
+    def link(self) -> CuttableProxy:
+        """The proxy the replica replicates through, for a test to cut."""
+        assert self._link is not None, "this replica replicates directly"
+        return self._link
 
     def in_sync(self, timeout: float = 10.0) -> None:
         """Wait until the replica has everything the primary has."""
