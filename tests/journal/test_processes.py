@@ -111,6 +111,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Calla
     query = "SELECT count(*) FROM cachesweeper_journal"
     if request.param == "sqlite":
         path = tmp_path / "site.sqlite3"
+        with sqlite3.connect(path) as connection:  # WAL is kept on the file
+            connection.execute("PRAGMA journal_mode=WAL")
 
         def sqlite_rows() -> int:
             with sqlite3.connect(path, timeout=30) as connection:
