@@ -23,7 +23,7 @@ from django.db import models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from cachesweeper import fields as field_deps
-from cachesweeper import journal, retries, stamps, stats, tokens, uncommitted
+from cachesweeper import journal, retries, stamps, stats, tokens, triggers, uncommitted
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import (
     every_row_names,
@@ -213,6 +213,9 @@ class _Pending:
 
     def journal(self) -> None:
         """Write what the row lacks: one ``INSERT``, then one ``UPDATE`` per save that adds."""
+        if self.row is not None or journal.usable(self.connection.alias):
+            # The rows this transaction's triggers wrote: bumped with ours, once.
+            self.names.update(dict.fromkeys(triggers.absorb(self.connection)))
         size = len(self.names) + len(self.urls)
         if size == self.journaled:
             return
