@@ -146,6 +146,8 @@ def sweep(
     if connection.in_atomic_block:
         _defer(connection, names, urls, saved)
     else:
+        # An autocommit ORM save's trigger row (armed in pre_save): swept here, once.
+        names += [name for name in triggers.absorb(connection) if name not in names]
         sweep_now(names, urls, database=connection.alias)
         if saved is not None:
             stamps.restamp(saved)

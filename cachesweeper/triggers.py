@@ -51,6 +51,8 @@ from cachesweeper.registry import Registration, registration_for, tracked_fields
 CHANNEL = "cachesweeper"
 #: Prefix of every function this module installs (and may drop).
 PREFIX = "cachesweeper_"
+#: The session setting an ORM save arms before an autocommit write (:func:`arm`).
+MARKER = "cachesweeper.orm"
 #: How deep lone foreign-key touches are followed in SQL.
 DEPTH = 4
 
@@ -133,8 +135,14 @@ BEGIN
     RETURN NULL;  -- no row changed
   END IF;
   found := coalesce(found, ARRAY[]::text[]) || ARRAY[{constant}]::text[];
-  INSERT INTO {journal.TABLE} (names, urls, created_at, claimed_until, claimed_by, bumped)
-  VALUES (array_to_json(found)::text, '[]', 0, 0, 'x' || txid_current()::text, false);
+  IF current_setting('{MARKER}', true) = 'on' THEN  -- an ORM save: its process sweeps
+    INSERT INTO {journal.TABLE} (names, urls, created_at, claimed_until, claimed_by, bumped)
+    VALUES (array_to_json(found)::text, '[]', extract(epoch FROM clock_timestamp()), 0,
+            'p' || pg_backend_pid()::text, false);
+  ELSE
+    INSERT INTO {journal.TABLE} (names, urls, created_at, claimed_until, claimed_by, bumped)
+    VALUES (array_to_json(found)::text, '[]', 0, 0, 'x' || txid_current()::text, false);
+  END IF;
   PERFORM pg_notify('{CHANNEL}', '');
   RETURN NULL;
 END
@@ -374,25 +382,56 @@ def _migrated(using: str, **kwargs: Any) -> None:
 # -- one bump for an ORM save ----------------------------------------------------------
 
 
+def active(connection: BaseDatabaseWrapper) -> bool:
+    """Whether writes on ``connection`` may fire cachesweeper triggers."""
+    return conf.DATABASE_TRIGGERS and connection.vendor == "postgresql"
+
+
+def arm(connection: BaseDatabaseWrapper) -> None:
+    """Before an ORM write outside a transaction: its trigger row waits for this process.
+
+    Django sends ``pre_save`` before it opens a transaction, and commits the
+    write before ``post_save``: no transaction-local marker can reach it. So
+    the marker is a session setting, and the trigger writes the row as an
+    ordinary journal row of this backend (``p<pid>``, due after
+    ``RELAY_DELAY``) instead of one due at once; :func:`absorb`, in the
+    sweep that follows, takes it and disarms. If the write fails, the marker
+    stays armed until the next sweep on the connection: writes meanwhile are
+    journaled all the same, only replayed ``RELAY_DELAY`` later (should this
+    process die) — delayed, never lost.
+    """
+    if active(connection) and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config(%s, 'on', false)", [MARKER])
+        connection._cachesweeper_armed = True  # type: ignore[attr-defined]
+
+
 def absorb(connection: BaseDatabaseWrapper) -> list[str]:
-    """Delete this transaction's trigger rows and return their names (one statement).
+    """Take this transaction's (and this armed session's) trigger rows: their names.
 
     Why: a save of a registered model fires its table's trigger *and* its
     signals. The signals' sweep is journaled in the same transaction, right
     after; taking the trigger's rows into it leaves one row, bumped once
-    after the commit by this process. A marker set before the write (``SET
-    LOCAL``) was the other way, but it would also silence the trigger for
-    every later write in the transaction (an ``update()`` after a save), and
-    Django sends ``pre_save`` before it opens its own transaction, so a
-    transaction-local marker cannot reach an autocommit save at all. Writes
-    after the last save still have their own row, replayed by the relay.
+    after the commit by this process. A transaction-local marker set before
+    the write (``SET LOCAL``) was the other way, but it would also silence
+    the trigger for every later write in the transaction (an ``update()``
+    after a save) and cannot reach an autocommit save (see :func:`arm`).
+    Writes after the last save keep their own row, replayed by the relay.
+
+    One statement in a transaction, or outside one after :func:`arm`; none otherwise.
     """
-    if connection.vendor != "postgresql" or not conf.DATABASE_TRIGGERS:
+    armed = getattr(connection, "_cachesweeper_armed", False)
+    if not active(connection) or not (armed or connection.in_atomic_block):
         return []
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {journal.TABLE} WHERE claimed_by = 'x' || txid_current()::text "
-            "AND claimed_until = 0 RETURNING names"
+            f"WITH taken AS (DELETE FROM {journal.TABLE} WHERE claimed_until = 0 AND "
+            "claimed_by IN ('x' || txid_current()::text, 'p' || pg_backend_pid()::text) "
+            "RETURNING names) SELECT coalesce(json_agg(names), '[]')::text"
+            + (", set_config(%s, '', false)" if armed else "")
+            + " FROM taken",
+            [MARKER] if armed else [],
         )
-        rows = cursor.fetchall()
-    return [name for (names,) in rows for name in json.loads(names)]
+        row = cursor.fetchone()
+    connection._cachesweeper_armed = False  # type: ignore[attr-defined]
+    return [name for names in json.loads(row[0]) for name in json.loads(names)]
