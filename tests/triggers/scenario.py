@@ -3,6 +3,7 @@
     python -m tests.triggers.scenario writes     # every kind of write, what re-rendered
     python -m tests.triggers.scenario names      # a trigger's names next to the ORM's
     python -m tests.triggers.scenario bumps      # bumps an ORM save costs
+    python -m tests.triggers.scenario status     # the triggers command and check W007
     python -m tests.triggers.scenario latency 50 [--poll]
                                                  # commit -> bump through the relay, seconds
 
@@ -273,6 +274,39 @@ def latency(repeat: int, listen: bool) -> dict[str, float]:
     }
 
 
+def status() -> dict[str, Any]:
+    """``cachesweeper triggers`` and check W007: all current, then one dropped, one stale."""
+    from io import StringIO
+
+    from django.core import checks
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+    def listed() -> list[str]:
+        out = StringIO()
+        call_command("cachesweeper", "triggers", stdout=out)
+        return out.getvalue().split("\n")[:-1]
+
+    def warnings() -> list[str]:
+        found = checks.run_checks(databases=["default"], include_deployment_checks=False)
+        return [message.id or "" for message in found if message.id == "cachesweeper.W007"]
+
+    before, warned_before = listed(), warnings()
+    with connection.cursor() as cursor:
+        cursor.execute('DROP TRIGGER "cachesweeper_update" ON testapp_comment')
+        cursor.execute("COMMENT ON FUNCTION cachesweeper_testapp_vote() IS 'cachesweeper old'")
+    after, warned_after = listed(), warnings()
+    out = StringIO()
+    call_command("cachesweeper", "triggers", "--install", stdout=out)
+    return {
+        "before": before,
+        "warned_before": warned_before,
+        "after": after,
+        "warned_after": warned_after,
+        "installed": out.getvalue().split("\n")[:-1],
+    }
+
+
 def main(argv: list[str]) -> None:
     command = argv[0]
     if command == "writes":
@@ -281,6 +315,8 @@ def main(argv: list[str]) -> None:
         say(names())
     elif command == "bumps":
         say(bumps())
+    elif command == "status":
+        say(status())
     elif command == "latency":
         say(latency(int(argv[1]), listen="--poll" not in argv))
     else:
