@@ -215,9 +215,16 @@ class _Pending:
 
     def journal(self) -> None:
         """Write what the row lacks: one ``INSERT``, then one ``UPDATE`` per save that adds."""
-        if self.row is not None or journal.usable(self.connection.alias):
-            # The rows this transaction's triggers wrote: bumped with ours, once.
-            self.names.update(dict.fromkeys(triggers.absorb(self.connection)))
+        if triggers.active(self.connection) and (
+            self.row is not None or journal.usable(self.connection.alias)
+        ):
+            # With the rows this transaction's triggers wrote: bumped with ours, once.
+            self.row, taken = triggers.write_taking(
+                self.connection, self.row, list(self.names), list(self.urls)
+            )
+            self.names.update(dict.fromkeys(taken))
+            self.journaled = len(self.names) + len(self.urls)
+            return
         size = len(self.names) + len(self.urls)
         if size == self.journaled:
             return

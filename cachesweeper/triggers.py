@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -406,12 +407,51 @@ def arm(connection: BaseDatabaseWrapper) -> None:
         connection._cachesweeper_armed = True  # type: ignore[attr-defined]
 
 
+_TAKEN = (
+    f"WITH taken AS (DELETE FROM {journal.TABLE} WHERE claimed_until = 0 AND claimed_by IN "
+    "('x' || txid_current()::text, 'p' || pg_backend_pid()::text) RETURNING names), "
+    "merged AS (SELECT coalesce(json_agg(DISTINCT n), '[]'::json)::text AS names FROM ("
+    "SELECT json_array_elements_text(%s::json) AS n "
+    "UNION SELECT json_array_elements_text(taken.names::json) FROM taken) AS s) "
+)
+
+
+def write_taking(
+    connection: BaseDatabaseWrapper, row: int | None, names: list[str], urls: list[str]
+) -> tuple[int, list[str]]:
+    """Journal a transaction's sweep, taking its triggers' rows in: one statement.
+
+    ``journal.write`` (``row`` is ``None``) or ``journal.rewrite`` and :func:`absorb`
+    at once: the row ends up with our names and the trigger rows' names, and
+    this returns its id and those names. See :func:`absorb` for why.
+    """
+    encoded = json.dumps(names, separators=(",", ":"))
+    urls_text = json.dumps(urls, separators=(",", ":"))
+    with connection.cursor() as cursor:
+        if row is None:
+            cursor.execute(
+                _TAKEN + f"INSERT INTO {journal.TABLE} "
+                "(names, urls, created_at, claimed_until, claimed_by, bumped) "
+                "SELECT merged.names, %s, %s, 0, '', false FROM merged RETURNING id, names",
+                [encoded, urls_text, time.time()],
+            )
+        else:
+            cursor.execute(
+                _TAKEN + f"UPDATE {journal.TABLE} SET names = merged.names, urls = %s "
+                f"FROM merged WHERE {journal.TABLE}.id = %s "
+                f"RETURNING {journal.TABLE}.id, {journal.TABLE}.names",
+                [encoded, urls_text, row],
+            )
+        found = cursor.fetchone()
+    return int(found[0]), list(json.loads(found[1]))
+
+
 def absorb(connection: BaseDatabaseWrapper) -> list[str]:
     """Take this transaction's (and this armed session's) trigger rows: their names.
 
     Why: a save of a registered model fires its table's trigger *and* its
     signals. The signals' sweep is journaled in the same transaction, right
-    after; taking the trigger's rows into it leaves one row, bumped once
+    after (:func:`write_taking`); taking the trigger's rows into it leaves one row, bumped once
     after the commit by this process. A transaction-local marker set before
     the write (``SET LOCAL``) was the other way, but it would also silence
     the trigger for every later write in the transaction (an ``update()``

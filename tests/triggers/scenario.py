@@ -4,8 +4,9 @@
     python -m tests.triggers.scenario names      # a trigger's names next to the ORM's
     python -m tests.triggers.scenario bumps      # bumps an ORM save costs
     python -m tests.triggers.scenario status     # the triggers command and check W007
-    python -m tests.triggers.scenario latency 50 [--poll]
+    python -m tests.triggers.scenario latency 50 [notify|poll|dead]
                                                  # commit -> bump through the relay, seconds
+    python -m tests.triggers.scenario cost 50 1 100  # update() of N rows: statements, time
 
 Prints one JSON line. ``CS_TRIGGERS=1`` turns the triggers on; without it
 the same steps run, and the tests see that nothing outside the ORM swept.
@@ -177,20 +178,22 @@ def names() -> dict[str, Any]:
             )
             encoded = list(cursor.fetchone())  # type: ignore[arg-type]
         transaction.set_rollback(True)
-    # The same move through the ORM, in a transaction rolled back: its names.
+    # The same move through the ORM, in a transaction rolled back: what its signals sweep.
+    from cachesweeper import registration
+
     swept: list[str] = []
-    original = journal.write
+    original = registration.sweep
 
-    def spy(connection: Any, names: Any, urls: Any, bumped: bool = False) -> int:
+    def spy(names: Any, *args: Any, **kwargs: Any) -> None:
         swept.extend(names)
-        return original(connection, names, urls, bumped)
+        original(names, *args, **kwargs)
 
-    journal.write = spy  # type: ignore[assignment]
+    registration.sweep = spy  # type: ignore[assignment]
     with transaction.atomic():
         comment.article = articles[1]
         comment.save()
         transaction.set_rollback(True)
-    journal.write = original  # type: ignore[assignment]
+    registration.sweep = original
     return {
         "before": before,
         "trigger": sorted(trigger),
@@ -242,12 +245,14 @@ def bumps() -> dict[str, Any]:
     }
 
 
-def latency(repeat: int, listen: bool) -> dict[str, float]:
-    """Seconds from the commit of a raw write to its bump landing, through the relay.
+def latency(repeat: int, mode: str) -> dict[str, float]:
+    """Seconds from the commit of a write to its bump landing, through this process's relay.
 
-    ``listen``: woken by the trigger's NOTIFY; else polling every ``INTERVAL``.
+    ``mode``: ``notify``, a raw write woken by the trigger's NOTIFY; ``poll``, the
+    same with the relay polling every ``INTERVAL``; ``dead``, an ORM save by a
+    process SIGKILLed right after its commit (its row waits ``RELAY_DELAY``).
     """
-    if not listen:
+    if mode != "notify":
         Listener.listening = lambda self: False  # type: ignore[method-assign]
     articles, _ = setup()
     name = f"testapp.article.{articles[0].pk}"
@@ -255,10 +260,16 @@ def latency(repeat: int, listen: bool) -> dict[str, float]:
     seconds = []
     for index in range(repeat):
         before = tokens.read_counters(cache, [name]).get(name)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE testapp_article SET title = %s WHERE id = %s", [str(index), articles[0].pk]
-            )
+        if mode == "dead":
+            argv = ["-m", "tests.journal.scenario", "save", str(articles[0].pk), str(index)]
+            died = subprocess.run([sys.executable, *argv, "--die"], check=False)
+            assert died.returncode < 0, died
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE testapp_article SET title = %s WHERE id = %s",
+                    [str(index), articles[0].pk],
+                )
         started = time.perf_counter()
         while tokens.read_counters(cache, [name]).get(name) == before:
             if time.perf_counter() - started > DEADLINE:
@@ -269,9 +280,35 @@ def latency(repeat: int, listen: bool) -> dict[str, float]:
     seconds.sort()
     return {
         "median": statistics.median(seconds),
-        "p90": seconds[int(len(seconds) * 0.9) - 1],
+        "p90": seconds[max(0, int(len(seconds) * 0.9) - 1)],
         "max": seconds[-1],
     }
+
+
+def cost(repeat: int, sizes: list[int]) -> dict[str, dict[str, float]]:
+    """What ``update()`` of N rows costs the writing process: statements, and time."""
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    ids = [Article.objects.create(title="t", body="old").pk for _ in range(max(sizes))]
+    found = {}
+    for size in sizes:
+        runs = []
+        for index in range(repeat):
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                with transaction.atomic():
+                    Article.objects.filter(pk__in=ids[:size]).update(body=str(index))
+                runs.append(time.perf_counter() - started)
+            with connection.cursor() as cursor:  # the relay's part, not timed
+                cursor.execute(f"DELETE FROM {journal.TABLE}")
+        journal_rows = sum(journal.TABLE in query["sql"] for query in queries.captured_queries)
+        found[str(size)] = {
+            "statements": len(queries.captured_queries),
+            "journal": journal_rows,
+            "seconds": statistics.median(runs),
+        }
+    return found
 
 
 def status() -> dict[str, Any]:
@@ -318,7 +355,9 @@ def main(argv: list[str]) -> None:
     elif command == "status":
         say(status())
     elif command == "latency":
-        say(latency(int(argv[1]), listen="--poll" not in argv))
+        say(latency(int(argv[1]), argv[2] if len(argv) > 2 else "notify"))
+    elif command == "cost":
+        say(cost(int(argv[1]), [int(size) for size in argv[2:]]))
     else:
         raise SystemExit(f"unknown scenario {command!r}")
 
