@@ -147,6 +147,16 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="cachesweeper.E002",
             )
         )
+    if not isinstance(user.get("DATABASE_TRIGGERS", False), bool):
+        errors.append(
+            Error(
+                'CACHESWEEPER["DATABASE_TRIGGERS"] must be True or False, not '
+                f"{user['DATABASE_TRIGGERS']!r}.",
+                hint='Use "DATABASE_TRIGGERS": True to install triggers on registered tables '
+                "at migrate (PostgreSQL), or False (the default).",
+                id="cachesweeper.E002",
+            )
+        )
     delay = user.get("RELAY_DELAY", 3.0)
     if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
         errors.append(
@@ -537,6 +547,15 @@ def check_triggers(**kwargs: Any) -> list[CheckMessage]:
 
     from cachesweeper import journal
 
+    if user.get("JOURNAL", True) is False:
+        return [
+            Error(
+                'CACHESWEEPER["DATABASE_TRIGGERS"] is on but "JOURNAL" is off: triggers '
+                "write to the journal, so no trigger is installed and bulk writes do not sweep.",
+                hint='Turn "JOURNAL" on (the default), or "DATABASE_TRIGGERS" off.',
+                id="cachesweeper.E010",
+            )
+        ]
     return [
         Error(
             f'CACHESWEEPER["DATABASE_TRIGGERS"] is on, but database {alias!r} is '

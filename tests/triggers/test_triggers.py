@@ -126,6 +126,18 @@ def test_e010_triggers_need_postgresql() -> None:
     assert errors and "PostgreSQL" in errors[0].msg
 
 
+def test_e010_triggers_need_the_journal() -> None:
+    with override_settings(CACHESWEEPER={"DATABASE_TRIGGERS": True, "JOURNAL": False}):
+        errors = [m for m in checks.run_checks() if m.id == "cachesweeper.E010"]
+    assert len(errors) == 1 and "JOURNAL" in errors[0].msg
+
+
+def test_e002_database_triggers_is_a_bool() -> None:
+    with override_settings(CACHESWEEPER={"DATABASE_TRIGGERS": "yes"}):
+        errors = [m for m in checks.run_checks() if m.id == "cachesweeper.E002"]
+    assert any("DATABASE_TRIGGERS" in m.msg for m in errors)
+
+
 def test_no_e010_when_off() -> None:
     assert not [m for m in checks.run_checks() if m.id == "cachesweeper.E010"]
 
