@@ -178,6 +178,13 @@ def names() -> dict[str, Any]:
             )
             encoded = list(cursor.fetchone())  # type: ignore[arg-type]
         transaction.set_rollback(True)
+    with transaction.atomic():  # mid-migration: a column the trigger reads is renamed
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE testapp_article RENAME COLUMN author_id TO writer_id")
+            cursor.execute("UPDATE testapp_article SET title = 'm' WHERE id = %s", [comment.pk])
+            cursor.execute(f"SELECT names FROM {journal.TABLE} ORDER BY id DESC LIMIT 1")
+            migrating = json.loads(cursor.fetchone()[0])  # type: ignore[index]
+        transaction.set_rollback(True)
     # The same move through the ORM, in a transaction rolled back: what its signals sweep.
     from cachesweeper import registration
 
@@ -197,6 +204,7 @@ def names() -> dict[str, Any]:
     return {
         "before": before,
         "trigger": sorted(trigger),
+        "migrating": sorted(migrating),
         "orm": sorted(swept),
         "encoded": encoded,
         "python": [encode(sample) for sample in samples],

@@ -106,6 +106,8 @@ def test_a_trigger_names_what_the_orm_names(site: dict[str, str]) -> None:
     # values, read in SQL), both lists, the comment, the models: the same names.
     assert found["trigger"] == found["orm"]
     assert "testapp.article.author=" in found["trigger"]  # an article without author
+    # A column it reads renamed (mid-migration): the write goes through, the model is swept.
+    assert "testapp.article.*" in found["migrating"]
 
 
 def test_the_triggers_command_and_check_w007(site: dict[str, str]) -> None:
