@@ -4,8 +4,8 @@ With ``CACHESWEEPER["DATABASE_TRIGGERS"] = True``, ``migrate`` installs
 statement-level ``AFTER INSERT / UPDATE / DELETE`` triggers on the tables of
 registered models. Each writes the dependency names of the changed rows,
 spelled as :mod:`cachesweeper.dependencies` spells them, into the journal in
-the writing transaction, and sends ``NOTIFY cachesweeper``: the relay, which
-listens, replays the row moments after the commit. So ``update()``,
+the writing transaction; at the commit, ``NOTIFY cachesweeper`` wakes the
+relay (:data:`NOTIFY_SQL`), which listens and replays the row moments later. So ``update()``,
 ``bulk_update``, ``bulk_create``, a queryset's ``delete()``, raw SQL and
 another program's writes sweep too. A rollback takes the row with it.
 
@@ -93,6 +93,31 @@ $cs$;
 """
 
 
+#: Wakes the relays at the commit, for the trigger rows still there then: a row the
+#: ORM's sweep took in (:func:`write_taking`), or one an ORM save armed (due later),
+#: wakes nobody. A deferred constraint trigger runs at the commit, and only for rows
+#: due at once (``created_at = 0``); the notification is sent if the row survived.
+NOTIFY_SQL = [
+    f"""
+CREATE OR REPLACE FUNCTION cachesweeper_notify() RETURNS trigger
+LANGUAGE plpgsql AS $cs$
+BEGIN
+  IF EXISTS (SELECT 1 FROM {journal.TABLE} WHERE id = NEW.id) THEN
+    PERFORM pg_notify('{CHANNEL}', '');
+  END IF;
+  RETURN NULL;
+END
+$cs$;
+""",
+    "COMMENT ON FUNCTION cachesweeper_notify() IS 'cachesweeper notify'",
+    "COMMENT ON FUNCTION cachesweeper_encode(text) IS 'cachesweeper encode'",
+    f"DROP TRIGGER IF EXISTS cachesweeper_notify ON {journal.TABLE}",
+    f"CREATE CONSTRAINT TRIGGER cachesweeper_notify AFTER INSERT ON {journal.TABLE} "
+    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.created_at = 0) "
+    "EXECUTE FUNCTION cachesweeper_notify()",
+]
+
+
 @dataclass
 class Table:
     """One table that gets a trigger, and what its rows name."""
@@ -153,7 +178,6 @@ BEGIN
     INSERT INTO {journal.TABLE} (names, urls, created_at, claimed_until, claimed_by, bumped)
     VALUES (array_to_json(found)::text, '[]', 0, 0, 'x' || txid_current()::text, false);
   END IF;
-  PERFORM pg_notify('{CHANNEL}', '');
   RETURN NULL;
 END
 $cs$;
@@ -335,6 +359,8 @@ def install(alias: str) -> list[str]:
     done = []
     with connection.cursor() as cursor:
         cursor.execute(ENCODE_SQL)
+        for statement in NOTIFY_SQL:
+            cursor.execute(statement)
         for table in here(alias):
             for statement in table.install_sql():
                 cursor.execute(statement)
@@ -381,6 +407,14 @@ def status(alias: str) -> list[Status]:
             else:
                 state = "out of date"
             found.append(Status(table.name, state))
+        cursor.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'cachesweeper_notify' "
+            "AND tgrelid = to_regclass(%s)",
+            [journal.TABLE],
+        )
+        row = cursor.fetchone()
+        state = "current" if row is not None and row[0] else "missing"
+        found.append(Status(f"{journal.TABLE} (NOTIFY at commit)", state))
     return found
 
 

@@ -222,6 +222,22 @@ def bumps() -> dict[str, Any]:
         return original(names)
 
     retries.attempt = spy  # type: ignore[assignment]
+    import psycopg
+
+    settings = connection.settings_dict
+    ear = psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        dbname=settings["NAME"],
+        autocommit=True,
+    )
+    ear.execute("LISTEN cachesweeper")
+    notified = {}
+
+    def heard() -> int:
+        return sum(1 for _ in ear.notifies(timeout=0.2))
+
     article = articles[0]
     name = f"testapp.article.{article.pk}"
     with transaction.atomic():
@@ -232,6 +248,7 @@ def bumps() -> dict[str, Any]:
     wait_done()
     time.sleep(0.3)
     in_transaction = counted[name]
+    notified["in_transaction"] = heard()
     counted.clear()
     with transaction.atomic():
         article.save()
@@ -239,14 +256,18 @@ def bumps() -> dict[str, Any]:
     wait_done()
     time.sleep(0.3)
     mixed = dict(counted)
+    notified["mixed"] = heard()
     counted.clear()
     article.save()  # autocommit: Django writes and commits before post_save
     wait_done()
     time.sleep(0.3)
     autocommit = counted[name]
+    notified["autocommit"] = heard()
+    ear.close()
     retries.attempt = original  # type: ignore[assignment]
     return {
         "autocommit": autocommit,
+        "notified": notified,
         "in_transaction": in_transaction,
         "mixed_saved": mixed.get(name, 0),
         "mixed_updated": mixed.get(f"testapp.article.{articles[1].pk}", 0),
