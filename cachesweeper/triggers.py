@@ -419,8 +419,13 @@ def status(alias: str) -> list[Status]:
 
 
 @receiver(post_migrate)
-def _migrated(using: str, **kwargs: Any) -> None:
-    """After ``migrate``: install the triggers, or drop them when the setting is off."""
+def _migrated(using: str, app_config: Any = None, **kwargs: Any) -> None:
+    """After ``migrate``: install the triggers, or drop them when the setting is off.
+
+    Once per ``migrate`` (the signal comes once per app: ours), after every migration.
+    """
+    if app_config is not None and app_config.label != "cachesweeper":
+        return
     if connections[using].vendor != "postgresql" or not journal.has_table(using):
         return
     if wanted(using):

@@ -166,3 +166,16 @@ def test_the_sql_spells_names_as_dependencies_does() -> None:
 def test_the_relay_is_woken_by_notify_not_its_polling_interval(site: dict[str, str]) -> None:
     found = run(site, "latency", "5", "notify")
     assert found["median"] < 0.5  # polling takes about 1 s; NOTIFY a few ms
+
+
+@pytest.mark.django_db
+def test_triggers_command_errors() -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="off"):
+        call_command("cachesweeper", "triggers")
+    with override_settings(CACHESWEEPER={"DATABASE_TRIGGERS": True}):
+        with pytest.raises(CommandError, match="PostgreSQL"):
+            call_command("cachesweeper", "triggers")
+        with pytest.raises(CommandError, match="unknown database"):
+            call_command("cachesweeper", "triggers", "--database", "nowhere")
