@@ -147,6 +147,16 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="cachesweeper.E002",
             )
         )
+    if not isinstance(user.get("DATABASE_TRIGGERS", False), bool):
+        errors.append(
+            Error(
+                'CACHESWEEPER["DATABASE_TRIGGERS"] must be True or False, not '
+                f"{user['DATABASE_TRIGGERS']!r}.",
+                hint='Use "DATABASE_TRIGGERS": True to install triggers on registered tables '
+                "at migrate (PostgreSQL), or False (the default).",
+                id="cachesweeper.E002",
+            )
+        )
     delay = user.get("RELAY_DELAY", 3.0)
     if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
         errors.append(
@@ -523,3 +533,68 @@ def check_journal(databases: Sequence[str] | None = None, **kwargs: Any) -> list
         for alias in databases
         if journal.allowed(alias) and not journal.has_table(alias)
     ]
+
+
+@register()
+def check_triggers(**kwargs: Any) -> list[CheckMessage]:
+    """E010: ``DATABASE_TRIGGERS`` is on, but a database the journal may live on is not
+    PostgreSQL: the triggers are written in PL/pgSQL, and the relay wakes on ``NOTIFY``.
+    """
+    user = getattr(settings, "CACHESWEEPER", {})
+    if not (isinstance(user, dict) and user.get("DATABASE_TRIGGERS")):
+        return []
+    from django.db import connections
+
+    from cachesweeper import journal
+
+    if user.get("JOURNAL", True) is False:
+        return [
+            Error(
+                'CACHESWEEPER["DATABASE_TRIGGERS"] is on but "JOURNAL" is off: triggers '
+                "write to the journal, so no trigger is installed and bulk writes do not sweep.",
+                hint='Turn "JOURNAL" on (the default), or "DATABASE_TRIGGERS" off.',
+                id="cachesweeper.E010",
+            )
+        ]
+    return [
+        Error(
+            f'CACHESWEEPER["DATABASE_TRIGGERS"] is on, but database {alias!r} is '
+            f"{connections[alias].vendor}: database triggers need PostgreSQL, so writes "
+            "outside the ORM's signals (update(), bulk writes, raw SQL) would not sweep there.",
+            hint="Use PostgreSQL, route the cachesweeper app away from this database, or set "
+            'CACHESWEEPER["DATABASE_TRIGGERS"] = False and sweep bulk writes with '
+            "invalidate_queryset().",
+            id="cachesweeper.E010",
+        )
+        for alias in settings.DATABASES
+        if connections[alias].vendor != "postgresql" and journal.allowed(alias)
+    ]
+
+
+@register(Tags.database)
+def check_trigger_status(
+    databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W007: a registered table's trigger is missing or out of date (a database check)."""
+    user = getattr(settings, "CACHESWEEPER", {})
+    if not (isinstance(user, dict) and user.get("DATABASE_TRIGGERS")) or not databases:
+        return []
+    from cachesweeper import journal, triggers
+
+    messages: list[CheckMessage] = []
+    for alias in databases:
+        if not triggers.wanted(alias) or not journal.has_table(alias):
+            continue
+        stale = [found for found in triggers.status(alias) if found.state != "current"]
+        for found in stale:
+            messages.append(
+                Warning(
+                    f"the cachesweeper trigger of table {found.table} on database {alias!r} "
+                    f"is {found.state}: writes to it outside the ORM's signals (update(), "
+                    "bulk writes, raw SQL, other programs) do not sweep as registered.",
+                    hint=f'Run "manage.py migrate --database {alias}" (it installs them), or '
+                    f'"manage.py cachesweeper triggers --install --database {alias}".',
+                    id="cachesweeper.W007",
+                )
+            )
+    return messages

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "INSTANCE_LIMIT": 100,
     "JOURNAL": True,
     "RELAY_DELAY": 3.0,
+    "DATABASE_TRIGGERS": False,
 }
 
 
@@ -55,6 +56,8 @@ class Settings:
     JOURNAL: bool
     #: Seconds a journaled sweep waits for its own process before a relay replays it.
     RELAY_DELAY: float
+    #: PostgreSQL triggers journal every write of registered tables (:mod:`cachesweeper.triggers`).
+    DATABASE_TRIGGERS: bool
 
     _CONVERTERS: dict[str, Any] = {
         "CACHE": str,
@@ -70,6 +73,7 @@ class Settings:
         "INSTANCE_LIMIT": int,
         "JOURNAL": bool,
         "RELAY_DELAY": float,
+        "DATABASE_TRIGGERS": bool,
     }
 
     def reload(self) -> None:

@@ -112,6 +112,14 @@ def names_for_pks(model: type[Model], pks: Iterable[Any]) -> list[str]:
     Those are the parents reached through the primary key's parent link (all
     of them under single inheritance), so no query is needed.
     """
+    values = list(pks)
+    return [name_with_pk(level, pk) for level in pk_levels(model) for pk in values]
+
+
+def pk_levels(model: type[Model]) -> list[type[Model]]:
+    """The levels of ``model`` (:func:`levels`) whose rows share its primary key's value:
+    the parents reached through the primary key's parent link.
+    """
     chain = [levels(model)[0]]
     while (
         (link := chain[-1]._meta.pk) is not None
@@ -119,8 +127,7 @@ def names_for_pks(model: type[Model], pks: Iterable[Any]) -> list[str]:
         and link.remote_field.parent_link
     ):
         chain.append(link.remote_field.model._meta.concrete_model)
-    values = list(pks)
-    return [name_with_pk(level, pk) for level in chain for pk in values]
+    return chain
 
 
 def model_names(model: type[Model]) -> list[str]:

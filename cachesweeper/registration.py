@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models.signals import (
     m2m_changed,
     post_delete,
@@ -25,7 +25,7 @@ from django.db.models.signals import (
 )
 
 from cachesweeper import fields as field_deps
-from cachesweeper import loads, queries, registry, stamps, tokens, touching
+from cachesweeper import loads, queries, registry, stamps, tokens, touching, triggers
 from cachesweeper.dependencies import (
     every_row_names,
     hierarchy_names,
@@ -198,10 +198,33 @@ def _on_pre_save(
 ) -> None:
     """``pre_save``: an instance not loaded from its row has that row's tracked values read."""
     if registration_for(type(instance)) is not None:
+        _arm(using)
         try:
             field_deps.read_old(instance, using)
         except Exception:
             logger.exception("cachesweeper: could not read the old values of %r", instance)
+
+
+def _arm(database: str | None) -> None:
+    """With database triggers, an autocommit write's trigger row waits for this sweep."""
+    try:
+        triggers.arm(connections[database or DEFAULT_DB_ALIAS])
+    except Exception:
+        logger.exception("cachesweeper: could not mark the write for its trigger")
+
+
+def _disarm(database: str | None) -> None:
+    """A save of ignored fields only: its trigger's row is swept at once, not relayed later.
+
+    The trigger cannot tell ignored columns from others, so with triggers such
+    a write sweeps; the row may also hold other armed writes, never dropped.
+    """
+    try:
+        connection = connections[database or DEFAULT_DB_ALIAS]
+        if not connection.in_atomic_block:
+            sweep(triggers.absorb(connection), database=connection.alias)
+    except Exception:
+        logger.exception("cachesweeper: could not take the trigger's journal row")
 
 
 def _on_pre_delete(
@@ -240,6 +263,7 @@ def _on_save(sender: Any, instance: models.Model, using: str | None = None, **kw
     reached = instance.__dict__.pop("_cachesweeper_reached", None)
     update_fields = kwargs.get("update_fields")
     if update_fields and registration.ignore_fields.issuperset(update_fields):
+        _disarm(database)
         return  # only ignored fields were written: nothing shown has changed
     try:
         urls: dict[str, None] = {}

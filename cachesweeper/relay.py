@@ -9,6 +9,9 @@ foreground for a dedicated worker. A relay claims rows older than
 names, hands their purges to the edges and deletes them once delivered.
 Claims keep two relays off one row; a row replayed twice costs one miss.
 
+With ``DATABASE_TRIGGERS`` the thread listens (``LISTEN``) for the
+triggers' ``NOTIFY`` (:mod:`cachesweeper.listening`) instead of sleeping between passes.
+
 The thread leaves in-memory SQLite databases alone: no other process can
 see their journal, and this one's retry queue already has what failed.
 """
@@ -206,8 +209,12 @@ class Relay:
             self._thread.start()
 
     def _run(self) -> None:
+        # With database triggers, a NOTIFY wakes the relay moments after a commit.
+        from cachesweeper.listening import Listener
+
+        listener = Listener()
         while True:
-            self._wake.wait(INTERVAL)
+            listener.wait(INTERVAL, self._wake)
             self._wake.clear()
             self.tick([alias for alias in settings.DATABASES if not journal.in_memory(alias)])
 

@@ -23,7 +23,7 @@ from django.db import models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from cachesweeper import fields as field_deps
-from cachesweeper import journal, retries, stamps, stats, tokens, uncommitted
+from cachesweeper import journal, retries, stamps, stats, tokens, triggers, uncommitted
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import (
     every_row_names,
@@ -146,6 +146,8 @@ def sweep(
     if connection.in_atomic_block:
         _defer(connection, names, urls, saved)
     else:
+        # An autocommit ORM save's trigger row (armed in pre_save): swept here, once.
+        names += [name for name in triggers.absorb(connection) if name not in names]
         sweep_now(names, urls, database=connection.alias)
         if saved is not None:
             stamps.restamp(saved)
@@ -213,6 +215,16 @@ class _Pending:
 
     def journal(self) -> None:
         """Write what the row lacks: one ``INSERT``, then one ``UPDATE`` per save that adds."""
+        if triggers.active(self.connection) and (
+            self.row is not None or journal.usable(self.connection.alias)
+        ):
+            # With the rows this transaction's triggers wrote: bumped with ours, once.
+            self.row, taken = triggers.write_taking(
+                self.connection, self.row, list(self.names), list(self.urls)
+            )
+            self.names.update(dict.fromkeys(taken))
+            self.journaled = len(self.names) + len(self.urls)
+            return
         size = len(self.names) + len(self.urls)
         if size == self.journaled:
             return

@@ -59,3 +59,5 @@ if os.environ.get("CS_EDGE"):
     ]
 if os.environ.get("CS_JOURNAL") == "0":
     CACHESWEEPER["JOURNAL"] = False
+if os.environ.get("CS_TRIGGERS") == "1":
+    CACHESWEEPER["DATABASE_TRIGGERS"] = True

@@ -11,6 +11,7 @@ manage.py cachesweeper inspect --key cs:f:0123abcd...  # a key from the signals 
 manage.py cachesweeper inspect --model blog.Article 42 # a dependency: token, last sweep
 manage.py cachesweeper inspect --tag frontpage
 manage.py cachesweeper relay [--once]                  # replay the journal (a worker)
+manage.py cachesweeper triggers [--install]            # database triggers, per table
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import time
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,12 +35,13 @@ from django.core.management.base import (
 )
 from django.db import DEFAULT_DB_ALIAS
 
-from cachesweeper import inspection, journal, retries, stats
+from cachesweeper import inspection, journal, retries, stats, triggers
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import hierarchy_names, model_names
 from cachesweeper.edges.base import Edge
 from cachesweeper.edges.loading import configured, dispatch, request_host
 from cachesweeper.edges.queue import purges
+from cachesweeper.listening import Listener
 from cachesweeper.relay import relay
 from cachesweeper.sweeps import invalidate_cache_for, invalidate_model, invalidate_tag
 
@@ -60,6 +62,9 @@ subcommands:
   inspect --tag NAME [NAME ...]         the same for named tags
   relay [--once] [--database ALIAS]     replay the journal: sweeps a dead process, a down
                                         version cache or a down edge left unfinished
+  triggers [--install] [--database ALIAS]
+                                        per registered table: its database trigger is
+                                        installed and current, out of date, or missing
 
 Run "manage.py cachesweeper SUBCOMMAND --help" for each one's options."""
 
@@ -187,6 +192,19 @@ class Command(BaseCommand):
             "already; this one is for a dedicated worker, or for a one-off --once. "
             "Several relays may run at once: each row is claimed by one of them.",
         )
+        trigger = commands.add_parser(
+            "triggers",
+            help="list the database triggers of registered tables (PostgreSQL)",
+            description='With CACHESWEEPER["DATABASE_TRIGGERS"] = True, migrate installs '
+            "a trigger on each registered table: every write to it sweeps. This lists, "
+            "per table, whether its trigger is installed and current.",
+        )
+        trigger.add_argument(
+            "--install", action="store_true", help="install or update them now, as migrate does"
+        )
+        trigger.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, metavar="ALIAS", help="default: default"
+        )
         replay.add_argument(
             "--once", action="store_true", help="one pass, wait for its purges, then exit"
         )
@@ -217,6 +235,7 @@ class Command(BaseCommand):
             "stats": self.show_stats,
             "inspect": self.inspect,
             "relay": self.relay,
+            "triggers": self.triggers,
         }
         try:
             handlers[options["subcommand"]](options)
@@ -424,14 +443,35 @@ class Command(BaseCommand):
             self.stdout.write(f"Replayed {replayed} journaled sweep(s); {left} left")
             return
         self.stdout.write(f"Relaying the journal of {', '.join(journaled)} (Ctrl-C to stop)")
+        listener = Listener()  # woken by the triggers' NOTIFY, if any
         try:
             while True:
                 replayed = relay.tick(journaled, options["delay"])
                 if replayed:
                     self.stdout.write(f"Replayed {replayed} journaled sweep(s)")
-                time.sleep(options["interval"])
+                listener.wait(options["interval"], threading.Event())
         except KeyboardInterrupt:
             pass
+        finally:
+            listener.close()
+
+    # -- triggers ------------------------------------------------------------------------
+
+    def triggers(self, options: dict[str, Any]) -> None:
+        alias: str = options["database"]
+        if alias not in settings.DATABASES:
+            raise CommandError(f"unknown database alias: {alias}")
+        if not conf.DATABASE_TRIGGERS:
+            raise CommandError('database triggers are off (CACHESWEEPER["DATABASE_TRIGGERS"])')
+        if not triggers.wanted(alias):
+            raise CommandError(
+                f"database {alias} gets no triggers: they need PostgreSQL, the journal on, "
+                'and its table there ("manage.py migrate cachesweeper")'
+            )
+        if options["install"]:
+            triggers.install(alias)
+        for found in triggers.status(alias):
+            self.stdout.write(f"{found.table}: {found.state}")
 
 
 # -- helpers ---------------------------------------------------------------------------
