@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = ("1", "100")
 
 
-def scenario(env: dict[str, str], *args: str) -> Any:
+def scenario(env: dict[str, str], module: str, *args: str) -> Any:
+    """Run ``python -m module args`` in a process of its own; its last line is JSON."""
     result = subprocess.run(
-        [sys.executable, "-m", "tests.journal.scenario", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -51,8 +52,8 @@ def measure(database: str, journal: bool, repeat: int) -> dict[str, Any]:
         "CS_CACHE_LOCATION": "journal-bench",
         "CS_JOURNAL": "1" if journal else "0",
     }
-    scenario(env, "migrate", "100")
-    result: dict[str, Any] = scenario(env, "bench", str(repeat), *SIZES)
+    scenario(env, "tests.journal.scenario", "migrate", "100")
+    result: dict[str, Any] = scenario(env, "tests.journal.scenario", "bench", str(repeat), *SIZES)
     return result
 
 

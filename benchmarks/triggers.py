@@ -18,30 +18,13 @@ with Redis as the version cache, each figure from a fresh process:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
+from benchmarks.journal import scenario
 from tests.servers import PostgresServer, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def scenario(env: dict[str, str], module: str, *args: str) -> Any:
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(result.stderr)
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
