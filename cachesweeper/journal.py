@@ -1,8 +1,8 @@
 """The journal: sweeps written to the database, so that no process can lose one.
 
 A sweep made in a transaction is written to the ``cachesweeper_journal``
-table of that transaction's database (one ``INSERT`` per transaction, one
-``UPDATE`` when a later save adds names), so it commits or rolls back with
+table of that transaction's database (one ``INSERT``, just before the
+commit: :mod:`cachesweeper.precommit`), so it commits or rolls back with
 the data. After the commit the process bumps and purges as before, then
 deletes the row. What is left in the journal, a dead process's sweep, a
 bump the version cache did not take, a purge an edge did not take, is
@@ -140,15 +140,6 @@ def write(
         names=_encode(names), urls=_encode(urls), created_at=time.time(), bumped=bumped
     )
     return int(row.pk)
-
-
-def rewrite(
-    connection: BaseDatabaseWrapper, row_id: int, names: Sequence[str], urls: Sequence[str]
-) -> None:
-    """The transaction swept more: the row now holds all of it (one ``UPDATE``)."""
-    _model()._base_manager.using(connection.alias).filter(pk=row_id).update(
-        names=_encode(names), urls=_encode(urls)
-    )
 
 
 def record(

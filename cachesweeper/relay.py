@@ -118,6 +118,20 @@ class Relay:
                 self._done.setdefault(alias, set()).update(done)
             raise
 
+    def settle_soon(self, alias: str) -> None:
+        """Delete the rows of ``alias`` that are done, off the caller's path when it can.
+
+        The relay thread deletes them, moments later and many sweeps' rows in
+        one ``DELETE``, so a request that saved does not wait for it. Without
+        the thread (not started, or an in-memory SQLite database, which it
+        leaves alone) they are deleted now. Should this process die before,
+        a relay replays the rows: one miss each, nothing lost.
+        """
+        if self.running() and not journal.in_memory(alias):
+            self._wake.set()
+            return
+        self.settle(alias)
+
     def _hold_slow(self, alias: str) -> None:
         """Rows whose purges have waited a while stay claimed: no relay bumps them again."""
         cutoff = time.monotonic() - min(conf.RELAY_DELAY / 2, INTERVAL)
@@ -196,12 +210,16 @@ class Relay:
 
     # -- the thread ----------------------------------------------------------------------------
 
+    def running(self) -> bool:
+        """Whether this process's relay thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Start the relay thread of this process, once."""
-        if self._thread is not None and self._thread.is_alive():
+        if self.running():
             return
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self.running():
                 return
             self._thread = threading.Thread(
                 target=self._run, name="cachesweeper-relay", daemon=True

@@ -6,7 +6,8 @@ Inside ``transaction.atomic()`` a sweep waits for the commit (so no reader
 can cache pre-commit data under the new token; :mod:`cachesweeper.uncommitted`
 lets the transaction see its own writes meanwhile) and is de-duplicated per
 transaction; a rollback sweeps nothing. It is also written to the journal
-(:mod:`cachesweeper.journal`) in that transaction, so that a relay
+(:mod:`cachesweeper.journal`) just before that transaction commits
+(:mod:`cachesweeper.precommit`), so that a relay
 (:mod:`cachesweeper.relay`) finishes it if this process cannot. A bump that
 cannot reach the version cache is logged at error level, journaled, and
 retried in the background (:mod:`cachesweeper.retries`); it never raises
@@ -23,7 +24,16 @@ from django.db import models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from cachesweeper import fields as field_deps
-from cachesweeper import journal, retries, stamps, stats, tokens, triggers, uncommitted
+from cachesweeper import (
+    journal,
+    precommit,
+    retries,
+    stamps,
+    stats,
+    tokens,
+    triggers,
+    uncommitted,
+)
 from cachesweeper.conf import conf
 from cachesweeper.dependencies import (
     every_row_names,
@@ -191,14 +201,16 @@ def sweep_now(
         return True
     retries.landed(names, urls, done=relay.finisher(database, [row], names, urls))
     try:
-        relay.settle(database)
+        relay.settle_soon(database)
     except Exception:
         logger.exception("cachesweeper: could not delete finished sweeps from the journal")
     return True
 
 
 class _Pending:
-    """Names swept inside one transaction, bumped once on commit, journaled in it."""
+    """Names swept inside one transaction: journaled just before its commit, bumped once
+    after it.
+    """
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
@@ -207,34 +219,27 @@ class _Pending:
         self.saved: list[models.Model] = []
         #: The journal row of this transaction (``None``: not journaled).
         self.row: int | None = None
-        self.journaled = 0  # names and URLs the row holds
 
     def waiting(self) -> bool:
         """Still registered for the commit: not run yet, not rolled back."""
         return any(item[1] is self for item in self.connection.run_on_commit)
 
     def journal(self) -> None:
-        """Write what the row lacks: one ``INSERT``, then one ``UPDATE`` per save that adds."""
-        if triggers.active(self.connection) and (
-            self.row is not None or journal.usable(self.connection.alias)
-        ):
-            # With the rows this transaction's triggers wrote: bumped with ours, once.
+        """Just before the commit: write the batch to the journal, one statement.
+
+        With database triggers, the rows this transaction's triggers wrote are
+        taken into it, to be bumped with ours, once.
+        """
+        if not self.waiting() or self.row is not None:
+            return  # rolled back (the hook outlives it), or already written
+        alias = self.connection.alias
+        if triggers.active(self.connection) and journal.usable(alias):
             self.row, taken = triggers.write_taking(
-                self.connection, self.row, list(self.names), list(self.urls)
+                self.connection, list(self.names), list(self.urls)
             )
             self.names.update(dict.fromkeys(taken))
-            self.journaled = len(self.names) + len(self.urls)
-            return
-        size = len(self.names) + len(self.urls)
-        if size == self.journaled:
-            return
-        if self.row is None:
-            if not journal.usable(self.connection.alias):
-                return
+        elif journal.usable(alias):
             self.row = journal.write(self.connection, list(self.names), list(self.urls))
-        else:
-            journal.rewrite(self.connection, self.row, list(self.names), list(self.urls))
-        self.journaled = size
 
     def __call__(self) -> None:
         names, urls, self.names, self.urls = list(self.names), list(self.urls), {}, {}
@@ -258,8 +263,9 @@ def _defer(
         connection._cachesweeper_pending = pending  # type: ignore[attr-defined]
         transaction.on_commit(pending, using=connection.alias)
         uncommitted.add(pending)
+        if conf.JOURNAL:
+            precommit.before_commit(connection, pending.journal)
     pending.names.update(dict.fromkeys(names))
     pending.urls.update(dict.fromkeys(urls))
     if saved is not None:
         pending.saved.append(saved)
-    pending.journal()

@@ -471,31 +471,23 @@ _TAKEN = (
 
 
 def write_taking(
-    connection: BaseDatabaseWrapper, row: int | None, names: list[str], urls: list[str]
+    connection: BaseDatabaseWrapper, names: list[str], urls: list[str]
 ) -> tuple[int, list[str]]:
     """Journal a transaction's sweep, taking its triggers' rows in: one statement.
 
-    ``journal.write`` (``row`` is ``None``) or ``journal.rewrite`` and :func:`absorb`
-    at once: the row ends up with our names and the trigger rows' names, and
-    this returns its id and those names. See :func:`absorb` for why.
+    ``journal.write`` and :func:`absorb` at once, just before the commit: the
+    row holds our names and every name this transaction's triggers journaled,
+    and this returns its id and those names. See :func:`absorb` for why.
     """
     encoded = json.dumps(names, separators=(",", ":"))
     urls_text = json.dumps(urls, separators=(",", ":"))
     with connection.cursor() as cursor:
-        if row is None:
-            cursor.execute(
-                _TAKEN + f"INSERT INTO {journal.TABLE} "
-                "(names, urls, created_at, claimed_until, claimed_by, bumped) "
-                "SELECT merged.names, %s, %s, 0, '', false FROM merged RETURNING id, names",
-                [encoded, urls_text, time.time()],
-            )
-        else:
-            cursor.execute(
-                _TAKEN + f"UPDATE {journal.TABLE} SET names = merged.names, urls = %s "
-                f"FROM merged WHERE {journal.TABLE}.id = %s "
-                f"RETURNING {journal.TABLE}.id, {journal.TABLE}.names",
-                [encoded, urls_text, row],
-            )
+        cursor.execute(
+            _TAKEN + f"INSERT INTO {journal.TABLE} "
+            "(names, urls, created_at, claimed_until, claimed_by, bumped) "
+            "SELECT merged.names, %s, %s, 0, '', false FROM merged RETURNING id, names",
+            [encoded, urls_text, time.time()],
+        )
         found = cursor.fetchone()
     return int(found[0]), list(json.loads(found[1]))
 
@@ -504,27 +496,26 @@ def absorb(connection: BaseDatabaseWrapper) -> list[str]:
     """Take this transaction's (and this armed session's) trigger rows: their names.
 
     Why: a save of a registered model fires its table's trigger *and* its
-    signals. The signals' sweep is journaled in the same transaction, right
-    after (:func:`write_taking`); taking the trigger's rows into it leaves one row, bumped once
-    after the commit by this process. A transaction-local marker set before
+    signals. The signals' sweep is journaled in the same transaction, just
+    before its commit (:func:`write_taking`); taking the trigger's rows into
+    it leaves one row, bumped once after the commit by this process, with
+    every write the transaction made. A transaction-local marker set before
     the write (``SET LOCAL``) was the other way, but it would also silence
     the trigger for every later write in the transaction (an ``update()``
     after a save) and cannot reach an autocommit save (see :func:`arm`).
-    Writes after the last save keep their own row, replayed by the relay.
 
-    One statement in a transaction, or outside one after :func:`arm`; none otherwise.
+    This takes an armed autocommit save's row (one statement); in a
+    transaction, :func:`write_taking` takes the rows. None otherwise.
     """
-    armed = getattr(connection, "_cachesweeper_armed", False)
-    if not active(connection) or not (armed or connection.in_atomic_block):
+    if not active(connection) or not getattr(connection, "_cachesweeper_armed", False):
         return []
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH taken AS (DELETE FROM {journal.TABLE} WHERE claimed_until = 0 AND "
             "claimed_by IN ('x' || txid_current()::text, 'p' || pg_backend_pid()::text) "
-            "RETURNING names) SELECT coalesce(json_agg(names), '[]')::text"
-            + (", set_config(%s, '', false)" if armed else "")
-            + " FROM taken",
-            [MARKER] if armed else [],
+            "RETURNING names) SELECT coalesce(json_agg(names), '[]')::text, "
+            "set_config(%s, '', false) FROM taken",
+            [MARKER],
         )
         row = cursor.fetchone()
     connection._cachesweeper_armed = False  # type: ignore[attr-defined]

@@ -42,27 +42,56 @@ def dead_cache() -> Iterator[None]:
         yield
 
 
-def test_a_sweep_is_journaled_in_its_transaction_and_deleted_after_its_bump() -> None:
+def committed_rows(using: str = "default") -> list[JournaledSweep]:
+    """Register, before any sweep, a look at the journal right after the commit."""
+    seen: list[JournaledSweep] = []
+    transaction.on_commit(lambda: seen.extend(JournaledSweep.objects.using(using)), using=using)
+    return seen
+
+
+def test_a_sweep_is_journaled_with_its_commit_and_deleted_after_its_bump() -> None:
     article = Article.objects.create(title="a", body="old")
     before = token(f"testapp.article.{article.pk}")
     with transaction.atomic():
+        seen = committed_rows()
         article.save()
-        [row] = JournaledSweep.objects.all()
-        assert f"testapp.article.{article.pk}" in json.loads(row.names)
-        assert json.loads(row.urls) == [f"/article/{article.pk}/"]
+        assert not JournaledSweep.objects.exists()  # written just before the commit
+    [row] = seen
+    assert f"testapp.article.{article.pk}" in json.loads(row.names)
+    assert json.loads(row.urls) == [f"/article/{article.pk}/"]
     assert not JournaledSweep.objects.exists()
     assert token(f"testapp.article.{article.pk}") != before
 
 
-def test_names_already_journaled_cost_no_statement() -> None:
-    first, second = (Article.objects.create(title=str(i)) for i in range(2))
+def test_a_transaction_journals_one_insert_however_many_saves() -> None:
+    articles = [Article.objects.create(title=str(i)) for i in range(3)]
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
-        first.save()
-        first.save()  # the same names: nothing more
-        first.save()
-        second.save()  # a new name: one UPDATE
-        inside = journal_sql(queries)
-    assert [sql.split()[0] for sql in inside] == ["INSERT", "UPDATE"]
+        seen = committed_rows()
+        for article in articles * 2:
+            article.save()
+        assert journal_sql(queries) == []
+    writes = [sql.split()[0] for sql in journal_sql(queries) if not sql.startswith("SELECT")]
+    assert writes == ["INSERT", "DELETE"]
+    [row] = seen
+    assert set(json.loads(row.names)) >= {f"testapp.article.{a.pk}" for a in articles}
+
+
+def test_a_failed_journal_write_rolls_the_transaction_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Data never commits without its journal row: the commit fails, as ``atomic()`` does."""
+    from django.db import DatabaseError
+
+    article = Article.objects.create(title="a", body="old")
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise DatabaseError("no room")
+
+    monkeypatch.setattr(journal, "write", broken)
+    with pytest.raises(DatabaseError, match="no room"), transaction.atomic():
+        Article.objects.filter(pk=article.pk).update(body="new")
+        article.save()
+    assert Article.objects.get(pk=article.pk).body == "old"
 
 
 def test_a_rolled_back_savepoint_journals_nothing() -> None:
@@ -171,9 +200,10 @@ def test_purges_a_journal_row_holds_are_not_journaled_twice_at_exit(
 def test_each_database_keeps_its_own_journal() -> None:
     article = Article.objects.using("other").create(title="elsewhere")
     with transaction.atomic(using="other"):
+        seen = committed_rows(using="other")
         article.save()
-        assert JournaledSweep.objects.using("other").count() == 1
-        assert not JournaledSweep.objects.using("default").exists()
+    assert len(seen) == 1
+    assert not JournaledSweep.objects.using("default").exists()
     assert not JournaledSweep.objects.using("other").exists()
 
 
