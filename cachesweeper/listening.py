@@ -65,11 +65,14 @@ class Listener:
         return bool(self._connections)
 
     def wait(self, timeout: float, wake: threading.Event) -> bool:
-        """Wait up to ``timeout`` s for a notification or ``wake``; whether one came."""
+        """Wait up to ``timeout`` s for a notification or ``wake``; whether a notification
+        came.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not wake.is_set():
             if not self.listening():
-                return wake.wait(max(0.0, deadline - time.monotonic()))
+                wake.wait(max(0.0, deadline - time.monotonic()))
+                return False
             share = min(SLICE, max(0.0, deadline - time.monotonic())) / len(self._connections)
             for alias, connection in list(self._connections.items()):
                 try:
@@ -80,7 +83,7 @@ class Listener:
                     logger.debug("cachesweeper: LISTEN on %s broke", alias, exc_info=True)
                     self._connections.pop(alias, None)
                     connection.close()
-        return wake.is_set()
+        return False
 
     @staticmethod
     def _drain(connection: Any) -> None:

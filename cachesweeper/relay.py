@@ -176,8 +176,16 @@ class Relay:
         self.settle(alias)
         return len(rows)
 
-    def tick(self, aliases: Iterable[str] | None = None, older_than: float | None = None) -> int:
-        """One pass over the journals: delete what is done, keep slow rows, replay the rest."""
+    def tick(
+        self,
+        aliases: Iterable[str] | None = None,
+        older_than: float | None = None,
+        replaying: bool = True,
+    ) -> int:
+        """One pass over the journals: delete what is done, keep slow rows, replay the rest.
+
+        ``replaying=False``: only delete what is done.
+        """
         replayed = 0
         for alias in settings.DATABASES if aliases is None else aliases:
             try:
@@ -185,8 +193,9 @@ class Relay:
                     continue
                 _reconnect_if_broken(alias)
                 self.settle(alias)
-                self._hold_slow(alias)
-                replayed += self.replay(alias, older_than)
+                if replaying:
+                    self._hold_slow(alias)
+                    replayed += self.replay(alias, older_than)
             except Exception as error:
                 logger.debug("cachesweeper: relay failure on %s", alias, exc_info=True)
                 if self._due(alias):
@@ -231,10 +240,16 @@ class Relay:
         from cachesweeper.listening import Listener
 
         listener = Listener()
+        due = time.monotonic()
         while True:
-            listener.wait(INTERVAL, self._wake)
+            notified = listener.wait(max(0.0, due - time.monotonic()), self._wake)
             self._wake.clear()
-            self.tick([alias for alias in settings.DATABASES if not journal.in_memory(alias)])
+            aliases = [alias for alias in settings.DATABASES if not journal.in_memory(alias)]
+            if notified or time.monotonic() >= due:
+                self.tick(aliases)
+                due = time.monotonic() + INTERVAL
+            else:  # woken by a finished sweep of this process: its row is all there is to do
+                self.tick(aliases, replaying=False)
 
     def release(self) -> None:
         """At exit: delete what is done; rows still held go back to the other relays at once."""
