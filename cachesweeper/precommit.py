@@ -7,7 +7,7 @@ hundred times. Written once, just before ``COMMIT``, it costs one statement per
 transaction. ``transaction.on_commit`` runs too late for that, so the
 connection's ``commit()`` (which the outermost ``atomic()`` block and
 ``transaction.commit()`` call) is wrapped, once per connection object, to run
-the hooks first.
+the hooks first; its ``rollback()``, to forget them.
 
 A hook that fails with a database error fails the commit: ``atomic()`` rolls
 back, so data never commits without its journal row. Any other error is
@@ -28,16 +28,16 @@ _HOOKS = "_cachesweeper_before_commit"
 
 
 def before_commit(connection: BaseDatabaseWrapper, hook: Callable[[], None]) -> None:
-    """Call ``hook`` just before ``connection`` next commits.
+    """Call ``hook`` just before ``connection``'s transaction commits; a rollback drops it.
 
-    A rollback does not forget the hook: it runs at the next commit, so it must
-    check that what it writes still belongs to the committing transaction (a
-    sweep does: its batch is still waiting for the commit).
+    A savepoint's rollback does not: the hook must check that what it writes
+    still belongs to the committing transaction (a sweep does: its batch is
+    still waiting for the commit).
     """
     hooks: list[Callable[[], None]] | None = connection.__dict__.get(_HOOKS)
     if hooks is None:
         hooks = connection.__dict__[_HOOKS] = []
-        commit = connection.commit
+        commit, rollback = connection.commit, connection.rollback
 
         def committing() -> None:
             waiting = list(hooks)
@@ -51,5 +51,10 @@ def before_commit(connection: BaseDatabaseWrapper, hook: Callable[[], None]) -> 
                     logger.exception("cachesweeper: a hook before the commit failed")
             commit()
 
+        def rolling_back() -> None:
+            hooks.clear()  # else a test suite's TestCases, never committed, pile them up
+            rollback()
+
         connection.commit = committing  # type: ignore[method-assign]
+        connection.rollback = rolling_back  # type: ignore[method-assign]
     hooks.append(hook)

@@ -225,3 +225,19 @@ def test_invalidate_command_says_a_failed_sweep_is_in_the_journal(dead_cache: No
     with pytest.raises(CommandError, match="in the journal"):
         call_command("cachesweeper", "invalidate", "--tag", "frontpage")
     assert JournaledSweep.objects.count() == 1
+
+
+def test_a_hook_before_the_commit_belongs_to_its_transaction() -> None:
+    from cachesweeper import precommit
+
+    ran: list[str] = []
+    with transaction.atomic():
+        precommit.before_commit(connection, lambda: ran.append("committed"))
+        assert ran == []
+    assert ran == ["committed"]
+    with transaction.atomic():
+        precommit.before_commit(connection, lambda: ran.append("rolled back"))
+        transaction.set_rollback(True)
+    with transaction.atomic():
+        Article.objects.create(title="a later transaction")
+    assert ran == ["committed"]
