@@ -521,18 +521,48 @@ def check_journal(databases: Sequence[str] | None = None, **kwargs: Any) -> list
     from cachesweeper import journal
 
     return [
-        Warning(
-            f"the cachesweeper journal table ({journal.TABLE}) is missing on database "
-            f"{alias!r}, so sweeps made in its transactions are kept in memory only: a "
-            "process that dies before its sweep, or while the version cache is down, "
-            "leaves fragments stale until their timeout.",
-            hint=f'Run "manage.py migrate cachesweeper --database {alias}", or set '
-            'CACHESWEEPER["JOURNAL"] = False.',
-            id="cachesweeper.W006",
-        )
+        _journal_missing(alias)
         for alias in databases
         if journal.allowed(alias) and not journal.has_table(alias)
     ]
+
+
+def _journal_missing(alias: str) -> Warning:
+    """W006, worded for why the table is missing: not migrated yet (``migrate`` itself
+    runs this check before it creates the table), or missing though migrated.
+    """
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    from cachesweeper.journal import MIGRATION
+    from cachesweeper.journal import TABLE as table
+
+    try:
+        applied = MIGRATION in MigrationRecorder(connections[alias]).applied_migrations()
+    except Exception:
+        applied = False
+    kept = (
+        "sweeps made in its transactions are kept in memory only: a process that dies "
+        "before its sweep, or while the version cache is down, leaves fragments stale "
+        "until their timeout."
+    )
+    if not applied:
+        return Warning(
+            f"the cachesweeper journal table ({table}) is not created yet on database "
+            f"{alias!r} (migration {'.'.join(MIGRATION)} is not applied); until it is, {kept}",
+            hint=f'Run "manage.py migrate --database {alias}" (if this is migrate, it is '
+            'creating it now), or set CACHESWEEPER["JOURNAL"] = False.',
+            id="cachesweeper.W006",
+        )
+    return Warning(
+        f"the cachesweeper journal table ({table}) is missing on database {alias!r}, "
+        f"although migration {'.'.join(MIGRATION)} is recorded as applied (was it faked, "
+        f"or did a router send it elsewhere?), so {kept}",
+        hint=f'Run "manage.py migrate cachesweeper zero --fake --database {alias}", then '
+        f'"manage.py migrate cachesweeper --database {alias}"; or set '
+        'CACHESWEEPER["JOURNAL"] = False.',
+        id="cachesweeper.W006",
+    )
 
 
 @register()

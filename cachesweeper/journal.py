@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cachesweeper")
 
 TABLE = "cachesweeper_journal"
+#: The migration that creates :data:`TABLE`.
+MIGRATION = ("cachesweeper", "0001_journal")
 #: Seconds before a database found without the table is looked at again.
 RECHECK = 10.0
 

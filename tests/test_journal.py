@@ -155,8 +155,28 @@ def test_check_w006_when_the_table_is_missing(monkeypatch: pytest.MonkeyPatch) -
     assert checks.check_journal(databases=["default"]) == []
     monkeypatch.setattr(journal, "has_table", lambda alias: False)
     [warning] = checks.check_journal(databases=["default"])
-    assert warning.id == "cachesweeper.W006" and "migrate" in (warning.hint or "")
+    assert warning.id == "cachesweeper.W006"
+    assert "recorded as applied" in warning.msg and "--fake" in (warning.hint or "")
     assert checks.check_journal(databases=None) == []  # a database check only
+
+
+def test_check_w006_before_migrate_says_migrate_creates_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``migrate`` runs the database checks before it migrates: the warning must make
+    sense there too.
+    """
+    from django.db.migrations.recorder import MigrationRecorder
+
+    monkeypatch.setattr(journal, "has_table", lambda alias: False)
+    recorder = MigrationRecorder(connection)
+    recorder.record_unapplied(*journal.MIGRATION)
+    try:
+        [warning] = checks.check_journal(databases=["default"])
+    finally:
+        recorder.record_applied(*journal.MIGRATION)
+    assert "not created yet" in warning.msg and "0001_journal is not applied" in warning.msg
+    assert "if this is migrate, it is creating it now" in (warning.hint or "")
 
 
 @pytest.mark.parametrize("setting", [{"JOURNAL": "yes"}, {"RELAY_DELAY": -1}])
