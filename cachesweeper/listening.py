@@ -6,11 +6,19 @@ on a ``NOTIFY`` instead, and wakes within milliseconds of the commit. The
 connection is psycopg's own, outside Django's (which a thread keeps per
 thread and may close); when it cannot be opened or breaks, the relay polls
 as before, and tries to listen again on its next wait.
+
+One relay listens per database: the one holding an advisory lock (:data:`LOCK`)
+on its listening connection. Were every process listening, each
+notification would wake them all, and each would run a claim on the journal
+for one row. The others poll as before and try for the lock every
+:data:`STANDBY` seconds; when the listener's process dies, its session ends,
+the lock is free, and another relay takes over within that time.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -25,44 +33,66 @@ logger = logging.getLogger("cachesweeper")
 
 #: Seconds between two looks at ``wake`` while waiting on notifications.
 SLICE = 0.1
+#: The advisory lock (``pg_try_advisory_lock``) the listening relay of a database holds.
+LOCK = 0x63735F72  # "cs_r"
+#: Seconds between two tries for the lock by a relay that does not hold it.
+STANDBY = 1.0
+#: Seconds before a database that could not be connected to is tried again.
+RETRY = 60.0
 
 
 class Listener:
-    """Waits for a notification on any listened database, or a timeout."""
+    """Waits for a notification on any database it listens to, or a timeout."""
 
     def __init__(self) -> None:
-        self._connections: dict[str, Any] = {}
-        self._failed: dict[str, float] = {}
+        self._connections: dict[str, Any] = {}  # alias -> open connection, listening or not
+        self._listening: set[str] = set()  # aliases whose lock this listener holds
+        self._tried: dict[str, float] = {}  # alias -> when the lock was last tried
+        self._failed: dict[str, float] = {}  # alias -> when connecting last failed
 
     def _open(self) -> None:
         if not conf.DATABASE_TRIGGERS:
             return
+        now = time.monotonic()
         for alias in settings.DATABASES:
-            if alias in self._connections or time.monotonic() - self._failed.get(alias, -60) < 60:
+            if (
+                alias in self._listening
+                or now - self._failed.get(alias, -RETRY) < RETRY
+                or now - self._tried.get(alias, -STANDBY) < STANDBY
+            ):
                 continue
+            self._tried[alias] = now
             try:
-                if not wanted(alias):
-                    continue
-                import psycopg
-
-                params = connections[alias].get_connection_params()
-                params.pop("cursor_factory", None)
-                params.pop("context", None)
-                connection = psycopg.connect(**params, autocommit=True)
-                connection.execute(f"LISTEN {CHANNEL}")
-                self._connections[alias] = connection
+                connection = self._connections.get(alias)
+                if connection is None:
+                    if not wanted(alias):
+                        continue
+                    connection = self._connections[alias] = _connect(alias)
+                if connection.execute("SELECT pg_try_advisory_lock(%s)", [LOCK]).fetchone()[0]:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self._listening.add(alias)
             except Exception:
-                self._failed[alias] = time.monotonic()
+                self._drop(alias)
+                self._failed[alias] = now
                 logger.warning(
                     "cachesweeper: the relay cannot LISTEN on %s; it polls instead",
                     alias,
                     exc_info=True,
                 )
 
+    def _drop(self, alias: str) -> None:
+        self._listening.discard(alias)
+        connection = self._connections.pop(alias, None)
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:
+                logger.debug("cachesweeper: could not close a LISTEN connection", exc_info=True)
+
     def listening(self) -> bool:
-        """Whether some database is listened to (else the caller polls)."""
+        """Whether this relay listens to some database (else the caller polls)."""
         self._open()
-        return bool(self._connections)
+        return bool(self._listening)
 
     def wait(self, timeout: float, wake: threading.Event) -> bool:
         """Wait up to ``timeout`` s for a notification or ``wake``; whether a notification
@@ -73,16 +103,16 @@ class Listener:
             if not self.listening():
                 wake.wait(max(0.0, deadline - time.monotonic()))
                 return False
-            share = min(SLICE, max(0.0, deadline - time.monotonic())) / len(self._connections)
-            for alias, connection in list(self._connections.items()):
+            share = min(SLICE, max(0.0, deadline - time.monotonic())) / len(self._listening)
+            for alias in list(self._listening):
+                connection = self._connections[alias]
                 try:
                     if any(True for _ in connection.notifies(timeout=share, stop_after=1)):
                         self._drain(connection)
                         return True
                 except Exception:
                     logger.debug("cachesweeper: LISTEN on %s broke", alias, exc_info=True)
-                    self._connections.pop(alias, None)
-                    connection.close()
+                    self._drop(alias)
         return False
 
     @staticmethod
@@ -92,6 +122,18 @@ class Listener:
             pass
 
     def close(self) -> None:
-        for connection in self._connections.values():
-            connection.close()
-        self._connections.clear()
+        for alias in list(self._connections):
+            self._drop(alias)
+
+
+def _connect(alias: str) -> Any:
+    """A psycopg connection of its own to ``alias``'s database, in autocommit, named
+    ``cachesweeper relay <pid>`` in ``pg_stat_activity``.
+    """
+    import psycopg
+
+    params = connections[alias].get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params["application_name"] = f"cachesweeper relay {os.getpid()}"
+    return psycopg.connect(**params, autocommit=True)

@@ -180,3 +180,85 @@ def test_triggers_command_errors() -> None:
             call_command("cachesweeper", "triggers")
         with pytest.raises(CommandError, match="unknown database"):
             call_command("cachesweeper", "triggers", "--database", "nowhere")
+
+
+def test_one_relay_listens_per_database_and_another_takes_over_when_it_dies(
+    site: dict[str, str],
+) -> None:
+    """Three processes sweep; one listens (a notification wakes one process, not all
+    three), and when it is killed another takes over: raw writes still sweep in ms.
+    """
+    import signal
+    import statistics
+    import time
+
+    import psycopg
+
+    from cachesweeper.listening import LOCK
+
+    host, port, user, name = site["CS_DB"].split(":", 1)[1].split(":")
+    database = psycopg.connect(host=host, port=port, user=user, dbname=name, autocommit=True)
+    subprocess.run(
+        [sys.executable, "-m", "tests.journal.scenario", "migrate", "1"],
+        env=site,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    processes = []
+    for _ in range(3):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.journal.scenario", "live"],
+            env=site,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None and process.stdout.readline().strip() == '"ready"'
+        processes.append(process)
+
+    def listeners(dead: int = 0) -> list[int]:
+        """The pids of the processes whose relay holds the lock, once one but ``dead`` does."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = database.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+                [LOCK],
+            ).fetchall()
+            pids = [int(row[0].rsplit(" ", 1)[1]) for row in found]
+            if (pids and dead not in pids) or time.monotonic() > deadline:
+                return pids
+            time.sleep(0.05)
+
+    def sweep_seconds() -> float:
+        """Median seconds from a raw write's commit to the journal being empty again."""
+        seconds = []
+        for index in range(5):
+            database.execute("UPDATE testapp_article SET title = %s", [f"t{index}"])
+            started = time.monotonic()
+            while database.execute(f"SELECT count(*) FROM {triggers.journal.TABLE}").fetchone()[0]:
+                assert time.monotonic() - started < 10, "the row was never swept"
+                time.sleep(0.002)
+            seconds.append(time.monotonic() - started)
+        return statistics.median(seconds)
+
+    try:
+        [first] = listeners()
+        assert first in {p.pid for p in processes}
+        listening = database.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+            "'cachesweeper relay %%' AND query LIKE 'LISTEN%%'"
+        ).fetchone()[0]
+        assert listening == 1
+        assert sweep_seconds() < 0.1  # woken by NOTIFY: polling takes about 0.25 s (3 pollers)
+
+        os.kill(first, signal.SIGKILL)
+        [second] = listeners(dead=first)
+        assert second != first and second in {p.pid for p in processes}
+        assert sweep_seconds() < 0.1
+    finally:
+        for process in processes:
+            process.kill()
+            process.communicate()
+        database.close()
