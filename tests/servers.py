@@ -60,6 +60,22 @@ DEBIAN_PACKAGES = {
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 
+def _wait_until_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Wait until every thread of ``pid`` shows state ``T`` (stopped) in ``/proc``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+            with contextlib.suppress(OSError):
+                # The state follows the command name, which is in parentheses.
+                states.append(Path(stat).read_text().rsplit(")", 1)[1].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        if time.monotonic() > deadline:
+            raise ServerError(f"process {pid} did not stop: thread states {states}")
+        time.sleep(0.001)
+
+
 class ServerError(RuntimeError):
     """A test server could not be started or stopped."""
 
@@ -332,6 +348,9 @@ class ServerProcess:
         if self._process is None or not self.running:
             raise ServerError(f"{self.binary_name} is not running")
         os.kill(self._process.pid, signal.SIGSTOP)
+        # kill() returns once the signal is queued; a thread already running may answer one
+        # more request. Wait until every thread is stopped, so "hung" holds from here on.
+        _wait_until_stopped(self._process.pid)
 
     def resume(self) -> None:
         """SIGCONT a server stopped with :meth:`pause`."""
