@@ -100,9 +100,9 @@ class Listener:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not wake.is_set():
-            if not self.listening():
-                wake.wait(max(0.0, deadline - time.monotonic()))
-                return False
+            if not self.listening():  # a standby: tries for the lock again every STANDBY s
+                wake.wait(min(STANDBY, max(0.0, deadline - time.monotonic())))
+                continue
             share = min(SLICE, max(0.0, deadline - time.monotonic())) / len(self._listening)
             for alias in list(self._listening):
                 connection = self._connections[alias]

@@ -7,6 +7,8 @@
                                                       # one transaction each, then stay alive
     python -m tests.journal.scenario read 1 2 3       # render each article's fragment
     python -m tests.journal.scenario live             # sweep once (the relay starts), stay alive
+    python -m tests.journal.scenario live --no-polling
+                                  # the same; the relay then replays only when a NOTIFY wakes it
     python -m tests.journal.scenario fill 300         # journal 300 sweeps of names "fill.N"
     python -m tests.journal.scenario rollback 1       # a transaction that saves, then rolls back
     python -m tests.journal.scenario count 1 100      # journal statements for 1 and 100 saves
@@ -38,7 +40,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.template import engines  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from cachesweeper import invalidate_tag, journal  # noqa: E402
+from cachesweeper import invalidate_tag, journal, relay  # noqa: E402
 from cachesweeper.journal import TABLE  # noqa: E402
 from tests.testapp.models import Article  # noqa: E402
 
@@ -116,6 +118,8 @@ def main(argv: list[str]) -> None:
         template = engines["django"].from_string(FRAGMENT)
         say({pk: template.render({"article": Article.objects.get(pk=pk)}) for pk in args})
     elif command == "live":
+        if "--no-polling" in args:
+            relay.INTERVAL = 3600.0  # read by the relay thread each time it schedules a replay
         invalidate_tag("journal-live")
         stay()
     elif command == "fill":
