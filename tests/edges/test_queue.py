@@ -292,7 +292,7 @@ def test_flush_gives_up_at_its_deadline_when_the_edge_hangs(hung_queue: PurgeQue
     hung_queue.put([HungEdge()], ["frontpage"])
     started = time.monotonic()
     assert hung_queue.flush(timeout=0.3) is False
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5  # the edge never answers: without a deadline, forever
     assert hung_queue.pending() == 1  # the batch in flight is still counted
 
 
@@ -306,7 +306,7 @@ def test_the_exit_flush_is_bounded_and_says_what_is_lost(
     started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="cachesweeper"):
         queue.flush_at_exit()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5  # the edge never answers: without a deadline, forever
     assert "purges could not be delivered before exit" in caplog.text
     assert any(r.getMessage().startswith("cachesweeper: 3 purges") for r in caplog.records)
 
