@@ -5,8 +5,8 @@
 On a PostgreSQL cluster started on a free loopback port by the test harness,
 with Redis as the version cache, each figure from a fresh process:
 
-* the journal's cost to an ORM transaction saving 1 and 100 articles, triggers
-  off and on (``tests/journal/scenario.py bench``);
+* the journal's cost to an ORM transaction saving 1 and 100 articles, and to one
+  save outside a transaction, triggers off and on (``tests/journal/scenario.py bench``);
 * ``update()`` of 1 and 100 rows in a transaction, triggers off and on: the
   statements the process sends (the trigger journals inside the write) and
   the median time (``tests/triggers/scenario.py cost``);
@@ -53,11 +53,14 @@ def main() -> None:
         for triggers in (False, True):
             site = env(triggers)
             scenario(site, "tests.journal.scenario", "migrate", "100")
-            saves = scenario(site, "tests.journal.scenario", "bench", repeat, "1", "100")
+            saves = scenario(
+                site, "tests.journal.scenario", "bench", repeat, "1", "100", "autocommit"
+            )
             for size, figure in saves.items():
                 on_journal = figure["journal"] + figure["journal_after_commit"]
+                write = "ORM save, autocommit" if size == "autocommit" else f"ORM save x{size}"
                 print(
-                    f"| ORM save x{size} | {'on' if triggers else 'off'} | "
+                    f"| {write} | {'on' if triggers else 'off'} | "
                     f"{figure['statements']} | {on_journal} | {figure['seconds'] * 1000:.2f} |"
                 )
         for triggers in (False, True):

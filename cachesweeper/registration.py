@@ -36,6 +36,7 @@ from cachesweeper.dependencies import (
 )
 from cachesweeper.edges.loading import configured
 from cachesweeper.registry import PurgeUrls, Registration, Tags, registration_for, urls_of
+from cachesweeper.relay import relay
 from cachesweeper.sweeps import sweep
 
 logger = logging.getLogger("cachesweeper")
@@ -214,15 +215,17 @@ def _arm(database: str | None) -> None:
 
 
 def _disarm(database: str | None) -> None:
-    """A save of ignored fields only: its trigger's row is swept at once, not relayed later.
+    """A save of ignored fields only: its trigger's row is taken by this process's relay
+    thread moments later, not replayed after ``RELAY_DELAY``.
 
     The trigger cannot tell ignored columns from others, so with triggers such
-    a write sweeps; the row may also hold other armed writes, never dropped.
+    a write sweeps.
     """
     try:
         connection = connections[database or DEFAULT_DB_ALIAS]
-        if not connection.in_atomic_block:
-            sweep(triggers.absorb(connection), database=connection.alias)
+        armed = None if connection.in_atomic_block else triggers.taken_key(connection)
+        if armed is not None:
+            relay.take_soon(connection.alias, armed, ())
     except Exception:
         logger.exception("cachesweeper: could not take the trigger's journal row")
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from cachesweeper import journal, retries
 from cachesweeper.conf import conf
@@ -59,6 +59,9 @@ class Relay:
         #: alias -> row ids whose sweep is done, to delete
         self._done: dict[str, set[int]] = {}
         self._warned: dict[str, float] = {}  # alias -> when its failure was last warned of
+        #: alias -> (key, names its sweep bumped) of autocommit saves whose trigger rows
+        #: to take (:func:`cachesweeper.triggers.arm`)
+        self._armed: dict[str, list[tuple[str, frozenset[str]]]] = {}
 
     # -- rows this process is finishing ----------------------------------------------------
 
@@ -132,6 +135,41 @@ class Relay:
             return
         self.settle(alias)
 
+    def take_soon(self, alias: str, key: str, bumped: Iterable[str]) -> None:
+        """Take the trigger rows of an autocommit ORM save armed with ``key``, off the
+        caller's path when it can (as :meth:`settle_soon`).
+
+        Its sweep bumped ``bumped``; the names the rows hold besides (a trigger
+        may name more than the signals) are swept then. Should this process
+        die before, a relay replays the rows after ``RELAY_DELAY``.
+        """
+        with self._lock:
+            self._armed.setdefault(alias, []).append((key, frozenset(bumped)))
+        if self.running() and not journal.in_memory(alias):
+            self._wake.set()
+            return
+        self.take(alias)
+
+    def take(self, alias: str) -> None:
+        """Delete the trigger rows :meth:`take_soon` was given, and sweep what else they name.
+
+        One ``DELETE`` for all of them, in a transaction with the sweep: a failed
+        bump is journaled in it (see ``sweep_now``), and if this process dies
+        meanwhile, the rows stay for a relay.
+        """
+        from cachesweeper import sweeps, triggers
+
+        with self._lock:
+            armed = dict(self._armed.pop(alias, []))
+        if not armed:
+            return
+        with transaction.atomic(using=alias):
+            found = triggers.take(connections[alias], list(armed))
+            bumped = {key: armed[key] for key, _ in found}
+            extra = [name for key, names in found for name in names if name not in bumped[key]]
+            if extra:
+                sweeps.sweep_now(list(dict.fromkeys(extra)), database=alias)
+
     def _hold_slow(self, alias: str) -> None:
         """Rows whose purges have waited a while stay claimed: no relay bumps them again."""
         cutoff = time.monotonic() - min(conf.RELAY_DELAY / 2, INTERVAL)
@@ -193,6 +231,7 @@ class Relay:
                     continue
                 _reconnect_if_broken(alias)
                 self.settle(alias)
+                self.take(alias)
                 if replaying:
                     self._hold_slow(alias)
                     replayed += self.replay(alias, older_than)
@@ -254,9 +293,10 @@ class Relay:
     def release(self) -> None:
         """At exit: delete what is done; rows still held go back to the other relays at once."""
         with self._lock:
-            aliases = set(self._done) | set(self._waiting)
+            aliases = set(self._done) | set(self._waiting) | set(self._armed)
         for alias in aliases:
             try:
+                self.take(alias)
                 self.settle(alias)
                 with self._lock:
                     ids = list(self._waiting.pop(alias, {}))

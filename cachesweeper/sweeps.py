@@ -156,11 +156,12 @@ def sweep(
     if connection.in_atomic_block:
         _defer(connection, names, urls, saved)
     else:
-        # An autocommit ORM save's trigger row (armed in pre_save): swept here, once.
-        names += [name for name in triggers.absorb(connection) if name not in names]
+        armed = triggers.taken_key(connection)
         sweep_now(names, urls, database=connection.alias)
         if saved is not None:
             stamps.restamp(saved)
+        if armed is not None:  # an autocommit ORM save's trigger row: its names, once
+            relay.take_soon(connection.alias, armed, names)
 
 
 def sweep_now(

@@ -25,14 +25,16 @@ What a trigger names, old and new rows alike:
 
 A trigger's row has no process of its own waiting to bump it: it is written
 with ``created_at = 0``, due at once for any relay. Its ``claimed_by`` holds
-``x<transaction id>`` so that an ORM sweep in the same transaction absorbs
-it (:func:`absorb`): one bump, not two.
+``x<transaction id>`` so that an ORM sweep in the same transaction takes it
+in (:func:`write_taking`): one bump, not two. An autocommit ORM save marks
+its session first (:func:`arm`), so its row waits for this process instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +54,7 @@ from cachesweeper.registry import Registration, registration_for, tracked_fields
 CHANNEL = "cachesweeper"
 #: Prefix of every function this module installs (and may drop).
 PREFIX = "cachesweeper_"
-#: The session setting an ORM save arms before an autocommit write (:func:`arm`).
+#: The session setting an ORM save sets before an autocommit write (:func:`arm`).
 MARKER = "cachesweeper.orm"
 #: How deep lone foreign-key touches are followed in SQL.
 DEPTH = 4
@@ -115,6 +117,22 @@ $cs$;
     f"CREATE CONSTRAINT TRIGGER cachesweeper_notify AFTER INSERT ON {journal.TABLE} "
     "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.created_at = 0) "
     "EXECUTE FUNCTION cachesweeper_notify()",
+    f"""
+CREATE OR REPLACE FUNCTION cachesweeper_disarm() RETURNS trigger
+LANGUAGE plpgsql AS $cs$
+BEGIN
+  IF 'p' || current_setting('{MARKER}', true) = NEW.claimed_by THEN
+    PERFORM set_config('{MARKER}', '', false);
+  END IF;
+  RETURN NULL;
+END
+$cs$;
+""",
+    "COMMENT ON FUNCTION cachesweeper_disarm() IS 'cachesweeper disarm'",
+    f"DROP TRIGGER IF EXISTS cachesweeper_disarm ON {journal.TABLE}",
+    f"CREATE CONSTRAINT TRIGGER cachesweeper_disarm AFTER INSERT ON {journal.TABLE} "
+    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.claimed_by LIKE 'p%') "
+    "EXECUTE FUNCTION cachesweeper_disarm()",
 ]
 
 
@@ -170,10 +188,10 @@ BEGIN
     RETURN NULL;  -- no row changed
   END IF;
   found := coalesce(found, ARRAY[]::text[]) || ARRAY[{constant}]::text[];
-  IF current_setting('{MARKER}', true) = 'on' THEN  -- an ORM save: its process sweeps
+  IF coalesce(current_setting('{MARKER}', true), '') <> '' THEN  -- an ORM save: its process
     INSERT INTO {journal.TABLE} (names, urls, created_at, claimed_until, claimed_by, bumped)
     VALUES (array_to_json(found)::text, '[]', extract(epoch FROM clock_timestamp()), 0,
-            'p' || pg_backend_pid()::text, false);
+            'p' || current_setting('{MARKER}'), false);
   ELSE
     INSERT INTO {journal.TABLE} (names, urls, created_at, claimed_until, claimed_by, bumped)
     VALUES (array_to_json(found)::text, '[]', 0, 0, 'x' || txid_current()::text, false);
@@ -447,23 +465,46 @@ def arm(connection: BaseDatabaseWrapper) -> None:
 
     Django sends ``pre_save`` before it opens a transaction, and commits the
     write before ``post_save``: no transaction-local marker can reach it. So
-    the marker is a session setting, and the trigger writes the row as an
-    ordinary journal row of this backend (``p<pid>``, due after
-    ``RELAY_DELAY``) instead of one due at once; :func:`absorb`, in the
-    sweep that follows, takes it and disarms. If the write fails, the marker
-    stays armed until the next sweep on the connection: writes meanwhile are
-    journaled all the same, only replayed ``RELAY_DELAY`` later (should this
-    process die) — delayed, never lost.
+    the marker is a session setting holding a fresh key; the trigger writes
+    the row as an ordinary journal row of this process (``p<key>``, due after
+    ``RELAY_DELAY``) instead of one due at once, and a deferred trigger on the
+    journal clears the marker at the write's commit. The sweep that follows
+    hands the key to the relay thread (:func:`taken_key`), which takes the row
+    off the request's path. If the write fails, the marker stays until the
+    next ORM save sets a new one: writes meanwhile are journaled all the
+    same, only replayed ``RELAY_DELAY`` later — delayed, never lost.
     """
     if active(connection) and not connection.in_atomic_block:
+        key = secrets.token_hex(8)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config(%s, 'on', false)", [MARKER])
-        connection._cachesweeper_armed = True  # type: ignore[attr-defined]
+            cursor.execute("SELECT set_config(%s, %s, false)", [MARKER, key])
+        connection._cachesweeper_armed = key  # type: ignore[attr-defined]
+
+
+def taken_key(connection: BaseDatabaseWrapper) -> str | None:
+    """The key an autocommit ORM save armed on ``connection`` (:func:`arm`), once; no query.
+
+    Its trigger rows are ``p<key>``: :func:`take` removes them, with their names.
+    """
+    key: str | None = getattr(connection, "_cachesweeper_armed", None)
+    connection._cachesweeper_armed = None  # type: ignore[attr-defined]
+    return key
+
+
+def take(connection: BaseDatabaseWrapper, keys: list[str]) -> list[tuple[str, list[str]]]:
+    """Delete the trigger rows of the armed saves ``keys``: each row's key and names."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {journal.TABLE} WHERE claimed_until = 0 AND claimed_by = ANY(%s) "
+            "RETURNING claimed_by, names",
+            [[f"p{key}" for key in keys]],
+        )
+        return [(owner[1:], json.loads(names)) for owner, names in cursor.fetchall()]
 
 
 _TAKEN = (
     f"WITH taken AS (DELETE FROM {journal.TABLE} WHERE claimed_until = 0 AND claimed_by IN "
-    "('x' || txid_current()::text, 'p' || pg_backend_pid()::text) RETURNING names), "
+    "('x' || txid_current()::text, 'p' || current_setting(%s, true)) RETURNING names), "
     "merged AS (SELECT coalesce(json_agg(DISTINCT n), '[]'::json)::text AS names FROM ("
     "SELECT json_array_elements_text(%s::json) AS n "
     "UNION SELECT json_array_elements_text(taken.names::json) FROM taken) AS s) "
@@ -475,9 +516,18 @@ def write_taking(
 ) -> tuple[int, list[str]]:
     """Journal a transaction's sweep, taking its triggers' rows in: one statement.
 
-    ``journal.write`` and :func:`absorb` at once, just before the commit: the
-    row holds our names and every name this transaction's triggers journaled,
-    and this returns its id and those names. See :func:`absorb` for why.
+    Why: a save of a registered model fires its table's trigger *and* its
+    signals. The signals' sweep is journaled in the same transaction, just
+    before its commit; taking the trigger's rows into it leaves one row,
+    bumped once after the commit by this process, with every write the
+    transaction made. A transaction-local marker set before the write (``SET
+    LOCAL``) was the other way, but it would also silence the trigger for
+    every later write in the transaction (an ``update()`` after a save) and
+    cannot reach an autocommit save (see :func:`arm`).
+
+    ``journal.write`` and the taking at once: the row holds our names and
+    every name this transaction's triggers (and an armed session's) journaled;
+    this returns its id and those names.
     """
     encoded = json.dumps(names, separators=(",", ":"))
     urls_text = json.dumps(urls, separators=(",", ":"))
@@ -486,37 +536,7 @@ def write_taking(
             _TAKEN + f"INSERT INTO {journal.TABLE} "
             "(names, urls, created_at, claimed_until, claimed_by, bumped) "
             "SELECT merged.names, %s, %s, 0, '', false FROM merged RETURNING id, names",
-            [encoded, urls_text, time.time()],
+            [MARKER, encoded, urls_text, time.time()],
         )
         found = cursor.fetchone()
     return int(found[0]), list(json.loads(found[1]))
-
-
-def absorb(connection: BaseDatabaseWrapper) -> list[str]:
-    """Take this transaction's (and this armed session's) trigger rows: their names.
-
-    Why: a save of a registered model fires its table's trigger *and* its
-    signals. The signals' sweep is journaled in the same transaction, just
-    before its commit (:func:`write_taking`); taking the trigger's rows into
-    it leaves one row, bumped once after the commit by this process, with
-    every write the transaction made. A transaction-local marker set before
-    the write (``SET LOCAL``) was the other way, but it would also silence
-    the trigger for every later write in the transaction (an ``update()``
-    after a save) and cannot reach an autocommit save (see :func:`arm`).
-
-    This takes an armed autocommit save's row (one statement); in a
-    transaction, :func:`write_taking` takes the rows. None otherwise.
-    """
-    if not active(connection) or not getattr(connection, "_cachesweeper_armed", False):
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH taken AS (DELETE FROM {journal.TABLE} WHERE claimed_until = 0 AND "
-            "claimed_by IN ('x' || txid_current()::text, 'p' || pg_backend_pid()::text) "
-            "RETURNING names) SELECT coalesce(json_agg(names), '[]')::text, "
-            "set_config(%s, '', false) FROM taken",
-            [MARKER],
-        )
-        row = cursor.fetchone()
-    connection._cachesweeper_armed = False  # type: ignore[attr-defined]
-    return [name for names in json.loads(row[0]) for name in json.loads(names)]

@@ -13,6 +13,7 @@
     python -m tests.journal.scenario rollback 1       # a transaction that saves, then rolls back
     python -m tests.journal.scenario count 1 100      # journal statements for 1 and 100 saves
     python -m tests.journal.scenario bench 50 1 100   # the same, median time of 50 each
+    python -m tests.journal.scenario bench 50 autocommit  # one save outside a transaction
 
 Prints one JSON line (after "ready" for the processes that stay). ``--stay``
 and ``live`` wait for SIGTERM and then exit normally, running the exit hooks
@@ -71,6 +72,24 @@ def save(pk: int, body: str, die: bool = False) -> None:
         article = Article.objects.get(pk=pk)
         article.body = body
         article.save()
+
+
+def autocommit_statements() -> dict[str, float]:
+    """The same for one save outside a transaction (Django commits it before ``post_save``)."""
+    article = Article.objects.order_by("pk").first()
+    assert article is not None
+    journal.usable(connection.alias)
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        article.save()
+        seconds = time.perf_counter() - started
+    sql = [query["sql"] for query in queries.captured_queries]
+    return {
+        "statements": len(sql),
+        "journal": sum(TABLE in text for text in sql),
+        "journal_after_commit": 0,  # no transaction: nothing is journaled unless a bump fails
+        "seconds": seconds,
+    }
 
 
 def journal_statements(saves: int) -> dict[str, float]:
@@ -141,8 +160,11 @@ def main(argv: list[str]) -> None:
         say({saves: journal_statements(int(saves)) for saves in args})
     elif command == "bench":  # bench REPEAT SAVES...: medians of REPEAT transactions each
         repeat, results = int(args[0]), {}
-        for saves in args[1:]:
-            runs = [journal_statements(int(saves)) for _ in range(repeat)]
+        for saves in args[1:]:  # a number of saves in a transaction, or "autocommit"
+            measure = autocommit_statements if saves == "autocommit" else None
+            runs = [
+                measure() if measure else journal_statements(int(saves)) for _ in range(repeat)
+            ]
             results[saves] = {**runs[-1], "seconds": statistics.median(r["seconds"] for r in runs)}
         say(results)
     else:

@@ -39,7 +39,7 @@ from cachesweeper.conf import conf  # noqa: E402
 from cachesweeper.dependencies import encode  # noqa: E402
 from cachesweeper.listening import Listener  # noqa: E402
 from cachesweeper.relay import relay  # noqa: E402
-from tests.testapp.models import Article, Comment, Vote  # noqa: E402
+from tests.testapp.models import Article, Comment, Restaurant, Vote  # noqa: E402
 
 #: Seconds a relayed sweep may take on a busy machine (with NOTIFY it takes milliseconds).
 DEADLINE = 20.0
@@ -258,15 +258,48 @@ def bumps() -> dict[str, Any]:
     mixed = dict(counted)
     notified["mixed"] = heard()
     counted.clear()
-    article.save()  # autocommit: Django writes and commits before post_save
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        article.save()  # autocommit: Django writes and commits before post_save
+    autocommit_sql = [query["sql"].split(" ", 1)[0] for query in queries.captured_queries]
     wait_done()
     time.sleep(0.3)
     autocommit = counted[name]
     notified["autocommit"] = heard()
+    # The save's commit cleared the session's marker: a write after it is due at once.
+    counted.clear()
+    Article.objects.filter(pk=articles[1].pk).update(title="after an autocommit save")
+    notified["update_after_autocommit"] = heard()
+    wait_done()
+    after_autocommit = counted[f"testapp.article.{articles[1].pk}"]
+    # Multi-table inheritance: two UPDATEs in the save's own transaction, both its process's.
+    restaurant = Restaurant.objects.create(name="r")
+    wait_done()
+    heard()
+    counted.clear()
+    restaurant.serves = "soup"
+    restaurant.save()
+    wait_done()
+    time.sleep(0.3)
+    inherited = counted[f"testapp.restaurant.{restaurant.pk}"]
+    notified["inherited"] = heard()
+    # Ignored fields only: the signals sweep nothing, the trigger's row is swept once.
+    counted.clear()
+    restaurant.visits += 1
+    restaurant.save(update_fields=["visits"])
+    wait_done()
+    time.sleep(0.3)
+    ignored = counted[f"testapp.restaurant.{restaurant.pk}"]
+    notified["ignored"] = heard()
     ear.close()
     retries.attempt = original  # type: ignore[assignment]
     return {
         "autocommit": autocommit,
+        "autocommit_statements": autocommit_sql,
+        "update_after_autocommit": after_autocommit,
+        "inherited": inherited,
+        "ignored": ignored,
         "notified": notified,
         "in_transaction": in_transaction,
         "mixed_saved": mixed.get(name, 0),

@@ -94,11 +94,26 @@ def test_an_orm_save_costs_one_bump(site: dict[str, str]) -> None:
     assert run(site, "bumps") == {
         "in_transaction": 1,  # two saves of one article in a transaction
         "autocommit": 1,
+        # One statement besides the save's own: the session's marker, set before it. The
+        # relay thread takes the trigger's row afterwards, on its own connection.
+        "autocommit_statements": ["SELECT", "UPDATE"],
+        # The marker was cleared at the save's commit: an update() after it is due at
+        # once, a relay is woken and sweeps it.
+        "update_after_autocommit": 1,
+        "inherited": 1,  # two tables, one transaction of Django's: one bump
+        "ignored": 1,  # only ignored fields saved: the trigger cannot tell, it sweeps once
         "mixed_saved": 1,  # a save, then an update() of another row, in one transaction
         "mixed_updated": 1,
         # The relays are woken only for rows no process took in. The update() after the
         # save is taken in too: the transaction's sweep is journaled just before its commit.
-        "notified": {"in_transaction": 0, "mixed": 0, "autocommit": 0},
+        "notified": {
+            "in_transaction": 0,
+            "mixed": 0,
+            "autocommit": 0,
+            "update_after_autocommit": 1,
+            "inherited": 0,
+            "ignored": 0,
+        },
     }
 
 
