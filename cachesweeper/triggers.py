@@ -426,13 +426,14 @@ def status(alias: str) -> list[Status]:
                 state = "out of date"
             found.append(Status(table.name, state))
         cursor.execute(
-            "SELECT count(*) FROM pg_trigger WHERE tgname = 'cachesweeper_notify' "
-            "AND tgrelid = to_regclass(%s)",
+            "SELECT count(*) FROM pg_trigger WHERE tgname IN "
+            "('cachesweeper_notify', 'cachesweeper_disarm') AND tgrelid = to_regclass(%s)",
             [journal.TABLE],
         )
         row = cursor.fetchone()
-        state = "current" if row is not None and row[0] else "missing"
-        found.append(Status(f"{journal.TABLE} (NOTIFY at commit)", state))
+        count = row[0] if row is not None else 0
+        state = "current" if count == 2 else "out of date" if count else "missing"
+        found.append(Status(f"{journal.TABLE} (at commit: NOTIFY, clear the marker)", state))
     return found
 
 

@@ -394,6 +394,7 @@ def status() -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute('DROP TRIGGER "cachesweeper_update" ON testapp_comment')
         cursor.execute("COMMENT ON FUNCTION cachesweeper_testapp_vote() IS 'cachesweeper old'")
+        cursor.execute(f"DROP TRIGGER cachesweeper_disarm ON {journal.TABLE}")
     after, warned_after = listed(), warnings()
     out = StringIO()
     call_command("cachesweeper", "triggers", "--install", stdout=out)
