@@ -130,10 +130,8 @@ class Relay:
         leaves alone) they are deleted now. Should this process die before,
         a relay replays the rows: one miss each, nothing lost.
         """
-        if self.running() and not journal.in_memory(alias):
-            self._wake.set()
-            return
-        self.settle(alias)
+        if not self._handed_to_thread(alias):
+            self.settle(alias)
 
     def take_soon(self, alias: str, key: str, bumped: Iterable[str]) -> None:
         """Take the trigger rows of an autocommit ORM save armed with ``key``, off the
@@ -145,10 +143,16 @@ class Relay:
         """
         with self._lock:
             self._armed.setdefault(alias, []).append((key, frozenset(bumped)))
+        if not self._handed_to_thread(alias):
+            self.take(alias)
+
+    def _handed_to_thread(self, alias: str) -> bool:
+        """Wake the relay thread to do the work for ``alias``; ``False`` when it cannot
+        (not running, or an in-memory SQLite database, which it leaves alone)."""
         if self.running() and not journal.in_memory(alias):
             self._wake.set()
-            return
-        self.take(alias)
+            return True
+        return False
 
     def take(self, alias: str) -> None:
         """Delete the trigger rows :meth:`take_soon` was given, and sweep what else they name.
